@@ -1,0 +1,47 @@
+// sparsify-onnx: the ABI between generated kernels and the custom-op layer.
+// Every generated kernel exports C launchers with these signatures, named
+// <procedural_name>_cpu and <procedural_name>_cuda. Return 0 on success,
+// non-zero on failure (the op layer turns it into an onnxruntime error status).
+// Pointers are to contiguous row-major data; X is [M, K], Y and residual [M, N],
+// bias [N], values is the packed weight (codegen/packing.py).
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef void (*sp_task_fn)(void* user, size_t index);
+
+// Parallel-for handed to CPU kernels (backed by onnxruntime's intra-op pool
+// through KernelContext_ParallelFor when available, else a plain loop).
+typedef struct sp_parallel {
+  void (*parallel_for)(const struct sp_parallel* self, sp_task_fn fn, void* user, size_t total);
+  void* ctx;
+} sp_parallel_t;
+
+typedef int (*sp_cpu_kernel_fn)(const void* X, const void* values, const void* bias, const void* residual,
+                                void* Y, int64_t M, const sp_parallel_t* par);
+
+// stream is the cudaStream_t onnxruntime gives the op (KernelContext_GetGPUComputeStream).
+// scratch (scratch_bytes, from onnxruntime's allocator) is sized by the kernel's _cuda_scratch(M).
+typedef int (*sp_cuda_kernel_fn)(const void* X, const void* values, const void* bias, const void* residual,
+                                 void* Y, int64_t M, void* stream, void* scratch, size_t scratch_bytes);
+typedef size_t (*sp_cuda_scratch_fn)(int64_t M);
+
+enum sp_dtype { SP_FP32 = 0, SP_FP16 = 1 };
+
+typedef struct sp_kernel_entry {
+  const char* name;  // procedural name, the op's `kernel` attribute
+  int64_t K, N;
+  int dtype;  // enum sp_dtype
+  int has_bias, has_residual;
+  sp_cpu_kernel_fn cpu;           // NULL when only a CUDA variant exists
+  sp_cuda_kernel_fn cuda;         // NULL when built without CUDA
+  sp_cuda_scratch_fn cuda_scratch;  // NULL when no scratch is needed
+} sp_kernel_entry_t;
+
+#ifdef __cplusplus
+}
+#endif
