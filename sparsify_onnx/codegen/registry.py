@@ -61,6 +61,15 @@ class KernelSpec:
         return (f"sp_{self.op}_{self.family}_{self.dtype}_{self.pattern.short()}_k{self.K}_n{self.N}"
                 f"_{self.epilogue.short()}_t{tile}_{self.tables_hash[:12]}")
 
+    def op_key(self) -> str:
+        """Device-neutral identity of the computation: the op's ``kernel`` attribute.
+
+        The CPU and the CUDA kernel of one node share it; the dispatch table maps it
+        to each device's launcher (``<procedural_name>_cpu`` / ``_cuda``).
+        """
+        return (f"sp_{self.op}_{self.dtype}_{self.pattern.short()}_k{self.K}_n{self.N}"
+                f"_{self.epilogue.short()}_{self.tables_hash[:12]}")
+
     def spec_hash(self) -> str:
         return hashlib.sha256(repr(self).encode()).hexdigest()
 

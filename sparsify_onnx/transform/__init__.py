@@ -1,0 +1,47 @@
+"""Transform stage: the execution plan.
+
+Entry point: `transform(propagated, options) -> Plan`. Channel compaction
+(compact.py) runs first, then sparse operator replacement (replace.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx
+
+from ..codegen.registry import KernelSpec, PackedWeight
+
+
+@dataclass
+class NodePlan:
+    node: str  # node name in the source model
+    op_type: str
+    action: str  # "sparse" (custom op) | "dense" (kept) | "compacted" (shrunk, dense)
+    weight: str | None = None
+    pattern: str = "dense"  # Pattern.short()
+    density: float = 1.0  # live share of the weight
+    shape: tuple = ()  # effective [K, N]
+    kernels: dict[str, KernelSpec] = field(default_factory=dict)  # device -> chosen kernel
+    op_key: str | None = None  # the custom op's `kernel` attribute
+    fused: list[str] = field(default_factory=list)  # names of nodes folded into the epilogue
+    reason: str = ""  # why this action (cost model / measured / not supported ...)
+    macs_dense: int = 0  # multiply-adds per row of X (per token) before
+    macs_live: int = 0  # ... and after
+
+    def to_dict(self) -> dict:
+        return {"node": self.node, "op_type": self.op_type, "action": self.action, "weight": self.weight,
+                "pattern": self.pattern, "density": self.density, "shape": list(self.shape),
+                "kernels": {d: k.to_dict() for d, k in self.kernels.items()}, "op_key": self.op_key,
+                "fused": self.fused, "reason": self.reason, "macs_dense_per_row": self.macs_dense,
+                "macs_live_per_row": self.macs_live}
+
+
+@dataclass
+class Plan:
+    model: onnx.ModelProto  # the rewritten graph (custom ops in domain ai.sparsify)
+    reference: onnx.ModelProto  # the pruned dense model: what the engine must reproduce
+    kernels: list[tuple[KernelSpec, PackedWeight]] = field(default_factory=list)  # unique, all devices
+    nodes: list[NodePlan] = field(default_factory=list)
+    devices: tuple[str, ...] = ("cpu",)
+    decided_by: str = "cost model"  # or "measured on <GPU name>"
+    compaction: dict = field(default_factory=dict)  # what channel compaction removed
