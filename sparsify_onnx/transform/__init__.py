@@ -45,3 +45,28 @@ class Plan:
     devices: tuple[str, ...] = ("cpu",)
     decided_by: str = "cost model"  # or "measured on <GPU name>"
     compaction: dict = field(default_factory=dict)  # what channel compaction removed
+
+
+def transform(propagated, options=None) -> Plan:
+    """Channel compaction (when propagation ran), then sparse operator replacement."""
+    from ..graph import index_model
+    from .replace import TransformOptions, replace_sparse_ops
+
+    options = options or TransformOptions()
+    annotated = propagated.annotated
+    lo = annotated.loaded
+    compaction: dict = {}
+    if options.compact and annotated.spec.propagate:
+        from .compact import compact
+        res = compact(propagated)
+        compaction = {"removed": res.removed, "stats": getattr(res, "stats", {})}
+        lo = index_model(res.model)
+    model, plans, kernels = replace_sparse_ops(lo, annotated.selections, options,
+                                               excluded=annotated.excluded_nodes)
+    removed = compaction.get("removed") or {}
+    for p in plans:
+        if p.action == "dense" and p.weight in removed:
+            p.action = "compacted"
+            p.reason = (p.reason + "; " if p.reason else "") + "shrunk by channel compaction"
+    return Plan(model=model, reference=annotated.loaded.model, kernels=kernels, nodes=plans,
+                devices=tuple(options.devices), decided_by="cost model", compaction=compaction)

@@ -1,0 +1,235 @@
+"""The `sparsify-onnx` command line. One class per subcommand; its docstring is its help.
+
+User errors (SparsifyError) print one message and a hint, exit 1. Anything
+else is a bug: traceback, exit 2. Every run ends with a one-line verdict.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from .errors import SparsifyError
+
+
+def _shapes(values: list[str] | None) -> dict:
+    from .bench.latency import parse_input_shapes
+    return parse_input_shapes(values or [])
+
+
+class Command:
+    name = ""
+
+    def add_args(self, p: argparse.ArgumentParser) -> None:
+        pass
+
+    def run(self, args) -> str:
+        """Do the work; return the verdict line."""
+        raise NotImplementedError
+
+
+class Inspect(Command):
+    """List every node with a weight (op, weight, stored layout, shape, dtype, density, zero structure).
+
+    With SPEC: what each rule selects, and what propagation would add. Compiles nothing.
+    """
+    name = "inspect"
+
+    def add_args(self, p):
+        p.add_argument("model", help="ONNX model")
+        p.add_argument("spec", nargs="?", help="sparsity spec (YAML)")
+        p.add_argument("--infer-rules", action="store_true", help="infer rules for unknown ops by tensor scrambling")
+
+    def run(self, args):
+        from .annotate.inspect import format_model_table, format_spec_table, inspect_model, inspect_spec
+        from .graph import load_model
+        lo = load_model(args.model)
+        if not args.spec:
+            rows = inspect_model(lo)
+            print(format_model_table(rows))
+            return f"inspected {args.model}: {len(rows)} nodes with weights"
+        from .annotate import annotate
+        from .propagate import propagate
+        from .propagate.report import format_propagation
+        from .spec import load_spec
+        spec = load_spec(args.spec)
+        rows = inspect_spec(lo, spec)
+        print(format_spec_table(rows))
+        annotated = annotate(lo, spec)
+        prop = propagate(annotated, enabled=spec.propagate, infer_rules=args.infer_rules)
+        print()
+        print(format_propagation(prop))
+        return f"inspected {args.model} with {args.spec}: {len(annotated.selections)} tensors selected"
+
+
+class Prune(Command):
+    """Apply the spec's sparsifiers and write the pruned dense model (any runtime can run it)."""
+    name = "prune"
+
+    def add_args(self, p):
+        p.add_argument("model")
+        p.add_argument("spec")
+        p.add_argument("-o", "--output", required=True, help="output .onnx path")
+
+    def run(self, args):
+        from .annotate import annotate
+        from .graph import load_model, save_model
+        from .spec import load_spec
+        annotated = annotate(load_model(args.model), load_spec(args.spec))
+        save_model(annotated.loaded.model, args.output)
+        parts = [f"{t}: {s.density_before:.2f} -> {s.density_after:.2f}" for t, s in annotated.selections.items()]
+        for line in parts:
+            print("  " + line)
+        return f"pruned {len(parts)} tensors, wrote {args.output}"
+
+
+class Compact(Command):
+    """Propagate sparsity and remove dead rows, columns and channels: a smaller dense model."""
+    name = "compact"
+
+    def add_args(self, p):
+        p.add_argument("model")
+        p.add_argument("spec")
+        p.add_argument("-o", "--output", required=True, help="output .onnx path")
+
+    def run(self, args):
+        from .annotate import annotate
+        from .graph import load_model, save_model
+        from .propagate import propagate
+        from .spec import load_spec
+        from .transform.compact import compact
+        lo = load_model(args.model)
+        prop = propagate(annotate(lo, load_spec(args.spec)), enabled=True)
+        res = compact(prop)
+        save_model(res.model, args.output)
+        import numpy as np
+        before = sum(int(np.prod(t.dims)) for t in lo.graph.initializer)
+        after = sum(int(np.prod(t.dims)) for t in res.model.graph.initializer)
+        for name, what in res.removed.items():
+            print(f"  {name}: {what}")
+        return f"compacted {len(res.removed)} weights: {before} -> {after} weight elements, wrote {args.output}"
+
+
+class Convert(Command):
+    """Convert MODEL with SPEC into an engine directory: propagate, rewrite, generate and build kernels,
+    verify against the pruned dense model, report latency."""
+    name = "convert"
+
+    def add_args(self, p):
+        p.add_argument("model")
+        p.add_argument("spec")
+        p.add_argument("-o", "--output", required=True, help="engine directory (replaced atomically)")
+        p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
+        p.add_argument("--input-shape", action="append", metavar="NAME=2x128",
+                       help="concrete shape of a graph input (repeatable)")
+        p.add_argument("--no-verify", action="store_true", help="skip the comparison with the pruned dense model")
+        p.add_argument("--no-bench", action="store_true", help="skip the latency measurement in the report")
+        p.add_argument("--policy", default="auto", choices=["auto", "always", "never"],
+                       help="auto: the cost model decides per node; always: every supported sparse weight")
+        p.add_argument("--arch", default="sm_80,sm_90", help="CUDA architectures (comma-separated)")
+        p.add_argument("--cpu-arch", default="native", help="g++ -march value for the CPU kernels")
+        p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads for verify/bench")
+        p.add_argument("--infer-rules", action="store_true", help="tensor scrambling for ops without a rule")
+        p.add_argument("-q", "--quiet", action="store_true")
+
+    def run(self, args):
+        from .bench.report import format_console
+        from .pipeline import ConvertOptions, convert
+        opt = ConvertOptions(device=args.device, verify=not args.no_verify, bench=not args.no_bench,
+                             input_shapes=_shapes(args.input_shape), policy=args.policy,
+                             infer_rules=args.infer_rules,
+                             cuda_arch=tuple(a.strip() for a in args.arch.split(",") if a.strip()),
+                             cpu_arch=args.cpu_arch, threads=args.threads, quiet=args.quiet)
+        report = convert(args.model, args.spec, args.output, opt)
+        print(format_console(report))
+        return f"engine written to {args.output}"
+
+
+class Bench(Command):
+    """Time an engine against its source model in plain onnxruntime, in one run (median, p90, speedup)."""
+    name = "bench"
+
+    def add_args(self, p):
+        p.add_argument("engine", help="engine directory")
+        p.add_argument("--model", help="model to compare against (default: the source model in the manifest)")
+        p.add_argument("--input-shape", action="append", metavar="NAME=2x128")
+        p.add_argument("--threads", type=int, default=0)
+        p.add_argument("--repeat", type=int, default=50)
+        p.add_argument("--warmup", type=int, default=10)
+        p.add_argument("--json", help="write the numbers to this file")
+
+    def run(self, args):
+        import json
+
+        import onnxruntime as ort
+
+        from .bench.latency import compare, make_inputs
+        from .engine import check_engine, load_engine
+        m = check_engine(args.engine)
+        src = args.model or m["source_model"]["path"]
+        if not Path(src).exists():
+            raise SparsifyError(f"source model {src} not found", hint="pass --model PATH")
+        so = ort.SessionOptions()
+        if args.threads:
+            so.intra_op_num_threads = args.threads
+        eng = load_engine(args.engine, sess_options=so)
+        so2 = ort.SessionOptions()
+        if args.threads:
+            so2.intra_op_num_threads = args.threads
+        providers = eng.get_providers()
+        ref = ort.InferenceSession(str(src), sess_options=so2, providers=providers)
+        import onnx
+        shapes = _shapes(args.input_shape) or {k: tuple(v) for k, v in (m.get("input_shapes") or {}).items()}
+        feeds = make_inputs(onnx.load(str(src), load_external_data=False), shapes, seed=0)
+        res = compare({"original (onnxruntime)": ref, "engine": eng}, feeds, baseline="original (onnxruntime)",
+                      warmup=args.warmup, repeat=args.repeat)
+        from .bench.latency import format_compare
+        print(format_compare(res))
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2))
+        sp = res["systems"]["engine"]["speedup"]
+        return f"engine {sp:.2f}x vs original on {', '.join(providers)}"
+
+
+COMMANDS = [Inspect(), Prune(), Compact(), Convert(), Bench()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    p = argparse.ArgumentParser(prog="sparsify-onnx", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"sparsify-onnx {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    for c in COMMANDS:
+        doc = c.__class__.__doc__ or ""
+        sp = sub.add_parser(c.name, help=doc.splitlines()[0], description=doc)
+        c.add_args(sp)
+        sp.set_defaults(_cmd=c)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        verdict = args._cmd.run(args)
+    except SparsifyError as e:
+        print(e.render(), file=sys.stderr)
+        print(f"FAILED | {args.command} ({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print(f"INTERNAL ERROR | {args.command}: this is a bug in sparsify-onnx, please report it",
+              file=sys.stderr)
+        return 2
+    print(f"PASSED | {verdict} ({time.perf_counter() - t0:.1f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

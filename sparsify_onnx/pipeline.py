@@ -1,0 +1,213 @@
+"""The convert pipeline, stage after stage (DESIGN.md "The pipeline").
+
+load -> annotate -> propagate -> transform -> codegen -> build -> package -> verify -> report
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SparsifyError
+
+
+@dataclass
+class ConvertOptions:
+    device: str = "auto"  # cpu | cuda | auto
+    verify: bool = True
+    bench: bool = True  # a short latency measurement for the report
+    input_shapes: dict = field(default_factory=dict)  # name -> tuple of ints
+    policy: str = "auto"  # auto | always | never
+    infer_rules: bool = False
+    cuda_arch: tuple = ("sm_80", "sm_90")
+    cpu_arch: str = "native"
+    threads: int = 0  # onnxruntime intra-op threads for verify/bench (0 = default)
+    seed: int = 0
+    force: bool = True
+    quiet: bool = False
+
+
+class Progress:
+    def __init__(self, quiet: bool = False, total: int = 9):
+        self.quiet, self.total, self.step, self.t0 = quiet, total, 0, time.perf_counter()
+
+    def stage(self, name: str, msg: str = ""):
+        self.step += 1
+        self.say(f"[{self.step}/{self.total}] {name}" + (f": {msg}" if msg else ""))
+
+    def say(self, msg: str):
+        if not self.quiet:
+            print(f"  {time.perf_counter() - self.t0:6.1f}s  {msg}", file=sys.stderr, flush=True)
+
+
+def gpu_present() -> bool:
+    try:
+        import onnxruntime as ort
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            return False
+    except Exception:
+        return False
+    return shutil.which("nvidia-smi") is not None
+
+
+def resolve_devices(device: str, progress: Progress) -> tuple[str, ...]:
+    nvcc = shutil.which("nvcc")
+    if device == "cpu":
+        return ("cpu",)
+    if device == "cuda":
+        if not nvcc:
+            raise SparsifyError("--device cuda needs nvcc (the CUDA compiler) on PATH, and none was found",
+                                hint="install the CUDA toolkit, or convert with --device cpu")
+        return ("cpu", "cuda")
+    if device != "auto":
+        raise SparsifyError(f"unknown --device {device!r}", hint="use cpu, cuda or auto")
+    if nvcc and gpu_present():
+        return ("cpu", "cuda")
+    progress.say("notice: no GPU with onnxruntime-gpu" + ("" if nvcc else " and no nvcc")
+                 + " found; building CPU kernels only (--device cuda builds CUDA kernels anyway)")
+    return ("cpu",)
+
+
+def rows_of(input_shapes: dict, feeds: dict) -> int:
+    """M for the cost model: the product of the leading dims of the first graph input."""
+    for v in feeds.values():
+        a = np.asarray(v)
+        if a.ndim >= 2:
+            return int(np.prod(a.shape[:2]))
+        if a.ndim == 1:
+            return int(a.shape[0])
+    return 1024
+
+
+def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = None) -> dict:
+    """Run the whole pipeline. Returns the report dict. Raises SparsifyError on user errors."""
+    from .annotate import annotate
+    from .bench.latency import make_inputs
+    from .codegen import generate
+    from .custom_ops.build import build_library
+    from .engine import compare_outputs, load_engine, raise_if_failed, staging_dir, write_manifest
+    from .engine.verify import TOLERANCE
+    from .graph import load_model, save_model
+    from .propagate import propagate
+    from .spec import load_spec
+    from .transform import transform
+    from .transform.replace import TransformOptions
+
+    opt = options or ConvertOptions()
+    pr = Progress(opt.quiet)
+    out_dir = Path(out_dir)
+
+    pr.stage("load", str(model_path))
+    loaded = load_model(model_path)
+    spec = load_spec(spec_path)
+    pr.say(f"{len(loaded.graph.node)} nodes, {len(loaded.weights)} weights; spec: {len(spec.rules)} rules")
+
+    pr.stage("annotate")
+    annotated = annotate(loaded, spec)
+    pr.say(f"{len(annotated.selections)} tensors selected")
+
+    pr.stage("propagate", "on" if spec.propagate else "off (spec says propagate: false)")
+    t = time.perf_counter()
+    propagated = propagate(annotated, enabled=spec.propagate, infer_rules=opt.infer_rules)
+    pr.say(f"fixpoint in {time.perf_counter() - t:.2f}s"
+           + (f"; no rule for {len(propagated.unknown_ops)} nodes (handled conservatively)"
+              if propagated.unknown_ops else ""))
+
+    devices = resolve_devices(opt.device, pr)
+    feeds = make_inputs(annotated.loaded.model, opt.input_shapes, seed=opt.seed)
+    M = rows_of(opt.input_shapes, feeds)
+
+    pr.stage("transform", f"devices {', '.join(devices)}, decisions for M={M} rows")
+    plan = transform(propagated, TransformOptions(devices=devices, policy=opt.policy, M=M,
+                                                  cuda_arch=tuple(opt.cuda_arch), cpu_arch=opt.cpu_arch,
+                                                  compact=spec.propagate))
+    n_sparse = sum(p.action == "sparse" for p in plan.nodes)
+    pr.say(f"{n_sparse} sparse ops, {sum(p.action == 'compacted' for p in plan.nodes)} compacted, "
+           f"{sum(p.action == 'dense' for p in plan.nodes)} kept dense")
+
+    pr.stage("codegen", f"{len(plan.kernels)} kernels")
+    sources = generate(plan.kernels)
+
+    report: dict = {}
+    with staging_dir(out_dir, force=opt.force) as stage:
+        pr.stage("build", "libsparsify_ops.so")
+        build = build_library(sources, stage, cuda=("cuda" in devices), cuda_arch=tuple(opt.cuda_arch),
+                              cpu_arch=opt.cpu_arch, progress=lambda msg: pr.say(msg))
+        if getattr(build, "notice", None):
+            pr.say(build.notice)
+        lib = Path(build.path)
+        if lib.parent.resolve() != stage.resolve():
+            shutil.copy2(lib, stage / "libsparsify_ops.so")
+
+        pr.stage("package", str(out_dir))
+        save_model(plan.model, stage / "model.onnx")
+
+        verification = None
+        latency = None
+        sess = None
+        if opt.verify or opt.bench:
+            import onnxruntime as ort
+            so = ort.SessionOptions()
+            if opt.threads:
+                so.intra_op_num_threads = opt.threads
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if (
+                "cuda" in devices and gpu_present()) else ["CPUExecutionProvider"]
+            so.register_custom_ops_library(str((stage / "libsparsify_ops.so").absolute()))
+            try:
+                sess = ort.InferenceSession(str(stage / "model.onnx"), sess_options=so, providers=providers)
+            except Exception as e:
+                raise SparsifyError(f"onnxruntime could not open the converted model: {e}",
+                                    hint="this is a bug in sparsify-onnx; please report it") from None
+            ref_so = ort.SessionOptions()
+            if opt.threads:
+                ref_so.intra_op_num_threads = opt.threads
+            ref_sess = ort.InferenceSession(plan.reference.SerializeToString(), sess_options=ref_so,
+                                            providers=providers)
+        dtype = "fp16" if any(k.dtype == "fp16" for k, _ in plan.kernels) else "fp32"
+        if opt.verify:
+            pr.stage("verify", f"engine vs pruned dense model, tolerance {TOLERANCE[dtype]:g}")
+            names = [o.name for o in ref_sess.get_outputs()]
+            ref = dict(zip(names, ref_sess.run(names, feeds)))
+            got = dict(zip(names, sess.run(names, feeds)))
+            v = compare_outputs(got, ref, TOLERANCE[dtype])
+            v.shapes = {k: np.asarray(x).shape for k, x in feeds.items()}
+            verification = v.to_dict()
+            worst = max((o.get("max_rel", float("inf")) for o in v.outputs.values()), default=0.0)
+            pr.say(f"max relative error {worst:.3g} " + ("(ok)" if v.passed else "(FAILED)"))
+            raise_if_failed(v)
+        else:
+            pr.stage("verify", "skipped (--no-verify)")
+        if opt.bench:
+            from .bench.latency import compare
+            pr.stage("report", "timing engine vs pruned dense model in onnxruntime")
+            latency = compare({"pruned dense (onnxruntime)": ref_sess, "engine": sess}, feeds,
+                              baseline="pruned dense (onnxruntime)")
+        else:
+            pr.stage("report")
+        from .bench.report import build_report, write_report
+        from .propagate.report import propagation_summary
+        meta = {"model": str(model_path), "model_sha256": loaded.sha256, "spec": str(spec_path),
+                "spec_sha256": spec.sha256, "devices": list(devices), "decided_by": plan.decided_by,
+                "input_shapes": {k: list(np.asarray(x).shape) for k, x in feeds.items()},
+                "engine": str(out_dir)}
+        report = build_report(plan_nodes=[p.to_dict() for p in plan.nodes],
+                              propagation=propagation_summary(propagated), latency=latency,
+                              verification=verification, meta=meta)
+        write_report(report, stage)
+        write_manifest(stage, {
+            "source_model": {"path": str(model_path), "sha256": loaded.sha256},
+            "spec": {"path": str(spec_path), "sha256": spec.sha256},
+            "devices": list(devices), "cuda_built": bool(getattr(build, "cuda_built", False)),
+            "cuda_arch": list(opt.cuda_arch) if "cuda" in devices else [], "cpu_arch": opt.cpu_arch,
+            "decided_by": plan.decided_by,
+            "plan": [p.to_dict() for p in plan.nodes],
+            "kernels": [k.to_dict() for k, _ in plan.kernels],
+            "compaction": plan.compaction.get("removed", {}) if plan.compaction else {},
+            "input_shapes": meta["input_shapes"],
+        })
+        del sess
+    return report

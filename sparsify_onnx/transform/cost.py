@@ -1,0 +1,27 @@
+"""Documented cost model for dense products (used when no GPU tuner is available).
+
+Dense times are roofline estimates: max(flops / rate, bytes / bandwidth) + a
+fixed launch overhead. The rates are deliberately those of the vendor libraries
+onnxruntime calls (MLAS on CPU, cuBLAS on GPU), measured once on the reference
+machines and written down in bench/NOTES.md; kernel families estimate their own
+sparse times on the same scale, so the comparison is like for like.
+"""
+from __future__ import annotations
+
+# CPU: MLAS sgemm on the 2-core AVX-512 dev machine, about 60 GFLOP/s per thread (2 threads).
+CPU_DENSE_FLOPS = {"fp32": 110e9}
+CPU_BANDWIDTH = 20e9
+CPU_OVERHEAD_S = 5e-6
+# GPU: cuBLAS on an H200, from ../shared/anchors (4096x3072x768 fp16 in 30.4 us -> ~635 TFLOP/s).
+GPU_DENSE_FLOPS = {"fp16": 600e12, "fp32": 50e12}
+GPU_BANDWIDTH = 4.3e12
+GPU_OVERHEAD_S = 3e-6
+
+
+def dense_cost(device: str, M: int, K: int, N: int, dtype: str) -> float:
+    flops = 2.0 * M * K * N
+    esize = 2 if dtype == "fp16" else 4
+    bytes_ = esize * (M * K + K * N + M * N)
+    if device == "cuda":
+        return max(flops / GPU_DENSE_FLOPS.get(dtype, 50e12), bytes_ / GPU_BANDWIDTH) + GPU_OVERHEAD_S
+    return max(flops / CPU_DENSE_FLOPS.get(dtype, 110e9), bytes_ / CPU_BANDWIDTH) + CPU_OVERHEAD_S

@@ -1,0 +1,62 @@
+"""Small ONNX models built in tests (the tree stays small: nothing large is committed)."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def linear_chain(sizes=(64, 96, 64), *, act="relu", seed=0, batch="batch", residual=False, gemm=False,
+                 erf_gelu=False):
+    """X[batch, sizes[0]] -> (MatMul|Gemm) + bias -> act -> ... ; names like a torch export."""
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    x = "x"
+    for i, (k, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+        w = rng.standard_normal((k, n)).astype(np.float32) / np.sqrt(k)
+        b = rng.standard_normal(n).astype(np.float32) * 0.1
+        pre = f"/layers.{i}"
+        if gemm:
+            inits.append(numpy_helper.from_array(np.ascontiguousarray(w.T), f"layers.{i}.weight"))
+            inits.append(numpy_helper.from_array(b, f"layers.{i}.bias"))
+            nodes.append(helper.make_node("Gemm", [x, f"layers.{i}.weight", f"layers.{i}.bias"], [f"{pre}/y"],
+                                          name=f"{pre}/Gemm", transB=1, alpha=0.5, beta=2.0))
+            y = f"{pre}/y"
+        else:
+            inits.append(numpy_helper.from_array(w, f"layers.{i}.weight"))
+            inits.append(numpy_helper.from_array(b, f"layers.{i}.bias"))
+            nodes.append(helper.make_node("MatMul", [x, f"layers.{i}.weight"], [f"{pre}/mm"], name=f"{pre}/MatMul"))
+            nodes.append(helper.make_node("Add", [f"{pre}/mm", f"layers.{i}.bias"], [f"{pre}/y"], name=f"{pre}/Add"))
+            y = f"{pre}/y"
+        last = i == len(sizes) - 2
+        if not last:
+            if erf_gelu:
+                inits += [numpy_helper.from_array(np.array(1.4142135, np.float32), f"{pre}/sqrt2"),
+                          numpy_helper.from_array(np.array(1.0, np.float32), f"{pre}/one"),
+                          numpy_helper.from_array(np.array(0.5, np.float32), f"{pre}/half")]
+                nodes += [helper.make_node("Div", [y, f"{pre}/sqrt2"], [f"{pre}/d"], name=f"{pre}/act/Div"),
+                          helper.make_node("Erf", [f"{pre}/d"], [f"{pre}/e"], name=f"{pre}/act/Erf"),
+                          helper.make_node("Add", [f"{pre}/e", f"{pre}/one"], [f"{pre}/e1"], name=f"{pre}/act/Add"),
+                          helper.make_node("Mul", [y, f"{pre}/e1"], [f"{pre}/m"], name=f"{pre}/act/Mul"),
+                          helper.make_node("Mul", [f"{pre}/m", f"{pre}/half"], [f"{pre}/a"], name=f"{pre}/act/Mul_1")]
+            elif act:
+                nodes.append(helper.make_node({"relu": "Relu"}[act], [y], [f"{pre}/a"], name=f"{pre}/act/Relu"))
+            else:
+                nodes.append(helper.make_node("Identity", [y], [f"{pre}/a"], name=f"{pre}/Identity"))
+            y = f"{pre}/a"
+        if residual and k == n and i > 0:
+            nodes.append(helper.make_node("Add", [y, x], [f"{pre}/res"], name=f"{pre}/residual/Add"))
+            y = f"{pre}/res"
+        x = y
+    nodes.append(helper.make_node("Identity", [x], ["y"], name="/out/Identity"))
+    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, sizes[0]])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, sizes[-1]])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m
+
+
+def write_spec(path, text: str):
+    path.write_text(text)
+    return path

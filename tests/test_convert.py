@@ -1,0 +1,165 @@
+"""End to end: model + spec -> engine directory -> same outputs as the pruned dense model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from helpers import linear_chain, write_spec
+from sparsify_onnx import SparsifyError, load_engine
+from sparsify_onnx.annotate import annotate
+from sparsify_onnx.graph import load_model
+from sparsify_onnx.pipeline import ConvertOptions, convert
+from sparsify_onnx.spec import load_spec
+
+
+def _convert(tmp_path, model, spec_text, name="engine", **kw):
+    mp = tmp_path / f"{name}.onnx"
+    onnx.save(model, mp)
+    sp = write_spec(tmp_path / f"{name}.yaml", spec_text)
+    opts = ConvertOptions(device="cpu", policy=kw.pop("policy", "always"), bench=kw.pop("bench", False),
+                          quiet=True, input_shapes=kw.pop("input_shapes", {"x": (37, model.graph.input[0].type.tensor_type.shape.dim[1].dim_value)}), **kw)
+    out = tmp_path / name
+    report = convert(mp, sp, out, opts)
+    return mp, sp, out, report
+
+
+def _pruned_reference(mp, sp):
+    return annotate(load_model(mp), load_spec(sp)).loaded.model
+
+
+def _run_both(out, mp, sp, x):
+    eng = load_engine(out)
+    ref = ort.InferenceSession(_pruned_reference(mp, sp).SerializeToString(), providers=["CPUExecutionProvider"])
+    return eng.run(None, {"x": x})[0], ref.run(None, {"x": x})[0]
+
+
+def _ops(path):
+    return [(n.domain, n.op_type) for n in onnx.load(str(path)).graph.node]
+
+
+BLOCK_SPEC = """
+version: 1
+rules:
+  - select: {node: "/layers.*/MatMul"}
+    pattern: block
+    block: [16, 16]
+    sparsity: 0.8
+propagate: false
+"""
+
+
+def test_block_mlp_engine_matches_pruned_model(tmp_path):
+    mp, sp, out, report = _convert(tmp_path, linear_chain((64, 96, 80, 64)), BLOCK_SPEC)
+    for f in ("model.onnx", "libsparsify_ops.so", "manifest.json", "report.json", "report.md"):
+        assert (out / f).is_file(), f
+    assert (out / "src").is_dir() and any((out / "src").rglob("*.cc"))
+    ops = _ops(out / "model.onnx")
+    assert ops.count(("ai.sparsify", "SparseLinear")) == 3
+    assert ("", "MatMul") not in ops and ("", "Relu") not in ops  # bias and Relu fused
+    x = np.random.default_rng(1).standard_normal((37, 64)).astype(np.float32)
+    got, ref = _run_both(out, mp, sp, x)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    m = json.loads((out / "manifest.json").read_text())
+    assert set(m["files"]) >= {"model.onnx", "libsparsify_ops.so"}
+    assert m["source_model"]["sha256"] and m["spec"]["sha256"]
+    assert [p["action"] for p in m["plan"]].count("sparse") == 3
+    assert report["verification"]["passed"]
+
+
+@pytest.mark.parametrize("pattern", [
+    "pattern: unstructured\n    sparsity: 0.9",
+    "pattern: nm\n    n: 2\n    m: 4",
+    "pattern: tile\n    granularity: 32\n    sparsity: 0.75",
+])
+def test_other_patterns(tmp_path, pattern):
+    spec = f"""
+version: 1
+rules:
+  - select: {{node: "/layers.*/MatMul"}}
+    {pattern}
+propagate: false
+"""
+    if "nm" in pattern:
+        spec = spec.replace("m: 4", "m: 4\n    sparsity: 0.5")
+    mp, sp, out, _ = _convert(tmp_path, linear_chain((64, 128, 64)), spec)
+    assert ("ai.sparsify", "SparseLinear") in _ops(out / "model.onnx")
+    x = np.random.default_rng(2).standard_normal((37, 64)).astype(np.float32)
+    got, ref = _run_both(out, mp, sp, x)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_gemm_transb_alpha_beta(tmp_path):
+    spec = """
+version: 1
+rules:
+  - select: {op: Gemm, node: "*"}
+    pattern: block
+    block: [16, 16]
+    sparsity: 0.7
+propagate: false
+"""
+    mp, sp, out, _ = _convert(tmp_path, linear_chain((64, 96, 64), gemm=True), spec)
+    assert _ops(out / "model.onnx").count(("ai.sparsify", "SparseLinear")) == 2
+    x = np.random.default_rng(3).standard_normal((37, 64)).astype(np.float32)
+    got, ref = _run_both(out, mp, sp, x)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_erf_gelu_and_residual_fused(tmp_path):
+    spec = BLOCK_SPEC
+    mp, sp, out, report = _convert(tmp_path, linear_chain((64, 64, 64, 64), erf_gelu=True, residual=True), spec)
+    ops = _ops(out / "model.onnx")
+    assert ("", "Erf") not in ops and ("", "Add") not in ops, ops
+    sl = [n for n in onnx.load(str(out / "model.onnx")).graph.node if n.op_type == "SparseLinear"]
+    assert any(len(n.input) == 4 and n.input[3] for n in sl)  # a residual input
+    x = np.random.default_rng(4).standard_normal((37, 64)).astype(np.float32)
+    got, ref = _run_both(out, mp, sp, x)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_plain_onnxruntime_can_load_the_library(tmp_path):
+    mp, sp, out, _ = _convert(tmp_path, linear_chain((64, 64)), BLOCK_SPEC)
+    so = ort.SessionOptions()
+    so.register_custom_ops_library(str(out / "libsparsify_ops.so"))
+    sess = ort.InferenceSession(str(out / "model.onnx"), so, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(5).standard_normal((3, 64)).astype(np.float32)
+    ref = ort.InferenceSession(_pruned_reference(mp, sp).SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_tampered_engine_is_refused(tmp_path):
+    _, _, out, _ = _convert(tmp_path, linear_chain((64, 64)), BLOCK_SPEC)
+    load_engine(out)  # fine as written
+    lib = out / "libsparsify_ops.so"
+    data = bytearray(lib.read_bytes())
+    data[-1] ^= 0xFF
+    lib.write_bytes(bytes(data))
+    with pytest.raises(SparsifyError, match="modified: libsparsify_ops.so"):
+        load_engine(out)
+
+
+def test_failed_convert_leaves_nothing(tmp_path):
+    spec = """
+version: 1
+rules:
+  - select: {node: "/no/such/node"}
+    pattern: block
+    block: [16, 16]
+    sparsity: 0.8
+"""
+    with pytest.raises(SparsifyError):
+        _convert(tmp_path, linear_chain((64, 64)), spec)
+    assert not (tmp_path / "engine").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".engine")]
+
+
+def test_cost_model_keeps_dense_when_sparse_does_not_pay(tmp_path):
+    spec = BLOCK_SPEC.replace("sparsity: 0.8", "sparsity: 0.05")
+    mp, sp, out, report = _convert(tmp_path, linear_chain((64, 64)), spec, policy="auto")
+    assert ("ai.sparsify", "SparseLinear") not in _ops(out / "model.onnx")
+    plan = json.loads((out / "manifest.json").read_text())["plan"]
+    assert plan[0]["action"] == "dense" and "cost model" in plan[0]["reason"]
