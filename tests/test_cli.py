@@ -1,0 +1,99 @@
+"""The CLI as a new user meets it: one clear message and exit 1 for user errors."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import onnx
+import pytest
+
+from helpers import linear_chain, write_spec
+
+
+def cli(*args, env=None, cwd=None):
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    return subprocess.run([sys.executable, "-m", "sparsify_onnx", *map(str, args)], capture_output=True,
+                          text=True, env=e, cwd=cwd, timeout=600)
+
+
+@pytest.fixture
+def mlp(tmp_path):
+    p = tmp_path / "mlp.onnx"
+    onnx.save(linear_chain((64, 96, 64)), p)
+    return p
+
+
+GOOD = """version: 1
+rules:
+  - select: {node: "/layers.*/MatMul"}
+    pattern: block
+    block: [16, 16]
+    sparsity: 0.8
+propagate: false
+"""
+
+
+def _user_error(r, *needles):
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith("error:"), r.stderr
+    for n in needles:
+        assert n in r.stderr, (n, r.stderr)
+
+
+def test_missing_model(tmp_path):
+    _user_error(cli("inspect", tmp_path / "nope.onnx"), "model file not found")
+
+
+def test_corrupt_model(tmp_path):
+    p = tmp_path / "bad.onnx"
+    p.write_bytes(b"\x08\x07garbage that is not a protobuf" * 10)
+    _user_error(cli("inspect", p), str(p))
+
+
+def test_bad_spec_key_has_line_number(tmp_path, mlp):
+    sp = write_spec(tmp_path / "s.yaml", GOOD.replace("    sparsity: 0.8", "    sparsty: 0.8"))
+    _user_error(cli("convert", mlp, sp, "-o", tmp_path / "e", "--device", "cpu"), "s.yaml:6", "sparsity")
+    assert not (tmp_path / "e").exists()
+
+
+def test_rule_selecting_nothing_names_close_nodes(tmp_path, mlp):
+    sp = write_spec(tmp_path / "s.yaml", GOOD.replace("/layers.*/MatMul", "/layer.*/MatMull"))
+    _user_error(cli("prune", mlp, sp, "-o", tmp_path / "p.onnx"), "rule 1", "/layers.0/MatMul")
+
+
+def test_pattern_that_zeros_do_not_fit(tmp_path, mlp):
+    sp = write_spec(tmp_path / "s.yaml", GOOD.replace("    sparsity: 0.8\n", ""))
+    _user_error(cli("prune", mlp, sp, "-o", tmp_path / "p.onnx"), "layers.0.weight")
+
+
+def test_missing_compiler(tmp_path, mlp):
+    sp = write_spec(tmp_path / "s.yaml", GOOD)
+    r = cli("convert", mlp, sp, "-o", tmp_path / "e", "--device", "cpu", "--policy", "always",
+            env={"CXX": str(tmp_path / "no-such-g++"), "SPARSIFY_CACHE_DIR": str(tmp_path / "cache-nocxx")})
+    _user_error(r, "no-such-g++")
+    assert not (tmp_path / "e").exists()
+
+
+def test_inspect_lists_weights(mlp):
+    r = cli("inspect", mlp)
+    assert r.returncode == 0, r.stderr
+    assert "/layers.0/MatMul" in r.stdout and "layers.1.weight" in r.stdout
+    assert r.stdout.strip().splitlines()[-1].startswith("PASSED")
+
+
+def test_prune_then_convert_and_bench(tmp_path, mlp):
+    sp = write_spec(tmp_path / "s.yaml", GOOD)
+    r = cli("prune", mlp, sp, "-o", tmp_path / "p.onnx")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "p.onnx").exists()
+    r = cli("convert", mlp, sp, "-o", tmp_path / "e", "--device", "cpu", "--policy", "always",
+            "--input-shape", "x=16x64")
+    assert r.returncode == 0, r.stderr
+    assert "PASSED" in r.stdout
+    r = cli("bench", tmp_path / "e", "--repeat", "5", "--warmup", "1")
+    assert r.returncode == 0, r.stderr
+    assert "engine" in r.stdout
