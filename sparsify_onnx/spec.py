@@ -288,7 +288,8 @@ class _Validator:
         if "propagate" in d:
             propagate = d["propagate"]
             if not isinstance(propagate, bool):
-                self.err(f"`propagate` must be true or false, not {propagate!r}", d.key_lines["propagate"])
+                self.err(f"`propagate` must be true or false, not {propagate!r}", d.key_lines["propagate"],
+                         hint="propagate: true runs sparsity propagation (the default); false skips it")
         return Spec(version=1, rules=rules, exclude=exclude, propagate=propagate, path=self.path,
                     sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(), text=text)
 
@@ -334,7 +335,8 @@ class _Validator:
 
         dynamic = r.get("dynamic", False)
         if not isinstance(dynamic, bool):
-            self.err(f"`dynamic` must be true or false, not {dynamic!r}", kl["dynamic"], what)
+            self.err(f"`dynamic` must be true or false, not {dynamic!r}", kl["dynamic"], what,
+                     hint="dynamic: true marks an activation whose sparsity is found at run time")
 
         if "pattern" not in r:
             if not dynamic:
@@ -433,6 +435,6 @@ class _Validator:
         if "seed" in r:
             seed = r["seed"]
             if not _is_int(seed):
-                self.err(f"`seed` must be an integer, not {seed!r}", kl["seed"], what)
+                self.err(f"`seed` must be an integer, not {seed!r}", kl["seed"], what, hint="e.g. seed: 0")
         return Rule(index=index, line=line, select=select, pattern=pattern, sparsity=sparsity, method=method,
                     dynamic=dynamic, seed=int(seed))
