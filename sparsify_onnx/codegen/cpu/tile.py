@@ -1,0 +1,41 @@
+"""``cpu_tile``: tile-wise sparsity (SC'20): each tile of G columns keeps its own set of K rows.
+
+Same register-blocked scheme as ``cpu_bcsr`` with the column block = one tile and the
+reduction running over the tile's kept rows (baked row table): a dense GEMM on gathered
+X columns per tile.
+"""
+from __future__ import annotations
+
+from ..registry import GeneratedSource, KernelFamily, KernelSpec, PackedWeight, register_family
+from ...pattern import Pattern
+from . import common
+
+
+@register_family
+class CpuTile(KernelFamily):
+    name = "cpu_tile"
+    device = "cpu"
+    patterns = ("tile",)
+    dtypes = ("fp32",)
+
+    def tile_candidates(self, pattern: Pattern, K: int, N: int, dtype: str) -> list[tuple[int, ...]]:
+        return [(8, 2, 4), (6, 2, 4), (4, 4, 4)]
+
+    def cost(self, spec: KernelSpec, packed: PackedWeight, M: int) -> float:
+        return common.cost_seconds(self.name, spec, packed, M, int(packed.values.size))
+
+    def render(self, spec: KernelSpec, packed: PackedWeight) -> list[GeneratedSource]:
+        common.check_spec(self, spec, packed)
+        G = spec.pattern.granularity
+        tile_ptr, rows = packed.tables["tile_ptr"], packed.tables["rows"]
+        nt = len(tile_ptr) - 1
+        r, nv, panels = (tuple(spec.tile) + (8, 2, 4)[len(spec.tile):])[:3] if spec.tile else (8, 2, 4)
+        grp = common.balanced_groups(tile_ptr[1:] - tile_ptr[:-1], 8)
+        ctx = common.base_context(spec, packed)
+        ctx.update({
+            "values_layout": f"values[{len(rows)}][{G}], one row per kept (tile, k)",
+            "cb": G, "cb_what": "tile granularity G", "ncb": nt, "tile_r": r, "tile_nv": nv, "panels": panels,
+            "ng": len(grp) - 1, "grp_ptr": common.c_array(grp), "min_row_tasks": 16,
+            "tile_ptr": common.c_array(tile_ptr), "rows": common.c_array(rows), "rows_len": max(1, len(rows)),
+        })
+        return common.source(spec, "cpu_tile.cc.j2", ctx)
