@@ -1,0 +1,82 @@
+"""Small helpers on compact boolean masks (size-1 axes mean "uniform along this axis")."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_mask(m) -> np.ndarray:
+    return np.asarray(m, dtype=bool)
+
+
+def fit(mask, shape) -> np.ndarray | None:
+    """Make ``mask`` broadcastable to the mask shape ``shape`` without losing soundness.
+
+    Extra leading axes and axes where ``shape`` has size 1 but the mask does not are
+    reduced with ``any`` (both masks are "may" facts, so OR is the conservative merge).
+    Returns None when the mask cannot be related to ``shape`` (caller: no narrowing).
+    """
+    m = as_mask(mask)
+    shape = tuple(int(s) for s in shape)
+    r = len(shape)
+    if m.ndim > r:
+        extra = m.ndim - r
+        m = m.any(axis=tuple(range(extra)))
+    if m.ndim < r:
+        m = m.reshape((1,) * (r - m.ndim) + m.shape)
+    for ax, (ms, ts) in enumerate(zip(m.shape, shape)):
+        if ms == ts or ms == 1:
+            continue
+        if ts == 1:
+            m = m.any(axis=ax, keepdims=True)
+        else:
+            return None
+    return m
+
+
+def to_rank(mask, rank: int) -> np.ndarray:
+    m = as_mask(mask)
+    if m.ndim < rank:
+        return m.reshape((1,) * (rank - m.ndim) + m.shape)
+    if m.ndim > rank:
+        return m.any(axis=tuple(range(m.ndim - rank)))
+    return m
+
+
+def unbroadcast(mask, shape) -> np.ndarray:
+    """Reduce (any) a mask computed in a broadcast result back to an operand's mask shape."""
+    out = fit(mask, shape)
+    if out is None:
+        return np.ones(tuple(int(s) for s in shape), dtype=bool)
+    return out
+
+
+def bool_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(a @ b) > 0 over booleans, broadcasting batch dims (numpy matmul semantics, rank >= 2)."""
+    k = max(a.shape[-1], b.shape[-2])
+    if a.shape[-1] != k:
+        a = np.broadcast_to(a, a.shape[:-1] + (k,))
+    if b.shape[-2] != k:
+        b = np.broadcast_to(b, b.shape[:-2] + (k, b.shape[-1]))
+    return np.matmul(a.astype(np.float32), b.astype(np.float32)) > 0
+
+
+def count_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Counts of (a @ b) over booleans, as float64 (for MAC statistics)."""
+    k = max(a.shape[-1], b.shape[-2])
+    if a.shape[-1] != k:
+        a = np.broadcast_to(a, a.shape[:-1] + (k,))
+    if b.shape[-2] != k:
+        b = np.broadcast_to(b, b.shape[:-2] + (k, b.shape[-1]))
+    return np.matmul(a.astype(np.float64), b.astype(np.float64))
+
+
+def any_except(mask: np.ndarray, keep_axes) -> np.ndarray:
+    """any over every axis not in keep_axes (keepdims)."""
+    keep = {a % mask.ndim for a in keep_axes} if mask.ndim else set()
+    axes = tuple(a for a in range(mask.ndim) if a not in keep)
+    return mask.any(axis=axes, keepdims=True) if axes else mask
+
+
+def full_on(mask: np.ndarray, shape) -> np.ndarray:
+    """Broadcast to the full mask shape (materialised)."""
+    return np.ascontiguousarray(np.broadcast_to(to_rank(mask, len(shape)), tuple(int(s) for s in shape)))

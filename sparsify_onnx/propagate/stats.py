@@ -1,0 +1,158 @@
+"""Propagation statistics: per tensor densities and the live shares of weights and MACs."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph import WEIGHT_INPUT
+from ..tesa import TeSA
+from .masks import count_matmul, full_on, to_rank
+
+
+def _live_count(t: TeSA) -> int:
+    return int(np.count_nonzero(t.live))
+
+
+def _size(t: TeSA) -> int:
+    return int(np.prod(t.mask_shape)) if t.mask_shape else 1
+
+
+def node_macs(node, tesas: dict[str, TeSA], attrs: dict, dense: bool = False) -> tuple[int, int] | None:
+    """(dense MACs, live MACs) of a MatMul/Gemm/Conv, per unit of each symbolic dim."""
+    def live(name):
+        t = tesas[name]
+        return np.ones(t.mask_shape, bool) if dense else np.broadcast_to(t.live, t.mask_shape)
+
+    def used(name):
+        t = tesas[name]
+        return np.ones(t.mask_shape, bool) if dense else np.broadcast_to(t.used, t.mask_shape)
+
+    op = node.op_type
+    try:
+        if op in ("MatMul", "Gemm"):
+            a, b = live(node.input[0]), live(node.input[1])
+            u = used(node.output[0])
+            if op == "Gemm":
+                if a.ndim != 2 or b.ndim != 2:
+                    return None
+                if attrs.get("transA", 0):
+                    a = a.T
+                if attrs.get("transB", 0):
+                    b = b.T
+            if a.ndim == 0 or b.ndim == 0:
+                return None
+            if a.ndim == 1:
+                a = a[None, :]
+                u = np.expand_dims(u, -2)
+            if b.ndim == 1:
+                b = b[:, None]
+                u = np.expand_dims(u, -1)
+            if a.shape[-1] != b.shape[-2] and 1 not in (a.shape[-1], b.shape[-2]):
+                return None
+            k = max(a.shape[-1], b.shape[-2])
+            cnt = count_matmul(a, b)
+            u = np.broadcast_to(u, np.broadcast_shapes(u.shape, cnt.shape))
+            live_macs = int((np.broadcast_to(cnt, u.shape) * u).sum())
+            batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+            dense_macs = int(np.prod(batch) * a.shape[-2] * k * b.shape[-1]) if batch else int(a.shape[-2] * k * b.shape[-1])
+            return dense_macs, live_macs
+        if op == "Conv":
+            x, w = live(node.input[0]), live(node.input[1])
+            u = used(node.output[0])
+            if x.ndim < 3 or w.ndim != x.ndim:
+                return None
+            group = int(attrs.get("group", 1))
+            M, Cg = w.shape[0], w.shape[1]
+            R = int(np.prod(w.shape[2:]))
+            P = int(np.prod(u.shape[2:]))
+            xc = x.any(axis=tuple(range(2, x.ndim)))  # [N, C]
+            uc = u.any(axis=tuple(range(2, u.ndim)))  # [N, M]
+            wc = w.reshape(M, Cg, -1).sum(axis=-1).astype(np.float64)  # live kernel taps
+            N = max(xc.shape[0], uc.shape[0])
+            Mg = M // group
+            total = 0.0
+            for g in range(group):
+                xs = np.broadcast_to(xc, (N, xc.shape[1]))[:, g * Cg:(g + 1) * Cg].astype(np.float64)
+                us = np.broadcast_to(uc, (N, M))[:, g * Mg:(g + 1) * Mg].astype(np.float64)
+                total += float((us * (xs @ wc[g * Mg:(g + 1) * Mg].T)).sum())
+            return int(N * P * M * Cg * R), int(total * P)
+    except Exception:
+        return None
+    return None
+
+
+def compute_stats(engine, initial: dict[str, TeSA], elapsed_s: float) -> dict:
+    an = engine.annotated
+    tesas = engine.tesas
+    lo = engine.loaded
+    weights = [n for n in lo.initializer_names if n in tesas and lo.weights[n].dtype.kind == "f"]
+    linear = set()
+    for node in engine.nodes:
+        wi = WEIGHT_INPUT.get(node.op_type)
+        if wi is not None and len(node.input) > wi and node.input[wi] in lo.initializer_names:
+            linear.add(node.input[wi])
+
+    def totals(names):
+        tot = sum(_size(tesas[n]) for n in names)
+        before = sum(_live_count(initial[n]) for n in names)
+        after = sum(_live_count(tesas[n]) for n in names)
+        return {"elements": tot, "live_declared": before, "live_after": after,
+                "share_live_declared": before / tot if tot else 1.0,
+                "share_live_after": after / tot if tot else 1.0,
+                "share_dead_declared": 1 - before / tot if tot else 0.0,
+                "share_dead_after": 1 - after / tot if tot else 0.0}
+
+    per_tensor = {}
+    for name, t in tesas.items():
+        sel = an.selections.get(name) if an.selections else None
+        declared = sel.density_after if sel is not None else t.declared_density
+        per_tensor[name] = {
+            "shape": [d if isinstance(d, int) else str(d) for d in t.shape],
+            "weight": name in lo.initializer_names,
+            "declared_density": declared,
+            "density_declared_live": initial[name].density() if name in initial else None,
+            "density": t.density(),
+            "nonzero_density": float(np.broadcast_to(t.nonzero, t.mask_shape).mean()) if t.mask_shape else float(bool(t.nonzero)),
+            "used_density": float(np.broadcast_to(t.used, t.mask_shape).mean()) if t.mask_shape else float(bool(t.used)),
+            "narrowed_by": list(t.narrowed_by),
+            "pattern": t.pattern.short(),
+            "dynamic": t.dynamic,
+        }
+    macs_nodes = {}
+    md = mb = ma = 0
+    for k, node in enumerate(engine.nodes):
+        if node.op_type not in ("MatMul", "Gemm", "Conv"):
+            continue
+        from onnx import helper
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        after = node_macs(node, tesas, attrs)
+        before = node_macs(node, {n: _declared_only(initial[n]) for n in list(node.input) + list(node.output) if n},
+                           attrs)
+        if after is None or before is None:
+            continue
+        macs_nodes[engine.node_names[k]] = {"dense": after[0], "live_declared": before[1], "live_after": after[1]}
+        md += after[0]; mb += before[1]; ma += after[1]
+    return {
+        "tensors": per_tensor,
+        "weights": totals(weights),
+        "linear_weights": totals(sorted(linear)),
+        "macs": {"dense": md, "live_declared": mb, "live_after": ma,
+                 "share_live_declared": mb / md if md else 1.0, "share_live_after": ma / md if md else 1.0,
+                 "per_node": macs_nodes, "note": "multiply-adds per unit of each symbolic dim (batch=seq=1)"},
+        "unknown_ops": list(engine.unknown_ops),
+        "iterations": engine.iterations,
+        "time_s": elapsed_s,
+    }
+
+
+def _declared_only(t: TeSA) -> TeSA:
+    """The declared state: weight zeros (nonzero) only; every element used."""
+    c = TeSA(name=t.name, shape=t.shape, nonzero=t.nonzero, used=np.ones((1,) * len(t.mask_shape), bool))
+    return c
+
+
+def snapshot(tesas: dict[str, TeSA]) -> dict[str, TeSA]:
+    return {n: TeSA(name=n, shape=t.shape, nonzero=t.nonzero.copy(), used=t.used.copy(), pattern=t.pattern,
+                    dynamic=t.dynamic, declared_density=t.declared_density) for n, t in tesas.items()}
+
+
+_ = (full_on, to_rank)
