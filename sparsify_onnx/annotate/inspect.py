@@ -1,8 +1,8 @@
 """`sparsify-onnx inspect MODEL [SPEC]`: what a user needs to write a spec.
 
 `inspect_model(loaded)` lists every (node, weight input) where the weight has at
-least two axes (matrices, conv kernels, embedding tables; biases and shape
-constants are left out), with its stored layout, shape, dtype, density and the
+least two axes (matrices, conv kernels, embedding tables; biases, shape
+constants and int32/int64/bool buffers are left out), with its stored layout, shape, dtype, density and the
 structure its zeros already form. `inspect_spec(loaded, spec)` says what each
 rule selects (after later rules and `exclude`) and the density before/after.
 """
@@ -15,6 +15,10 @@ from ..graph import Loaded
 from ..spec import Spec
 from .select import reduction_axis, stored_layout
 from .sparsifiers import describe_zeros
+
+
+# int32/int64/bool 2-D initializers are index and shape buffers (position ids ...), not weights
+_INDEX_DTYPES = (np.dtype(np.int64), np.dtype(np.int32), np.dtype(np.bool_))
 
 
 def _dtype_name(loaded: Loaded, name: str, arr: np.ndarray) -> str:
@@ -36,7 +40,7 @@ def inspect_model(loaded: Loaded) -> list[dict]:
             if not name or name not in loaded.weights:
                 continue
             W = loaded.weights[name]
-            if W.ndim < 2:
+            if W.ndim < 2 or W.dtype in _INDEX_DTYPES:
                 continue
             ax = reduction_axis(node, idx, W.ndim)
             key = (name, ax)

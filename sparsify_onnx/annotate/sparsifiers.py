@@ -76,10 +76,20 @@ def _pick(scores: np.ndarray, sizes: np.ndarray, target_zeros: int) -> np.ndarra
     """Boolean 'prune this unit' over flat units: the lowest scores whose sizes sum closest to target."""
     sizes = np.broadcast_to(sizes, scores.shape).ravel()
     scores = scores.ravel()
+    U = scores.size
+    prune = np.zeros(U, dtype=bool)
+    if U == 0:
+        return prune
+    if (sizes == sizes[0]).all():  # equal units: no sort needed, a partition finds the j lowest
+        j = int(min(U, max(0, math.floor(target_zeros / sizes[0] + 0.5))))
+        if j == U:
+            prune[:] = True
+        elif j > 0:
+            prune[np.argpartition(scores, j - 1)[:j]] = True
+        return prune
     order = np.argsort(scores, kind="stable")
     cum = np.concatenate([[0], np.cumsum(sizes[order])])
     j = int(np.argmin(np.abs(cum - target_zeros)))  # first index with the smallest gap
-    prune = np.zeros(scores.shape, dtype=bool)
     prune[order[:j]] = True
     return prune
 
