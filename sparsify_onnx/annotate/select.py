@@ -181,11 +181,11 @@ def nothing_selected_error(loaded: Loaded, sel: Selector, m: Match, where: str, 
                 hint = f"the model has no {sel.op} node (op types: {', '.join(ops)}); " + hint
         else:
             ops = sorted({n.op_type for n in loaded.graph.node})
-            close = difflib.get_close_matches(sel.op or "", ops, n=3, cutoff=0.3)
+            close = difflib.get_close_matches(sel.op or "", ops, n=3, cutoff=0.6)
             hint = f"the model has no {sel.op} node; " + \
                 (f"closest op types: {', '.join(close)}" if close else f"op types: {', '.join(ops)}")
         return SparsifyError(msg, where=where, hint=hint)
-    shown = "; ".join(m.skipped[:3]) + (" ..." if len(m.skipped) > 3 else "")
+    shown = "; ".join(m.skipped[:2]) + (f"; and {len(m.skipped) - 2} more" if len(m.skipped) > 2 else "")
     hint = (f"{len(m.nodes)} node(s) match but none gives a tensor: {shown}. "
             "An index selector matches only weights (initializers or Constant outputs) unless the rule "
             "has `dynamic: true`")

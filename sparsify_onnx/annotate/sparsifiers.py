@@ -250,7 +250,7 @@ def fits(W: np.ndarray, pattern: Pattern, reduction_axis: int | None = None) -> 
         bad = int((counts > n).sum())
         if bad:
             return (f"{bad} of {counts.size} groups of {m} along axis {ax} hold more than {n} non-zeros "
-                    f"(density {nz.mean():.3f}, an {n}:{m} weight has at most {n / m:.3f})")
+                    f"(density {nz.mean():.3f}; {n}:{m} allows at most {n / m:.3f})")
         return None
     zeros = int(W.size - nz.sum())
     if zeros == 0:
