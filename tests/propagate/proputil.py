@@ -23,7 +23,7 @@ def make_model(nodes, inputs, outputs, inits=(), opset=OPSET, check=True) -> onn
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
     m.ir_version = 8
     if check:
-        onnx.checker.check_model(m)
+        onnx.checker.check_model(m, full_check=True)
     return m
 
 
@@ -49,10 +49,10 @@ def ffn_model(hidden=16, inter=32, prune_cols=(), prune_bias=True, seed=0, ln=Fa
               seq="seq"):
     """x[b, s, H] -> MatMul W1 -> +b1 -> Gelu(erf form) -> MatMul W2 -> +b2 -> (+x -> LayerNorm)."""
     rng = np.random.default_rng(seed)
-    w1 = rng.standard_normal((hidden, inter)).astype(np.float32) / np.sqrt(hidden)
-    b1 = rng.standard_normal(inter).astype(np.float32) * 0.1 + 0.05
-    w2 = rng.standard_normal((inter, hidden)).astype(np.float32) / np.sqrt(inter)
-    b2 = rng.standard_normal(hidden).astype(np.float32) * 0.1
+    w1 = (rng.standard_normal((hidden, inter)) / np.sqrt(hidden)).astype(np.float32)
+    b1 = (rng.standard_normal(inter) * 0.1 + 0.05).astype(np.float32)
+    w2 = (rng.standard_normal((inter, hidden)) / np.sqrt(inter)).astype(np.float32)
+    b2 = (rng.standard_normal(hidden) * 0.1).astype(np.float32)
     cols = list(prune_cols)
     w1[:, cols] = 0
     if prune_bias:
