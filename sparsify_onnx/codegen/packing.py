@@ -31,7 +31,11 @@ from ..errors import SparsifyError
 from ..pattern import Pattern
 from .registry import PackedWeight
 
-__all__ = ["pack", "unpack", "padded_shape"]
+__all__ = ["pack", "unpack", "padded_shape", "PackError"]
+
+
+class PackError(SparsifyError, ValueError):
+    """The weight does not fit the pattern's format (a SparsifyError, and a ValueError for callers)."""
 
 
 def _ceil(a: int, b: int) -> int:
@@ -53,7 +57,7 @@ def padded_shape(pattern: Pattern, K: int, N: int) -> tuple[int, int]:
 def pack(W: np.ndarray, pattern: Pattern, *, dtype=np.float32) -> PackedWeight:
     W = np.asarray(W)
     if W.ndim != 2:
-        raise SparsifyError(f"pack expects a 2-D weight [K, N], got shape {W.shape}")
+        raise PackError(f"pack expects a 2-D weight [K, N], got shape {W.shape}")
     K, N = W.shape
     kind = pattern.kind
     Kp, Np = padded_shape(pattern, K, N)
@@ -64,7 +68,7 @@ def pack(W: np.ndarray, pattern: Pattern, *, dtype=np.float32) -> PackedWeight:
     if kind == "block":
         h, w = pattern.block
         if h <= 0 or w <= 0:
-            raise SparsifyError(f"bad block size {pattern.block}")
+            raise PackError(f"bad block size {pattern.block}")
         blocks = Wp.reshape(Kp // h, h, Np // w, w).transpose(2, 0, 1, 3)  # [nbc, nbr, h, w]
         keep = nz.reshape(Kp // h, h, Np // w, w).any(axis=(1, 3)).T  # [nbc, nbr]
         col_ptr = np.zeros(Np // w + 1, dtype=np.int32)
@@ -85,13 +89,13 @@ def pack(W: np.ndarray, pattern: Pattern, *, dtype=np.float32) -> PackedWeight:
     if kind == "nm":
         n, m = pattern.n, pattern.m
         if not (0 < n <= m <= 256):
-            raise SparsifyError(f"bad n:m pattern {n}:{m}")
+            raise PackError(f"bad n:m pattern {n}:{m}")
         G = Kp // m
         g = nz.reshape(G, m, N)
         counts = g.sum(axis=1)
         if (counts > n).any():
             gi, ci = np.argwhere(counts > n)[0]
-            raise SparsifyError(
+            raise PackError(
                 f"weight does not fit {n}:{m}: group {gi} (rows {gi * m}..{gi * m + m - 1}) of column {ci} "
                 f"has {int(counts[gi, ci])} non-zeros", hint="prune with pattern nm first")
         # order offsets: non-zeros first (by offset), then zeros (by offset); keep the first n, sort ascending
@@ -105,7 +109,7 @@ def pack(W: np.ndarray, pattern: Pattern, *, dtype=np.float32) -> PackedWeight:
     if kind == "tile":
         G = pattern.granularity
         if not G or G <= 0:
-            raise SparsifyError(f"bad tile granularity {G}")
+            raise PackError(f"bad tile granularity {G}")
         T = Np // G
         keep = nz.reshape(Kp, T, G).any(axis=2).T  # [T, K]
         tile_ptr = np.zeros(T + 1, dtype=np.int32)
@@ -118,7 +122,7 @@ def pack(W: np.ndarray, pattern: Pattern, *, dtype=np.float32) -> PackedWeight:
     if kind in ("dense", "channel"):
         return PackedWeight(pattern, K, N, np.ascontiguousarray(W, dtype=dtype), {}, nnz=int(nz.sum()))
 
-    raise SparsifyError(f"no packing format for pattern {kind!r}")
+    raise PackError(f"no packing format for pattern {kind!r}")
 
 
 def unpack(packed: PackedWeight) -> np.ndarray:

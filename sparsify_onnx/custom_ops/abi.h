@@ -40,7 +40,12 @@ typedef struct sp_kernel_entry {
   sp_cpu_kernel_fn cpu;           // NULL when only a CUDA variant exists
   sp_cuda_kernel_fn cuda;         // NULL when built without CUDA
   sp_cuda_scratch_fn cuda_scratch;  // NULL when no scratch is needed
+  int64_t values_count;  // elements of the packed `values` input (checked by the op layer)
 } sp_kernel_entry_t;
+
+// The dispatch table, generated as registry.cc (codegen.generate); terminated by a NULL name.
+extern const sp_kernel_entry_t sp_kernel_table[];
+extern const size_t sp_kernel_count;
 
 #ifdef __cplusplus
 }

@@ -21,9 +21,7 @@ SUITE = "trixie"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 
-def cache_root() -> Path:
-    d = os.environ.get("SPARSIFY_CACHE_DIR")
-    return Path(d).expanduser() if d else Path.home() / ".cache" / "sparsify-onnx"
+from .cache import cache_root
 
 
 def _valid(d: Path) -> bool:

@@ -1,0 +1,278 @@
+// sparsify-onnx op layer: registers ai.sparsify::SparseLinear (version 1) with onnxruntime and
+// dispatches each node, by its `kernel` attribute, to a generated launcher (see abi.h).
+// The library exports only RegisterCustomOps; no C++ exception crosses the C boundary.
+//
+//   Y[..., N] = act(X[..., K] @ W + bias) + residual      (W packed in `values`, pattern baked in the kernel)
+#define ORT_API_MANUAL_INIT
+#include "onnxruntime_cxx_api.h"
+#undef ORT_API_MANUAL_INIT
+
+#include <stdio.h>
+#include <string.h>
+
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "abi.h"
+
+namespace {
+
+const OrtApi* g_api = nullptr;
+constexpr const char* kDomain = "ai.sparsify";
+constexpr const char* kOpName = "SparseLinear";
+
+OrtStatus* make_status(OrtErrorCode code, const std::string& msg) {
+  return g_api->CreateStatus(code, ("ai.sparsify::SparseLinear: " + msg).c_str());
+}
+
+const sp_kernel_entry_t* find_kernel(const char* name) {
+  for (size_t i = 0; i < sp_kernel_count; ++i)
+    if (sp_kernel_table[i].name && strcmp(sp_kernel_table[i].name, name) == 0) return &sp_kernel_table[i];
+  return nullptr;
+}
+
+int sp_dtype_of(ONNXTensorElementDataType t) {
+  return t == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 ? SP_FP16 : SP_FP32;
+}
+
+const char* dtype_name(int d) { return d == SP_FP16 ? "float16" : "float32"; }
+
+struct ParallelCtx {
+  sp_parallel_t par;
+  const OrtKernelContext* ctx;
+};
+
+void ort_parallel_for(const sp_parallel_t* self, sp_task_fn fn, void* user, size_t total) {
+  const ParallelCtx* pc = reinterpret_cast<const ParallelCtx*>(self);
+  if (total > 1 && pc->ctx) {
+    OrtStatus* st = g_api->KernelContext_ParallelFor(pc->ctx, fn, total, 0, user);
+    if (st == nullptr) return;
+    g_api->ReleaseStatus(st);  // no intra-op pool: run inline
+  }
+  for (size_t i = 0; i < total; ++i) fn(user, i);
+}
+
+#define SP_TRY(expr)                      \
+  do {                                    \
+    OrtStatus* _st = (expr);              \
+    if (_st != nullptr) return _st;       \
+  } while (0)
+
+struct TensorInfo {
+  std::vector<int64_t> shape;
+  size_t count = 0;
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+};
+
+OrtStatus* tensor_info(const OrtValue* v, TensorInfo& out) {
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  SP_TRY(g_api->GetTensorTypeAndShape(v, &info));
+  size_t nd = 0;
+  OrtStatus* st = g_api->GetDimensionsCount(info, &nd);
+  if (!st) {
+    out.shape.resize(nd);
+    st = g_api->GetDimensions(info, out.shape.data(), nd);
+  }
+  if (!st) st = g_api->GetTensorShapeElementCount(info, &out.count);
+  if (!st) st = g_api->GetTensorElementType(info, &out.type);
+  g_api->ReleaseTensorTypeAndShapeInfo(info);
+  return st;
+}
+
+OrtStatus* input_data(const OrtValue* v, const void** out) {
+  void* p = nullptr;
+  OrtStatus* st = g_api->GetTensorMutableData(const_cast<OrtValue*>(v), &p);  // read only
+  *out = p;
+  return st;
+}
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+struct SparseLinearKernel {
+  const sp_kernel_entry_t* e;
+  bool cuda;
+
+  OrtStatus* ComputeV2(OrtKernelContext* ctx) noexcept {
+    try {
+      return compute(ctx);
+    } catch (const std::exception& ex) {
+      return make_status(ORT_FAIL, std::string("kernel ") + e->name + ": " + ex.what());
+    } catch (...) {
+      return make_status(ORT_FAIL, std::string("kernel ") + e->name + ": unknown C++ exception");
+    }
+  }
+
+  OrtStatus* compute(OrtKernelContext* ctx) {
+    size_t n_in = 0;
+    SP_TRY(g_api->KernelContext_GetInputCount(ctx, &n_in));
+    const OrtValue* in[4] = {nullptr, nullptr, nullptr, nullptr};
+    for (size_t i = 0; i < n_in && i < 4; ++i) SP_TRY(g_api->KernelContext_GetInput(ctx, i, &in[i]));
+    if (!in[0] || !in[1]) return make_status(ORT_INVALID_ARGUMENT, std::string("kernel ") + e->name + ": X and values are required");
+    TensorInfo xi, vi, bi, ri;
+    SP_TRY(tensor_info(in[0], xi));
+    SP_TRY(tensor_info(in[1], vi));
+    const std::string who = std::string("kernel ") + e->name + ": ";
+    if (xi.shape.empty() || xi.shape.back() != e->K)
+      return make_status(ORT_INVALID_ARGUMENT, who + "input X has shape " + shape_str(xi.shape) +
+                                                   ", its last dimension must be K=" + std::to_string(e->K));
+    if (e->values_count > 0 && (int64_t)vi.count != e->values_count)
+      return make_status(ORT_INVALID_ARGUMENT, who + "input values has " + std::to_string(vi.count) +
+                                                   " elements, the kernel's packed weight has " + std::to_string(e->values_count));
+    if (sp_dtype_of(xi.type) != e->dtype || sp_dtype_of(vi.type) != e->dtype)
+      return make_status(ORT_INVALID_ARGUMENT, who + "expects " + dtype_name(e->dtype) + " inputs");
+    const void* bias = nullptr;
+    const void* res = nullptr;
+    if (in[2]) {
+      SP_TRY(tensor_info(in[2], bi));
+      if ((int64_t)bi.count != e->N)
+        return make_status(ORT_INVALID_ARGUMENT, who + "bias has " + std::to_string(bi.count) + " elements, expected N=" + std::to_string(e->N));
+      SP_TRY(input_data(in[2], &bias));
+    }
+    if (e->has_bias && !bias) return make_status(ORT_INVALID_ARGUMENT, who + "was generated with a bias; input 2 (bias) is missing");
+    std::vector<int64_t> yshape = xi.shape;
+    yshape.back() = e->N;
+    int64_t M = 1;
+    for (size_t i = 0; i + 1 < xi.shape.size(); ++i) M *= xi.shape[i];
+    if (in[3]) {
+      SP_TRY(tensor_info(in[3], ri));
+      if ((int64_t)ri.count != M * e->N)
+        return make_status(ORT_INVALID_ARGUMENT, who + "residual has shape " + shape_str(ri.shape) + ", expected " + shape_str(yshape));
+      SP_TRY(input_data(in[3], &res));
+    }
+    if (e->has_residual && !res) return make_status(ORT_INVALID_ARGUMENT, who + "was generated with a residual add; input 3 (residual) is missing");
+    OrtValue* out = nullptr;
+    SP_TRY(g_api->KernelContext_GetOutput(ctx, 0, yshape.data(), yshape.size(), &out));
+    if (M == 0) return nullptr;
+    const void* X = nullptr;
+    const void* V = nullptr;
+    void* Y = nullptr;
+    SP_TRY(input_data(in[0], &X));
+    SP_TRY(input_data(in[1], &V));
+    SP_TRY(g_api->GetTensorMutableData(out, &Y));
+    int rc = 0;
+    if (!cuda) {
+      ParallelCtx pc;
+      pc.par.parallel_for = ort_parallel_for;
+      pc.par.ctx = &pc;
+      pc.ctx = ctx;
+      rc = e->cpu(X, V, bias, res, Y, M, &pc.par);
+    } else {
+#ifdef SPARSIFY_WITH_CUDA
+      void* stream = nullptr;
+      SP_TRY(g_api->KernelContext_GetGPUComputeStream(ctx, &stream));
+      size_t bytes = e->cuda_scratch ? e->cuda_scratch(M) : 0;
+      void* scratch = nullptr;
+      OrtAllocator* alloc = nullptr;
+      if (bytes > 0) {
+        const OrtMemoryInfo* mi = nullptr;
+        SP_TRY(g_api->GetTensorMemoryInfo(out, &mi));
+        SP_TRY(g_api->KernelContext_GetAllocator(ctx, mi, &alloc));
+        scratch = alloc->Alloc(alloc, bytes);
+        if (!scratch) {
+          g_api->ReleaseAllocator(alloc);
+          return make_status(ORT_FAIL, who + "could not allocate " + std::to_string(bytes) + " bytes of scratch memory");
+        }
+      }
+      rc = e->cuda(X, V, bias, res, Y, M, stream, scratch, bytes);
+      if (alloc) {
+        alloc->Free(alloc, scratch);  // stream-ordered: later work on this stream may reuse it
+        g_api->ReleaseAllocator(alloc);
+      }
+#else
+      return make_status(ORT_FAIL, who + "this library was built without CUDA");
+#endif
+    }
+    if (rc != 0) return make_status(ORT_FAIL, who + "launcher failed with code " + std::to_string(rc));
+    return nullptr;
+  }
+};
+
+struct SparseLinearOp : Ort::CustomOpBase<SparseLinearOp, SparseLinearKernel, true> {
+  SparseLinearOp(const char* ep, ONNXTensorElementDataType type, bool cuda) : ep_(ep), type_(type), cuda_(cuda) {}
+
+  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** op_kernel) const noexcept {
+    try {
+      size_t len = 0;
+      OrtStatus* st = api.KernelInfoGetAttribute_string(info, "kernel", nullptr, &len);
+      if (st) {
+        api.ReleaseStatus(st);
+        return make_status(ORT_INVALID_ARGUMENT, "missing string attribute 'kernel'");
+      }
+      std::string name(len, '\0');
+      SP_TRY(api.KernelInfoGetAttribute_string(info, "kernel", &name[0], &len));
+      name.resize(strlen(name.c_str()));
+      const sp_kernel_entry_t* e = find_kernel(name.c_str());
+      if (!e)
+        return make_status(ORT_INVALID_ARGUMENT, "unknown kernel '" + name + "': this libsparsify_ops.so holds " +
+                                                     std::to_string(sp_kernel_count) +
+                                                     " kernels; rebuild the engine for this model");
+      if (e->dtype != sp_dtype_of(type_)) return make_status(ORT_INVALID_ARGUMENT, "kernel '" + name + "' is " + dtype_name(e->dtype));
+      if (!cuda_ && !e->cpu) return make_status(ORT_NOT_IMPLEMENTED, "kernel '" + name + "' has no CPU variant in this library");
+      if (cuda_ && !e->cuda) return make_status(ORT_NOT_IMPLEMENTED, "kernel '" + name + "' has no CUDA variant in this library");
+      *op_kernel = new SparseLinearKernel{e, cuda_};
+      return nullptr;
+    } catch (const std::exception& ex) {
+      return make_status(ORT_FAIL, std::string("creating kernel: ") + ex.what());
+    } catch (...) {
+      return make_status(ORT_FAIL, "creating kernel: unknown C++ exception");
+    }
+  }
+
+  const char* GetName() const { return kOpName; }
+  const char* GetExecutionProviderType() const { return ep_; }
+  size_t GetInputTypeCount() const { return 4; }
+  ONNXTensorElementDataType GetInputType(size_t) const { return type_; }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
+    return i < 2 ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
+  }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return type_; }
+
+ private:
+  const char* ep_;
+  ONNXTensorElementDataType type_;
+  bool cuda_;
+};
+
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
+                                                                                          const OrtApiBase* api_base) {
+  if (!api_base) return nullptr;
+  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+  if (!api) {
+    // an onnxruntime older than the headers: report it through the newest API it has
+    for (int v = ORT_API_VERSION - 1; v >= 1 && !api; --v) api = api_base->GetApi(v);
+    if (!api) return nullptr;
+    return api->CreateStatus(ORT_FAIL, ("libsparsify_ops.so needs onnxruntime API version >= " +
+                                        std::to_string(ORT_API_VERSION) + " (onnxruntime " +
+                                        api_base->GetVersionString() + " is older)").c_str());
+  }
+  Ort::InitApi(api);
+  g_api = api;
+  try {
+    static SparseLinearOp cpu_f32(nullptr, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, false);
+#ifdef SPARSIFY_WITH_CUDA
+    static SparseLinearOp cuda_f32("CUDAExecutionProvider", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, true);
+    static SparseLinearOp cuda_f16("CUDAExecutionProvider", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, true);
+#endif
+    OrtCustomOpDomain* domain = nullptr;
+    SP_TRY(api->CreateCustomOpDomain(kDomain, &domain));
+    // the domain must outlive every session that uses it: it is kept for the life of the process
+    SP_TRY(api->CustomOpDomain_Add(domain, &cpu_f32));
+#ifdef SPARSIFY_WITH_CUDA
+    SP_TRY(api->CustomOpDomain_Add(domain, &cuda_f32));
+    SP_TRY(api->CustomOpDomain_Add(domain, &cuda_f16));
+#endif
+    return api->AddCustomOpDomain(options, domain);
+  } catch (const std::exception& ex) {
+    return api->CreateStatus(ORT_FAIL, (std::string("RegisterCustomOps: ") + ex.what()).c_str());
+  } catch (...) {
+    return api->CreateStatus(ORT_FAIL, "RegisterCustomOps: unknown C++ exception");
+  }
+}
