@@ -259,6 +259,16 @@ def test_rule_without_sparsity_whose_zeros_do_not_fit():
     assert "fc1.weight" in ei.value.message and "block16x16" in ei.value.message
 
 
+def test_sparse_rule_without_sparsity_on_a_dense_weight_is_an_error():
+    lo = index_model(mlp_model())
+    with pytest.raises(SparsifyError) as ei:
+        annotate(lo, spec("  - select: {op: MatMul}\n    pattern: block\n    block: [16, 16]\n"))
+    assert "fc1.weight" in ei.value.message and "no zeros" in ei.value.message
+    assert "add `sparsity:`" in ei.value.hint
+    a = annotate(lo, spec("  - select: {op: MatMul}\n    pattern: dense\n"))  # dense always fits
+    assert all(not s.pruned and s.density_after == 1.0 for s in a.selections.values())
+
+
 def test_rule_without_sparsity_keeps_zeros_that_fit():
     W = prune(rand((64, 128), 1), Pattern("block", block=(16, 16)), 0.75)
     lo = index_model(mlp_model({"fc1.weight": W}))

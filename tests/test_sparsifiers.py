@@ -228,9 +228,20 @@ def test_fits_rejects_unstructured_zeros():
 
 
 def test_fits_dense_weight():
+    # a weight without zeros fits only dense: a sparse rule without `sparsity` has nothing to keep
     W = rand((16, 16))
-    assert fits(W, Pattern("block", block=(4, 4))) is None  # no zeros: trivially blocks (all kept)
+    assert fits(W, Pattern("dense")) is None
+    for p in (Pattern("unstructured"), Pattern("block", block=(4, 4)), Pattern("tile", granularity=4),
+              Pattern("channel", axis=0)):
+        assert "no zeros" in fits(W, p, 0)
     assert "more than 2" in fits(W, Pattern("nm", n=2, m=4), 0)
+
+
+def test_fits_scattered_zeros_without_a_zero_unit():
+    W = rand((16, 16))
+    W[::3, ::5] = 0
+    assert "none of its" in fits(W, Pattern("block", block=(8, 8)))
+    assert fits(W, Pattern("unstructured")) is None
 
 
 def test_fits_tolerates_a_few_incidental_zeros():
@@ -291,7 +302,7 @@ def test_prop_block(shape, h, w, s, seed, random):
               np.random.default_rng(seed))
     check_blocks(W, P, h, w)
     assert abs(zeros_of(P) - s * W.size) <= h * w
-    assert fits(P, Pattern("block", block=(h, w))) is None
+    assert zeros_of(P) == 0 or fits(P, Pattern("block", block=(h, w))) is None
 
 
 @settings(max_examples=60, deadline=None)
@@ -321,7 +332,7 @@ def test_prop_tile(shape, G, axis, s, seed, random):
     for t in range(math.ceil(B.shape[1] / G)):
         b = B[:, t * G:(t + 1) * G] != 0
         assert (b.all(axis=1) | ~b.any(axis=1)).all()
-    assert fits(P, Pattern("tile", granularity=G), axis) is None
+    assert zeros_of(P) == 0 or fits(P, Pattern("tile", granularity=G), axis) is None
 
 
 @settings(max_examples=60, deadline=None)
@@ -333,4 +344,4 @@ def test_prop_channel(shape, data, s, seed):
     P = prune(W, Pattern("channel", axis=axis), s)
     slice_size = W.size // W.shape[axis]
     assert abs(zeros_of(P) - s * W.size) <= slice_size
-    assert fits(P, Pattern("channel", axis=axis)) is None
+    assert zeros_of(P) == 0 or fits(P, Pattern("channel", axis=axis)) is None

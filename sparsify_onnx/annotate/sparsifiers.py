@@ -232,16 +232,19 @@ def _from_kn(mask_kn: np.ndarray, W: np.ndarray, reduction_axis: int | None) -> 
 def fits(W: np.ndarray, pattern: Pattern, reduction_axis: int | None = None) -> str | None:
     """None when W's existing zeros already form `pattern`, else a one-line reason.
 
-    dense and unstructured: always fit. nm: every group of m along the reduction axis has at most
-    n non-zeros. block / tile / channel: the zeros lie in whole units (all-zero blocks, rows of a
-    tile, slices); at most STRAY_ZERO_TOLERANCE of the elements may be zeros elsewhere. A weight
-    without zeros fits every pattern but nm (it is then simply dense).
+    Used for a rule without `sparsity` (keep the zeros the model has). dense: always fits.
+    unstructured: W has at least one zero. nm: every group of m along the reduction axis has at
+    most n non-zeros. block / tile / channel: at least one unit (block, row of a tile, slice) is
+    all zero and the zeros lie in such units: at most STRAY_ZERO_TOLERANCE of the elements may be
+    zeros elsewhere. A weight without zeros fits only dense: a sparse pattern with nothing to skip
+    is almost always a rule that forgot `sparsity:`.
     """
     W = np.asarray(W)
     kind = pattern.kind
-    if kind in ("dense", "unstructured") or W.size == 0:
+    if kind == "dense" or W.size == 0:
         return None
     nz = W != 0
+    zeros = int(W.size - nz.sum())
     if kind == "nm":
         n, m = pattern.n, pattern.m
         ax = _axis(reduction_axis, W.ndim) if W.ndim else 0
@@ -252,10 +255,14 @@ def fits(W: np.ndarray, pattern: Pattern, reduction_axis: int | None = None) -> 
             return (f"{bad} of {counts.size} groups of {m} along axis {ax} hold more than {n} non-zeros "
                     f"(density {nz.mean():.3f}; {n}:{m} allows at most {n / m:.3f})")
         return None
-    zeros = int(W.size - nz.sum())
     if zeros == 0:
+        return "it has no zeros (density 1.000), so there is nothing to keep"
+    if kind == "unstructured":
         return None
     unit_zero, unit_size, unit_name = _unit_zeros(nz, pattern, reduction_axis)
+    if not unit_zero.any():
+        return (f"none of its {unit_zero.size} {unit_name} is all zero; its zeros are scattered "
+                f"(density {nz.mean():.3f})")
     covered = int((unit_zero * unit_size).sum())
     stray = zeros - covered
     if stray > STRAY_ZERO_TOLERANCE * W.size:
@@ -297,10 +304,8 @@ def describe_zeros(W: np.ndarray, reduction_axis: int | None = None) -> dict:
     zeros = size - nnz
     d: dict = {"density": (nnz / size) if size else 1.0, "zeros": zeros, "size": size}
     has = zeros > 0
-    d["block32x32"] = bool(has and fits(W, Pattern("block", block=(32, 32))) is None
-                           and _unit_zeros(nz, Pattern("block", block=(32, 32)), None)[0].any())
-    d["block16x16"] = bool(has and fits(W, Pattern("block", block=(16, 16))) is None
-                           and _unit_zeros(nz, Pattern("block", block=(16, 16)), None)[0].any())
+    d["block32x32"] = bool(has and fits(W, Pattern("block", block=(32, 32))) is None)
+    d["block16x16"] = bool(has and fits(W, Pattern("block", block=(16, 16))) is None)
     red_len = W.shape[_axis(reduction_axis, W.ndim)] if W.ndim else 1
     d["nm2:4"] = bool(has and red_len >= 4 and fits(W, Pattern("nm", n=2, m=4), reduction_axis) is None)
     M = matrix_view(nz)
