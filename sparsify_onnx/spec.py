@@ -120,23 +120,31 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
-    loader.flatten_mapping(node)
-    d = _LineDict()
-    d.line = node.start_mark.line + 1
-    d.key_lines = {}
-    for key_node, value_node in node.value:
+    # duplicates are checked among the keys written in this mapping; keys merged in with `<<: *x`
+    # may be overridden by them (YAML merge semantics)
+    seen: dict = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
         key = loader.construct_object(key_node, deep=True)
         kline = key_node.start_mark.line + 1
         try:
             hash(key)
         except TypeError:
             raise SparsifyError("a mapping key must be a plain word, not a list or mapping",
-                                where=f"{loader.spec_name}:{kline}", hint="check the indentation") from None
-        if key in d:
-            raise SparsifyError(f"duplicate key `{key}` (first on line {d.key_lines[key]})",
-                                where=f"{loader.spec_name}:{kline}", hint="give each key once per mapping")
+                                where=_where(loader.spec_path, kline), hint="check the indentation") from None
+        if key in seen:
+            raise SparsifyError(f"duplicate key `{key}` (first on line {seen[key]})",
+                                where=_where(loader.spec_path, kline), hint="give each key once per mapping")
+        seen[key] = kline
+    loader.flatten_mapping(node)
+    d = _LineDict()
+    d.line = node.start_mark.line + 1
+    d.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
         d[key] = loader.construct_object(value_node, deep=True)
-        d.key_lines[key] = kline
+        d.key_lines[key] = key_node.start_mark.line + 1
     return d
 
 
@@ -185,15 +193,17 @@ def parse_spec(text: str, path: str | Path | None = None) -> Spec:
     path = Path(path) if path is not None else None
     name = str(path) if path is not None else "<spec>"
     loader = _LineLoader(text)
-    loader.spec_name = name
+    loader.spec_path = path
     try:
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else 1
         problem = " ".join(x for x in (e.context, e.problem) if x) or "syntax error"
-        raise SparsifyError(f"malformed YAML: {problem}", where=_where(path, line),
-                            hint="check indentation, colons and quoting on or just before that line") from None
+        hint = "check indentation, colons and quoting on or just before that line"
+        if "'\\t'" in problem:
+            hint = "YAML does not allow tabs for indentation; indent with spaces"
+        raise SparsifyError(f"malformed YAML: {problem}", where=_where(path, line), hint=hint) from None
     except yaml.YAMLError as e:
         raise SparsifyError(f"malformed YAML: {e}", where=name, hint="check the file's syntax") from None
     finally:

@@ -114,6 +114,23 @@ def test_bad_indentation_line():
     assert "malformed YAML" in e.message and e.where == "spec.yaml:4"
 
 
+def test_tab_indentation():
+    e = err("version: 1\nrules:\n\t- select: {tensor: a}\n")
+    assert e.where == "spec.yaml:3" and "tabs" in e.hint
+
+
+def test_yaml_merge_keys_may_be_overridden():
+    s = parse_spec("version: 1\nrules:\n  - &b\n    select: {tensor: a}\n    pattern: block\n    block: [4, 4]\n"
+                   "    sparsity: 0.5\n  - <<: *b\n    select: {tensor: b}\n")
+    assert s.rules[1].select == Selector(tensor="b") and s.rules[1].pattern == Pattern("block", block=(4, 4))
+    assert s.rules[1].sparsity == 0.5
+
+
+def test_non_scalar_key():
+    e = err("version: 1\n? [a]\n: 1\n")
+    assert "plain word" in e.message and e.where == "spec.yaml:2"
+
+
 def test_duplicate_key():
     e = err("version: 1\nrules:\n  - select: {tensor: a}\n    pattern: dense\n    pattern: block\n")
     assert "duplicate key `pattern`" in e.message and e.where == "spec.yaml:5"
