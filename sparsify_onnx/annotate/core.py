@@ -9,7 +9,6 @@ from onnx import numpy_helper
 
 from ..errors import SparsifyError
 from ..graph import Loaded, index_model, replace_initializer
-from ..pattern import Pattern
 from ..spec import Rule, Spec
 from ..tesa import TeSA
 from . import Annotated, Selection
