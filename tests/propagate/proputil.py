@@ -79,3 +79,101 @@ def ffn_model(hidden=16, inter=32, prune_cols=(), prune_bias=True, seed=0, ln=Fa
         inits += [init("ln_s", np.ones(hidden, np.float32)), init("ln_b", np.zeros(hidden, np.float32))]
         out = "y"
     return make_model(nodes, [vi("x", [batch, seq, hidden])], [vi(out, [batch, seq, hidden])], inits)
+
+
+# ---- single-op soundness harness ------------------------------------------------------------
+def random_mask(rng, shape, kind=None):
+    """A random boolean mask: elementwise, or structured (whole slices along random axes)."""
+    shape = tuple(shape)
+    if not shape:
+        return np.array(rng.random() < 0.8)
+    kind = kind or rng.choice(["elem", "axes", "axes", "dense"])
+    if kind == "dense":
+        return np.ones(shape, bool)
+    if kind == "elem":
+        return rng.random(shape) < 0.6
+    m = np.ones(shape, bool)
+    for ax, n in enumerate(shape):
+        if n > 1 and rng.random() < 0.6:
+            keep = rng.random(n) < 0.5
+            m &= keep.reshape([n if k == ax else 1 for k in range(len(shape))])
+    return m
+
+
+def check_single_op(node, data_inputs, const_inputs=None, out_shapes=None, *, rng=None, draws=4,
+                    opset=OPSET, in_dtypes=None, out_dtype=TensorProto.FLOAT, seed_nonzero=None, seed_used=None,
+                    domain_opsets=None, atol=1e-5):
+    """Propagate through one node with random masks, then check against onnxruntime.
+
+    data_inputs: {name: shape} (random float graph inputs with random nonzero masks);
+    const_inputs: {name: array} (initializers); out_shapes: {name: shape or None}.
+    Checks: every output element marked zero is zero when dead inputs are zeroed; perturbing
+    input elements marked unused changes no used output element. Returns the Propagated.
+    """
+    from sparsify_onnx.propagate import propagate
+    from sparsify_onnx.tesa import TeSA
+    rng = rng or np.random.default_rng(0)
+    const_inputs = const_inputs or {}
+    in_dtypes = in_dtypes or {}
+    out_shapes = out_shapes or {o: None for o in node.output if o}
+    inputs = [vi(n, list(s), in_dtypes.get(n, TensorProto.FLOAT)) for n, s in data_inputs.items()]
+    odt = out_dtype if isinstance(out_dtype, dict) else {}
+    outputs = [vi(n, s if s is None else list(s), odt.get(n, out_dtype if not odt else TensorProto.FLOAT))
+               for n, s in out_shapes.items()]
+    inits = [init(n, a) for n, a in const_inputs.items()]
+    g = helper.make_graph([node], "single", inputs, outputs, initializer=inits)
+    ops = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in (domain_opsets or {}).items()]
+    model = helper.make_model(g, opset_imports=ops)
+    model.ir_version = 8
+    an = annotated_from(model)
+    lo = an.loaded
+    seeds = {}
+    for n, s in data_inputs.items():
+        nz = seed_nonzero[n] if seed_nonzero and n in seed_nonzero else random_mask(rng, s)
+        seeds[n] = TeSA(name=n, shape=tuple(s), nonzero=nz, used=np.ones(tuple(s), bool))
+    for n in out_shapes:
+        s = lo.shapes.get(n)
+        if s is None or any(not isinstance(d, int) for d in s):
+            continue
+        u = seed_used[n] if seed_used and n in seed_used else random_mask(rng, s)
+        seeds[n] = TeSA(name=n, shape=tuple(s), nonzero=np.ones(tuple(s), bool), used=u)
+    an.tesas = seeds
+    p = propagate(an)
+    for d in range(draws):
+        feeds = {}
+        for n, s in data_inputs.items():
+            dt = in_dtypes.get(n, TensorProto.FLOAT)
+            if dt == TensorProto.FLOAT:
+                v = rng.standard_normal(s).astype(np.float32)
+            elif dt == TensorProto.BOOL:
+                v = rng.random(s) < 0.5
+            else:
+                v = rng.integers(-3, 4, s).astype(helper.tensor_dtype_to_np_dtype(dt))
+            live = np.broadcast_to(p.tesas[n].live, p.tesas[n].mask_shape)
+            v = np.where(np.broadcast_to(live, v.shape), v, np.zeros((), v.dtype)).astype(v.dtype)
+            feeds[n] = v
+        base = run(model, feeds)
+        for o, val in base.items():
+            t = p.tesas[o]
+            nz = np.broadcast_to(t.nonzero, t.mask_shape)
+            nz = np.broadcast_to(nz, val.shape) if nz.shape != val.shape else nz
+            bad = (~nz) & (val != 0)
+            assert not bad.any(), f"{node.op_type}: output {o} marked zero but non-zero at {np.argwhere(bad)[:5]}"
+        # perturb the unused elements of one input at a time (the others keep their pruned values:
+        # an element is unused given that every dead element elsewhere is zero)
+        for n, v in feeds.items():
+            t = p.tesas[n]
+            unused = ~np.broadcast_to(np.broadcast_to(t.used, t.mask_shape), v.shape)
+            if not unused.any() or v.dtype != np.float32:
+                continue
+            pert = dict(feeds)
+            noise = rng.standard_normal(v.shape).astype(np.float32) * 3
+            pert[n] = np.where(unused, noise, v).astype(v.dtype)
+            after = run(model, pert)
+            for o, val in base.items():
+                t = p.tesas[o]
+                used = np.broadcast_to(np.broadcast_to(t.used, t.mask_shape), val.shape)
+                a, b = val[used], after[o][used]
+                ok = np.allclose(a, b, rtol=1e-4, atol=atol, equal_nan=True)
+                assert ok, f"{node.op_type}: perturbing unused elements of {n} changed used output {o}"
+    return p

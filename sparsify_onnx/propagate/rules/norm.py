@@ -14,7 +14,6 @@ def _norm_axes(rank: int, axis: int) -> tuple[int, ...]:
 
 
 @rule("LayerNormalization")
-@rule("LayerNormalization", "SimplifiedLayerNormalization", domain="com.microsoft")
 def layer_norm(ctx):
     """y = (x - mean) / std * scale + bias over axes [axis, rank)."""
     r = ctx.in_rank(0)
@@ -23,8 +22,6 @@ def layer_norm(ctx):
     axes = _norm_axes(r, int(ctx.attr("axis", -1)))
     scale = ctx.live(1)
     has_b = ctx.has_input(2)
-    if ctx.op_type == "SimplifiedLayerNormalization":
-        has_b = False
     nz = scale | ctx.live(2) if has_b else scale
     ctx.narrow_output(0, nonzero=nz)  # input zeros never make output zeros
     if any(ctx.has_output(i) and ctx.out_used(i).any() for i in (1, 2)):
