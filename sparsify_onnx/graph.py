@@ -67,8 +67,16 @@ def index_model(model: onnx.ModelProto, path: Path | None = None, sha256: str | 
     """Build the graph index for an in-memory model."""
     if infer_shapes:
         try:
-            inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
-        except Exception:  # shape inference is best effort; large models go through the path API
+            if model.ByteSize() > 1_800_000_000:  # protobuf's 2 GB limit: infer on the graph without weights
+                light = onnx.ModelProto()
+                light.CopyFrom(model)
+                for t in light.graph.initializer:
+                    t.ClearField("raw_data")
+                    t.ClearField("float_data")
+                inferred = onnx.shape_inference.infer_shapes(light, data_prop=False)
+            else:
+                inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        except Exception:  # shape inference is best effort
             inferred = model
     else:
         inferred = model
@@ -119,8 +127,8 @@ def load_model(path: str | Path) -> Loaded:
     if not model.graph.node:
         raise SparsifyError(f"{path} holds no graph nodes (empty or not an ONNX model)",
                             hint="export the model again, or check that the file is complete")
-    try:
-        onnx.checker.check_model(model, full_check=False)
+    try:  # the path form also checks models over 2 GB (external data)
+        onnx.checker.check_model(str(path), full_check=False)
     except Exception as e:
         raise SparsifyError(f"{path} is not a valid ONNX model: {e}".splitlines()[0],
                             hint="run onnx.checker.check_model on it to see the whole problem") from None

@@ -13,8 +13,8 @@ def linear_chain(sizes=(64, 96, 64), *, act="relu", seed=0, batch="batch", resid
     nodes, inits = [], []
     x = "x"
     for i, (k, n) in enumerate(zip(sizes[:-1], sizes[1:])):
-        w = rng.standard_normal((k, n)).astype(np.float32) / np.sqrt(k)
-        b = rng.standard_normal(n).astype(np.float32) * 0.1
+        w = (rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32)
+        b = (rng.standard_normal(n) * 0.1).astype(np.float32)
         pre = f"/layers.{i}"
         if gemm:
             inits.append(numpy_helper.from_array(np.ascontiguousarray(w.T), f"layers.{i}.weight"))
