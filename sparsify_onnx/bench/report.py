@@ -78,7 +78,8 @@ def _normalise_verification(v: dict | None) -> dict | None:
     if "outputs" in v:
         return {"passed": v.get("passed"), "tolerance": v.get("tolerance"), "outputs": dict(v["outputs"]),
                 **{k: val for k, val in v.items() if k not in ("passed", "tolerance", "outputs")}}
-    outs = {k: {"max_rel": float(x)} for k, x in v.items() if isinstance(x, (int, float)) and not isinstance(x, bool)}
+    outs = {k: {"max_rel": float(x)} for k, x in v.items()
+            if k not in ("passed", "tolerance") and isinstance(x, (int, float)) and not isinstance(x, bool)}
     return {"passed": v.get("passed"), "tolerance": v.get("tolerance"), "outputs": outs}
 
 
