@@ -79,10 +79,23 @@ def _native_id() -> str:
 
 
 def _cuda_lib_dir(nvcc: str) -> Path | None:
-    root = Path(nvcc).resolve().parent.parent
-    for d in (root / "lib64", root / "lib", root / "targets" / "x86_64-linux" / "lib"):
-        if (d / "libcudart_static.a").is_file():
-            return d
+    """Directory of libcudart_static.a for this nvcc (nvcc may be a wrapper script elsewhere)."""
+    roots = [Path(nvcc).resolve().parent.parent]
+    for env in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(env):
+            roots.append(Path(os.environ[env]))
+    try:  # ask nvcc where it lives: `#$ TOP=/usr/local/cuda-13.0/bin/..`
+        p = subprocess.run([nvcc, "--dryrun", "-v", "x.cu"], capture_output=True, text=True, timeout=60)
+        for line in (p.stdout + p.stderr).splitlines():
+            if "TOP=" in line:
+                roots.append(Path(line.split("TOP=", 1)[1].strip()).resolve())
+    except Exception:
+        pass
+    roots += [Path("/usr/local/cuda"), *sorted(Path("/usr/local").glob("cuda-*"), reverse=True)]
+    for root in roots:
+        for d in (root / "lib64", root / "lib", root / "targets" / "x86_64-linux" / "lib"):
+            if (d / "libcudart_static.a").is_file():
+                return d
     return None
 
 
