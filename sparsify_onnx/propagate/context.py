@@ -94,8 +94,10 @@ class RuleContext:
     # ---- reading masks -------------------------------------------------------
     def _mask(self, name: str, which: str) -> np.ndarray:
         t = self._e.tesas[name]
-        m = t.nonzero if which == "nonzero" else t.used if which == "used" else t.live
-        return to_rank(m, len(t.mask_shape))
+        r = len(t.mask_shape)
+        if which == "live":  # compact: numpy broadcasting keeps size-1 axes where both masks have them
+            return to_rank(t.nonzero, r) & to_rank(t.used, r)
+        return to_rank(t.nonzero if which == "nonzero" else t.used, r)
 
     def nonzero(self, i: int) -> np.ndarray:
         return self._mask(self.node.input[i], "nonzero")

@@ -18,9 +18,10 @@ from collections import deque
 import numpy as np
 import onnx
 
-from ..tesa import TeSA, _compact
+from ..tesa import TeSA
 from .context import RuleContext
 from .folding import fold_constants
+from .masks import to_rank
 from .registry import lookup
 from .symbolic import mono_array
 
@@ -59,6 +60,14 @@ def _subgraph_refs(graph: onnx.GraphProto) -> set[str]:
 
 def narrow(t: TeSA, *, nonzero=None, used=None, by=None) -> bool:
     """TeSA.narrow, keeping 0-d masks 0-d (np.ascontiguousarray in tesa._compact makes them 1-d)."""
+    r = len(t.mask_shape)
+    # cheap test on the compact masks first: most rule applications add nothing new
+    if nonzero is not None and np.all(to_rank(nonzero, r) | ~to_rank(t.nonzero, r)):
+        nonzero = None
+    if used is not None and np.all(to_rank(used, r) | ~to_rank(t.used, r)):
+        used = None
+    if nonzero is None and used is None:
+        return False
     changed = t.narrow(nonzero=nonzero, used=used, by=by)
     if not t.mask_shape:
         t.nonzero = np.asarray(t.nonzero, dtype=bool).reshape(())
@@ -147,17 +156,17 @@ class Engine:
         if mask.all():
             return False
         contribs = self.contrib.setdefault(name, {})
+        r = len(t.mask_shape)
         old = contribs.get(key)
-        new = mask if old is None else np.asarray(np.broadcast_to(old, t.mask_shape) & np.broadcast_to(mask, t.mask_shape))
-        contribs[key] = new
+        contribs[key] = to_rank(mask, r) if old is None else (to_rank(old, r) & to_rank(mask, r))
         if name in self.always_used:
             return False
         keys = self.consumers.get(name, [])
         if any(k not in contribs for k in keys):
             return False  # some consumer still uses everything
-        union = np.zeros(t.mask_shape, dtype=bool)
+        union = None
         for k in keys:
-            union = union | np.broadcast_to(contribs[k], t.mask_shape)
+            union = contribs[k] if union is None else (union | contribs[k])
         return narrow(t, used=union, by=by)
 
     # ---- the fixpoint -----------------------------------------------------------

@@ -78,6 +78,10 @@ def fold_constants(graph: onnx.GraphProto, weights: dict, shapes: dict, opset: i
             if any(v is None for v, n in zip(vals, ins) if n):
                 continue
             out = _eval_symbolic(node, vals)
+            if out is not None and not isinstance(out, np.ndarray):
+                boxed = np.empty((), dtype=object)
+                boxed[()] = out
+                out = boxed
             if out is not None:
                 _store(node.output[0], out, consts, syms)
         except Exception:  # folding is best effort

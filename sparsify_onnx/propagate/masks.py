@@ -51,7 +51,15 @@ def unbroadcast(mask, shape) -> np.ndarray:
 
 
 def bool_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(a @ b) > 0 over booleans, broadcasting batch dims (numpy matmul semantics, rank >= 2)."""
+    """(a @ b) > 0 over booleans, broadcasting batch dims (numpy matmul semantics, rank >= 2).
+
+    A mask of size 1 along the contracted axis is uniform along it, so no product is needed:
+    any_k(a[m, k] & b[k, n]) = a[m] & any_k(b[k, n]).
+    """
+    if a.shape[-1] == 1:
+        return a & b.any(axis=-2, keepdims=True)
+    if b.shape[-2] == 1:
+        return a.any(axis=-1, keepdims=True) & b
     k = max(a.shape[-1], b.shape[-2])
     if a.shape[-1] != k:
         a = np.broadcast_to(a, a.shape[:-1] + (k,))
@@ -60,8 +68,17 @@ def bool_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.matmul(a.astype(np.float32), b.astype(np.float32)) > 0
 
 
-def count_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Counts of (a @ b) over booleans, as float64 (for MAC statistics)."""
+def count_matmul(a: np.ndarray, b: np.ndarray, k_size: int | None = None) -> np.ndarray:
+    """Counts of (a @ b) over booleans, as float64 (for MAC statistics).
+
+    ``k_size``: the real length of the contracted axis when both masks are uniform along it.
+    """
+    if a.shape[-1] == 1 and b.shape[-2] == 1:
+        return (a & b).astype(np.float64) * (k_size or 1)
+    if a.shape[-1] == 1:
+        return a.astype(np.float64) * b.sum(axis=-2, keepdims=True, dtype=np.float64)
+    if b.shape[-2] == 1:
+        return a.sum(axis=-1, keepdims=True, dtype=np.float64) * b.astype(np.float64)
     k = max(a.shape[-1], b.shape[-2])
     if a.shape[-1] != k:
         a = np.broadcast_to(a, a.shape[:-1] + (k,))

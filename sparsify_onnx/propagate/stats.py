@@ -8,8 +8,15 @@ from ..tesa import TeSA
 from .masks import count_matmul, full_on, to_rank
 
 
+def _compact_live(t: TeSA) -> np.ndarray:
+    r = len(t.mask_shape)
+    return to_rank(t.nonzero, r) & to_rank(t.used, r)
+
+
 def _live_count(t: TeSA) -> int:
-    return int(np.count_nonzero(t.live))
+    lc = _compact_live(t)
+    total = int(np.prod(t.mask_shape)) if t.mask_shape else 1
+    return int(np.count_nonzero(lc)) * (total // max(lc.size, 1))
 
 
 def _size(t: TeSA) -> int:
@@ -20,44 +27,53 @@ def node_macs(node, tesas: dict[str, TeSA], attrs: dict, dense: bool = False) ->
     """(dense MACs, live MACs) of a MatMul/Gemm/Conv, per unit of each symbolic dim."""
     def live(name):
         t = tesas[name]
-        return np.ones(t.mask_shape, bool) if dense else np.broadcast_to(t.live, t.mask_shape)
+        return np.ones((1,) * len(t.mask_shape), bool) if dense else _compact_live(t)
 
     def used(name):
         t = tesas[name]
-        return np.ones(t.mask_shape, bool) if dense else np.broadcast_to(t.used, t.mask_shape)
+        return np.ones((1,) * len(t.mask_shape), bool) if dense else to_rank(t.used, len(t.mask_shape))
+
+    def mshape(name):
+        return tesas[name].mask_shape
 
     op = node.op_type
     try:
         if op in ("MatMul", "Gemm"):
             a, b = live(node.input[0]), live(node.input[1])
+            sa, sb = mshape(node.input[0]), mshape(node.input[1])
             u = used(node.output[0])
+            if len(sa) == 0 or len(sb) == 0:
+                return None
             if op == "Gemm":
-                if a.ndim != 2 or b.ndim != 2:
+                if len(sa) != 2 or len(sb) != 2:
                     return None
                 if attrs.get("transA", 0):
-                    a = a.T
+                    a, sa = a.T, sa[::-1]
                 if attrs.get("transB", 0):
-                    b = b.T
-            if a.ndim == 0 or b.ndim == 0:
-                return None
-            if a.ndim == 1:
-                a = a[None, :]
+                    b, sb = b.T, sb[::-1]
+            if len(sa) == 1:
+                a, sa = a[None, :], (1,) + tuple(sa)
                 u = np.expand_dims(u, -2)
-            if b.ndim == 1:
-                b = b[:, None]
+            if len(sb) == 1:
+                b, sb = b[:, None], tuple(sb) + (1,)
                 u = np.expand_dims(u, -1)
-            if a.shape[-1] != b.shape[-2] and 1 not in (a.shape[-1], b.shape[-2]):
-                return None
-            k = max(a.shape[-1], b.shape[-2])
-            cnt = count_matmul(a, b)
-            u = np.broadcast_to(u, np.broadcast_shapes(u.shape, cnt.shape))
-            live_macs = int((np.broadcast_to(cnt, u.shape) * u).sum())
-            batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-            dense_macs = int(np.prod(batch) * a.shape[-2] * k * b.shape[-1]) if batch else int(a.shape[-2] * k * b.shape[-1])
-            return dense_macs, live_macs
+            k = max(sa[-1], sb[-2])
+            cnt = count_matmul(a, b, k_size=k)
+            live_macs = float((cnt * u).sum())
+            # scale up the axes that stayed compact (size 1) in the product but are larger in reality
+            batch = np.broadcast_shapes(tuple(sa[:-2]), tuple(sb[:-2]))
+            full = tuple(batch) + (sa[-2], sb[-1])
+            prod_shape = np.broadcast_shapes(cnt.shape, u.shape)
+            prod_shape = (1,) * (len(full) - len(prod_shape)) + tuple(prod_shape)
+            scale = int(np.prod(full)) // max(int(np.prod(prod_shape)), 1)
+            dense_macs = int(np.prod(full)) * k
+            return dense_macs, int(live_macs * scale)
         if op == "Conv":
             x, w = live(node.input[0]), live(node.input[1])
             u = used(node.output[0])
+            x = np.broadcast_to(x, mshape(node.input[0]))
+            w = np.broadcast_to(w, mshape(node.input[1]))
+            u = np.broadcast_to(u, mshape(node.output[0]))
             if x.ndim < 3 or w.ndim != x.ndim:
                 return None
             group = int(attrs.get("group", 1))
@@ -109,10 +125,10 @@ def compute_stats(engine, initial: dict[str, TeSA], elapsed_s: float) -> dict:
             "shape": [d if isinstance(d, int) else str(d) for d in t.shape],
             "weight": name in lo.initializer_names,
             "declared_density": declared,
-            "density_declared_live": initial[name].density() if name in initial else None,
-            "density": t.density(),
-            "nonzero_density": float(np.broadcast_to(t.nonzero, t.mask_shape).mean()) if t.mask_shape else float(bool(t.nonzero)),
-            "used_density": float(np.broadcast_to(t.used, t.mask_shape).mean()) if t.mask_shape else float(bool(t.used)),
+            "density_declared_live": _density(initial[name]) if name in initial else None,
+            "density": _density(t),
+            "nonzero_density": float(np.mean(t.nonzero)),
+            "used_density": float(np.mean(t.used)),
             "narrowed_by": list(t.narrowed_by),
             "pattern": t.pattern.short(),
             "dynamic": t.dynamic,
@@ -142,6 +158,11 @@ def compute_stats(engine, initial: dict[str, TeSA], elapsed_s: float) -> dict:
         "iterations": engine.iterations,
         "time_s": elapsed_s,
     }
+
+
+def _density(t: TeSA) -> float:
+    lc = _compact_live(t)
+    return float(lc.mean()) if lc.size else 1.0
 
 
 def _declared_only(t: TeSA) -> TeSA:

@@ -378,7 +378,7 @@ class _Planner:
             v = self.consts.get(name)
             if v is None:
                 return None
-            return [("const", name, k) for k in range(np.asarray(v).size)]
+            return [("const", name, k, None) for k in range(np.asarray(v).size)]
         prod_node = self.lo.producer.get(name)
         if prod_node is None:
             return None
@@ -386,6 +386,10 @@ class _Planner:
             out = []
             for i in prod_node.input:
                 sub = self._locate(i, depth + 1)
+                if sub is not None:
+                    # constants read directly by this Concat are edited (cloned) for this Concat
+                    sub = [(e[0], e[1], e[2], prod_node.output[0] if e[3] is None else e[3]) if e[0] == "const"
+                           else e for e in sub]
                 if sub is None:
                     sv = self.syms.get(i)
                     cv = self.consts.get(i)
@@ -395,9 +399,7 @@ class _Planner:
                     sub = [("other",)] * n
                 out.extend(sub)
             return out
-        if prod_node.op_type in ("Unsqueeze", "Identity", "Cast") and prod_node.input[0] in self.consts:
-            sub = self._locate(prod_node.input[0], depth + 1)
-            return sub
+        return None
         return None
 
 
@@ -412,119 +414,18 @@ def compact(propagated) -> "CompactResult":
     for vi in list(g.input) + list(g.output):
         for s in pl.slots_of(vi.name):
             pl.blocked.add(s)
-    # values read inside subgraphs, and tensors without shape info stay untouched (handled by blocking)
     uf = pl.uf
-    members: dict = {}
-    for s in list(uf.p):
-        members.setdefault(uf.find(s), []).append(s)
-    sizes = {}
-    blocked_roots = set()
-    for r, ms in members.items():
-        sz = {pl.size(s) for s in ms}
-        if len(sz) != 1 or None in sz:
-            blocked_roots.add(r)
-            continue
-        sizes[r] = sz.pop()
-        if any(s in pl.blocked for s in ms):
-            blocked_roots.add(r)
-
-    def root(s):
-        return uf.find(s)
-
-    # slots never linked but not blocked (e.g. a relation factor) are singleton groups
-    for d, fs in pl.relations:
-        for s in [d] + fs:
-            r = root(s)
-            if r not in members:
-                members[r] = [s]
-                sz = pl.size(s)
-                if sz is None:
-                    blocked_roots.add(r)
-                else:
-                    sizes[r] = sz
-                if s in pl.blocked:
-                    blocked_roots.add(r)
-
-    def slot_dead(s):
-        t = tesas.get(s[0])
-        n = pl.size(s)
-        if t is None or n is None:
-            return np.zeros(n or 0, bool)
-        live = t.live
-        if live.ndim != len(t.mask_shape):
-            return np.zeros(n, bool)
-        ax = s[1]
-        other = tuple(a for a in range(live.ndim) if a != ax)
-        lv = live.any(axis=other) if other else live
-        lv = np.broadcast_to(lv.reshape(-1), (n,)) if lv.size in (1, n) else np.ones(n, bool)
-        return ~lv
-
-    dead = {}
-    for r, ms in members.items():
-        if r in blocked_roots or r not in sizes:
-            continue
-        d = np.ones(sizes[r], bool)
-        for s in ms:
-            d &= slot_dead(s)
-        dead[r] = d
-
-    # relations: product group D = factors F1 x F2 ... (row-major)
-    rel_by_d: dict = {}
-    factor_roots = set()
-    bad = set()
-    for d_slot, fs in pl.relations:
-        rd = root(d_slot)
-        rf = tuple(root(f) for f in fs)
-        fsz = tuple(pl.size(f) for f in fs)
-        if rd in rel_by_d and rel_by_d[rd] != (rf, fsz):
-            bad.add(rd)
-        rel_by_d[rd] = (rf, fsz)
-        factor_roots.update(rf)
-    for rd in list(rel_by_d):
-        rf, fsz = rel_by_d[rd]
-        if rd in factor_roots or any(f in rel_by_d for f in rf) or len(set(rf)) != len(rf) or \
-                int(np.prod(fsz)) != sizes.get(rd, -1):
-            bad.add(rd)
-    for rd in bad:
-        blocked_roots.add(rd)
-        blocked_roots.update(rel_by_d[rd][0])
-    removal: dict = {}
-    for r in members:
-        if r in blocked_roots or r not in dead or r in rel_by_d or r in factor_roots:
-            continue
-        removal[r] = np.nonzero(dead[r])[0]
-    # factors
-    factor_rm: dict = {}
-    for f in factor_roots:
-        if f in blocked_roots or f not in dead:
-            factor_rm[f] = np.zeros(sizes.get(f, 0), bool)
-            continue
-        factor_rm[f] = dead[f].copy()
-    for rd, (rf, fsz) in rel_by_d.items():
-        if rd in blocked_roots or rd not in dead:
-            for f in rf:
-                factor_rm[f] = np.zeros(sizes.get(f, 0), bool)
-            continue
-        dd = dead[rd].reshape(fsz)
-        for k, f in enumerate(rf):
-            other = tuple(a for a in range(len(fsz)) if a != k)
-            proj = dd.all(axis=other) if other else dd
-            factor_rm[f] = factor_rm[f] & proj
-    for f, rm in factor_rm.items():
-        if rm.size and rm.all():
-            rm[0] = False  # keep one
-        removal[f] = np.nonzero(rm)[0]
-    for rd, (rf, fsz) in rel_by_d.items():
-        grids = np.meshgrid(*[factor_rm[f] for f in rf], indexing="ij")
-        rm = np.zeros(fsz, bool)
-        for gmask in grids:
-            rm |= gmask
-        removal[rd] = np.nonzero(rm.reshape(-1))[0]
-    for r in list(removal):
-        if r in sizes and len(removal[r]) >= sizes[r]:
-            removal[r] = removal[r][1:]  # never remove a whole axis
-        if len(removal[r]) == 0:
-            del removal[r]
+    extra: set = set()
+    for _ in range(6):
+        removal, sizes, members = _removals(pl, tesas, frozenset(extra))
+        edits, bad_slots = _plan_edits(pl, removal)
+        if not bad_slots:
+            break
+        extra.update(bad_slots)
+    else:
+        return CompactResult(model=copy.deepcopy(lo.model), removed={},
+                             stats={"compacted": False, "reason": "conflicting reshape target edits"},
+                             log=pl.log + ["compaction skipped: conflicting reshape target edits"])
 
     # ---- rewrite ---------------------------------------------------------------------
     model = copy.deepcopy(lo.model)
@@ -533,33 +434,7 @@ def compact(propagated) -> "CompactResult":
     new_size = {r: sizes[r] - len(idx) for r, idx in removal.items()}
 
     def slot_removal(s):
-        if s not in uf.p:
-            return None
-        return removal.get(uf.find(s))
-
-    # reshape target edits (validate first: one value per constant element)
-    edits: dict[tuple[str, int], int] = {}
-    conflict = False
-    for node, pos, yslot, _ in pl.reshape_edits:
-        rm = slot_removal(yslot)
-        if rm is None:
-            continue
-        entries = pl._target_entries(node)
-        e = entries[pos]
-        if e[0] == "const":
-            key = (e[1], e[2])
-            val = pl.size(yslot) - len(rm)
-            if edits.get(key, val) != val:
-                conflict = True
-            edits[key] = val
-        elif e[0] in ("neg", "zero"):
-            continue
-        else:
-            conflict = True
-    if conflict:
-        return CompactResult(model=model, removed={}, stats={"compacted": False,
-                                                             "reason": "conflicting reshape target edits"},
-                             log=pl.log + ["compaction skipped: conflicting reshape target edits"])
+        return _slot_removal(pl, removal, s)
 
     inits = {t.name: t for t in mg.initializer}
     const_nodes = {n.output[0]: n for n in mg.node if n.op_type == "Constant"}
@@ -599,18 +474,24 @@ def compact(propagated) -> "CompactResult":
     for name, (arr, changed) in arrays.items():
         if changed:
             inits[name].CopyFrom(numpy_helper.from_array(arr, name))
-    for (cname, idx), val in edits.items():
-        if cname in inits:
-            arr = numpy_helper.to_array(inits[cname]).copy()
+    # reshape targets: each edited constant is cloned for its reader, so shared constants stay intact
+    by_owner: dict = {}
+    for (owner, cname, idx), val in edits.items():
+        by_owner.setdefault((owner, cname), {})[idx] = val
+    node_by_out = {n.output[0]: n for n in mg.node if n.output}
+    for k, ((owner, cname), changes) in enumerate(sorted(by_owner.items())):
+        src = pl.consts.get(cname)
+        if src is None:
+            continue
+        arr = np.array(src).copy()
+        for idx, val in changes.items():
             arr.reshape(-1)[idx] = val
-            inits[cname].CopyFrom(numpy_helper.from_array(arr, cname))
-        elif cname in const_nodes:
-            n = const_nodes[cname]
-            for a in n.attribute:
-                if a.name == "value":
-                    arr = numpy_helper.to_array(a.t).copy()
-                    arr.reshape(-1)[idx] = val
-                    a.t.CopyFrom(numpy_helper.from_array(arr, a.t.name))
+        new_name = f"{cname}__compact{k}"
+        mg.initializer.append(numpy_helper.from_array(arr.astype(np.asarray(src).dtype), new_name))
+        reader = node_by_out[owner]
+        for i, nm in enumerate(reader.input):
+            if nm == cname:
+                reader.input[i] = new_name
     for node, oslot in pl.depthwise:
         rm = slot_removal(oslot)
         if rm is None:
@@ -620,6 +501,12 @@ def compact(propagated) -> "CompactResult":
                 for a in mn.attribute:
                     if a.name == "group":
                         a.i = pl.size(oslot) - len(rm)
+    # constants no node reads any more (the originals of cloned reshape targets, emptied weights)
+    read = {i for n in mg.node for i in n.input} | {o.name for o in mg.output}
+    keep = [t for t in mg.initializer if t.name in read]
+    if len(keep) != len(mg.initializer):
+        del mg.initializer[:]
+        mg.initializer.extend(keep)
     # stale shapes: drop intermediate value_info (re-inferred by onnx/onnxruntime)
     del mg.value_info[:]
     try:
@@ -627,10 +514,159 @@ def compact(propagated) -> "CompactResult":
     except Exception as e:  # keep going: the model is still valid without value_info
         pl.log.append(f"shape inference after compaction failed: {e}")
     before = sum(int(np.prod(lo.weights[n].shape)) for n in inits)
-    after = sum(int(np.prod(arrays[n][0].shape)) for n in inits)
+    after = sum(int(np.prod(arrays[n][0].shape)) for n in inits if n in read)
     groups_shrunk = [{"size": int(sizes[r]), "removed": int(len(idx)),
                       "members": sorted({s[0] for s in members.get(r, [r])})[:6]} for r, idx in removal.items()]
     stats = {"compacted": bool(removal), "initializer_elements_before": before, "initializer_elements_after": after,
              "share_removed": 1 - after / before if before else 0.0, "groups_shrunk": len(removal),
              "groups": groups_shrunk, "weights_zeroed_not_live": zeroed, "initializers_changed": len(removed)}
     return CompactResult(model=model, removed=removed, stats=stats, log=pl.log)
+
+
+def _removals(pl, tesas, extra_blocked=frozenset()):
+    """Group slots, intersect dead sets, resolve head factors: (removal by root, sizes, members, uf)."""
+    if True:
+# values read inside subgraphs, and tensors without shape info stay untouched (handled by blocking)
+        uf = pl.uf
+        members: dict = {}
+        for s in list(uf.p):
+            members.setdefault(uf.find(s), []).append(s)
+        sizes = {}
+        blocked_roots = set()
+        for r, ms in members.items():
+            sz = {pl.size(s) for s in ms}
+            if len(sz) != 1 or None in sz:
+                blocked_roots.add(r)
+                continue
+            sizes[r] = sz.pop()
+            if any(s in pl.blocked or s in extra_blocked for s in ms):
+                blocked_roots.add(r)
+
+        def root(s):
+            return uf.find(s)
+
+        # slots never linked but not blocked (e.g. a relation factor) are singleton groups
+        for d, fs in pl.relations:
+            for s in [d] + fs:
+                r = root(s)
+                if r not in members:
+                    members[r] = [s]
+                    sz = pl.size(s)
+                    if sz is None:
+                        blocked_roots.add(r)
+                    else:
+                        sizes[r] = sz
+                    if s in pl.blocked or s in extra_blocked:
+                        blocked_roots.add(r)
+
+        def slot_dead(s):
+            t = tesas.get(s[0])
+            n = pl.size(s)
+            if t is None or n is None:
+                return np.zeros(n or 0, bool)
+            live = t.live
+            if live.ndim != len(t.mask_shape):
+                return np.zeros(n, bool)
+            ax = s[1]
+            other = tuple(a for a in range(live.ndim) if a != ax)
+            lv = live.any(axis=other) if other else live
+            lv = np.broadcast_to(lv.reshape(-1), (n,)) if lv.size in (1, n) else np.ones(n, bool)
+            return ~lv
+
+        dead = {}
+        for r, ms in members.items():
+            if r in blocked_roots or r not in sizes:
+                continue
+            d = np.ones(sizes[r], bool)
+            for s in ms:
+                d &= slot_dead(s)
+            dead[r] = d
+
+        # relations: product group D = factors F1 x F2 ... (row-major)
+        rel_by_d: dict = {}
+        factor_roots = set()
+        bad = set()
+        for d_slot, fs in pl.relations:
+            rd = root(d_slot)
+            rf = tuple(root(f) for f in fs)
+            fsz = tuple(pl.size(f) for f in fs)
+            if rd in rel_by_d and rel_by_d[rd] != (rf, fsz):
+                bad.add(rd)
+            rel_by_d[rd] = (rf, fsz)
+            factor_roots.update(rf)
+        for rd in list(rel_by_d):
+            rf, fsz = rel_by_d[rd]
+            if rd in factor_roots or any(f in rel_by_d for f in rf) or len(set(rf)) != len(rf) or \
+                    int(np.prod(fsz)) != sizes.get(rd, -1):
+                bad.add(rd)
+        for rd in bad:
+            blocked_roots.add(rd)
+            blocked_roots.update(rel_by_d[rd][0])
+        removal: dict = {}
+        for r in members:
+            if r in blocked_roots or r not in dead or r in rel_by_d or r in factor_roots:
+                continue
+            removal[r] = np.nonzero(dead[r])[0]
+        # factors
+        factor_rm: dict = {}
+        for f in factor_roots:
+            if f in blocked_roots or f not in dead:
+                factor_rm[f] = np.zeros(sizes.get(f, 0), bool)
+                continue
+            factor_rm[f] = dead[f].copy()
+        for rd, (rf, fsz) in rel_by_d.items():
+            if rd in blocked_roots or rd not in dead:
+                for f in rf:
+                    factor_rm[f] = np.zeros(sizes.get(f, 0), bool)
+                continue
+            dd = dead[rd].reshape(fsz)
+            for k, f in enumerate(rf):
+                other = tuple(a for a in range(len(fsz)) if a != k)
+                proj = dd.all(axis=other) if other else dd
+                factor_rm[f] = factor_rm[f] & proj
+        for f, rm in factor_rm.items():
+            if rm.size and rm.all():
+                rm[0] = False  # keep one
+            removal[f] = np.nonzero(rm)[0]
+        for rd, (rf, fsz) in rel_by_d.items():
+            grids = np.meshgrid(*[factor_rm[f] for f in rf], indexing="ij")
+            rm = np.zeros(fsz, bool)
+            for gmask in grids:
+                rm |= gmask
+            removal[rd] = np.nonzero(rm.reshape(-1))[0]
+        for r in list(removal):
+            if r in sizes and len(removal[r]) >= sizes[r]:
+                removal[r] = removal[r][1:]  # never remove a whole axis
+            if len(removal[r]) == 0:
+                del removal[r]
+        return removal, sizes, members
+
+
+def _slot_removal(pl, removal, s):
+    if s not in pl.uf.p:
+        return None
+    return removal.get(pl.uf.find(s))
+
+
+def _plan_edits(pl, removal):
+    """Reshape target edits {(reader output, const name, index): new value}, and slots that cannot be edited."""
+    edits: dict = {}
+    bad: set = set()
+    for node, pos, yslot, _ in pl.reshape_edits:
+        rm = _slot_removal(pl, removal, yslot)
+        if rm is None or not len(rm):
+            continue
+        entries = pl._target_entries(node)
+        e = entries[pos] if entries is not None and pos < len(entries) else ("other",)
+        if e[0] == "const":
+            owner = e[3] if e[3] is not None else node.output[0]
+            key = (owner, e[1], e[2])
+            val = pl.size(yslot) - len(rm)
+            if edits.get(key, val) != val:
+                bad.add(yslot)
+            edits[key] = val
+        elif e[0] in ("neg", "zero"):
+            continue
+        else:
+            bad.add(yslot)
+    return edits, bad

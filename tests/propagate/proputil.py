@@ -177,3 +177,115 @@ def check_single_op(node, data_inputs, const_inputs=None, out_shapes=None, *, rn
                 ok = np.allclose(a, b, rtol=1e-4, atol=atol, equal_nan=True)
                 assert ok, f"{node.op_type}: perturbing unused elements of {n} changed used output {o}"
     return p
+
+
+# ---- a BERT-like encoder (torch-export style) ------------------------------------------------
+def encoder_model(layers=2, hidden=32, heads=4, inter=64, *, seed=0, prune=None, attention_mask=True,
+                  batch="batch", seq="seq", opset=OPSET, dtype=np.float32):
+    """x[b, s, H] (+ attention_mask[b, s]) -> `layers` BERT encoder layers -> y[b, s, H].
+
+    prune: {"ffn1_cols": {layer: cols}, "v_heads": {layer: heads}, "qk_heads": {layer: heads},
+            "prune_bias": True} zeroes the weight columns (and their bias entries).
+    Q's reshape target comes from a Shape -> Gather -> Unsqueeze -> Concat chain; K's and V's are
+    constants [0, 0, heads, dh]; the merge back uses Concat(b, s, H) on odd layers and [0, 0, -1] on even.
+    """
+    prune = prune or {}
+    rng = np.random.default_rng(seed)
+    dh = hidden // heads
+    nodes, inits = [], []
+    cnt = [0]
+
+    def const(name, arr):
+        inits.append(init(name, np.asarray(arr)))
+        return name
+
+    def node(op, ins, outs=None, **kw):
+        cnt[0] += 1
+        outs = outs or [f"t{cnt[0]}"]
+        nodes.append(helper.make_node(op, ins, outs, name=f"/n{cnt[0]}/{op}", **kw))
+        return outs[0] if len(outs) == 1 else outs
+
+    def linear(x, k, n, name, cols=(), bias_cols=None):
+        w = (rng.standard_normal((k, n)) / np.sqrt(k)).astype(dtype)
+        b = (rng.standard_normal(n) * 0.1).astype(dtype)
+        cols = list(cols)
+        if cols:
+            w[:, cols] = 0
+            if prune.get("prune_bias", True):
+                b[cols] = 0
+        mm = node("MatMul", [x, const(f"{name}.weight", w)], [f"{name}/MatMul_out"])
+        return node("Add", [mm, const(f"{name}.bias", b)], [f"{name}/Add_out"])
+
+    def head_cols(hs):
+        return [h * dh + d for h in hs for d in range(dh)]
+
+    def layer_norm(x, name):
+        return node("LayerNormalization", [x, const(f"{name}.weight", np.ones(hidden, dtype)),
+                                           const(f"{name}.bias", (rng.standard_normal(hidden) * 0.02).astype(dtype))],
+                    axis=-1, epsilon=1e-12)
+
+    const("c_heads_dh", np.array([0, 0, heads, dh], np.int64))
+    const("c_merge", np.array([0, 0, -1], np.int64))
+    const("c_sqrt_dh", np.array(np.sqrt(dh), dtype))
+    const("c_sqrt2", np.array(np.sqrt(2.0), dtype))
+    const("c_one", np.array(1.0, dtype))
+    const("c_half", np.array(0.5, dtype))
+    const("c_neg", np.array(-10000.0, dtype))
+    inputs = [vi("x", [batch, seq, hidden])]
+    mask_add = None
+    if attention_mask:
+        inputs.append(vi("attention_mask", [batch, seq]))
+        m = node("Unsqueeze", ["attention_mask", const("c_ax12", np.array([1, 2], np.int64))])
+        inv = node("Sub", ["c_one", m])
+        mask_add = node("Mul", [inv, "c_neg"])
+    x = "x"
+    for L in range(layers):
+        p = f"encoder.layer.{L}"
+        qk = prune.get("qk_heads", {}).get(L, [])
+        vh = prune.get("v_heads", {}).get(L, [])
+        q = linear(x, hidden, hidden, f"{p}.attention.self.query", head_cols(qk))
+        k = linear(x, hidden, hidden, f"{p}.attention.self.key", head_cols(qk))
+        v = linear(x, hidden, hidden, f"{p}.attention.self.value", head_cols(vh))
+        shp = node("Shape", [x])
+        b0 = node("Gather", [shp, const(f"{p}.i0", np.array(0, np.int64))], axis=0)
+        s0 = node("Gather", [shp, const(f"{p}.i1", np.array(1, np.int64))], axis=0)
+        b1 = node("Unsqueeze", [b0, const(f"{p}.ax0a", np.array([0], np.int64))])
+        s1 = node("Unsqueeze", [s0, const(f"{p}.ax0b", np.array([0], np.int64))])
+        qshape = node("Concat", [b1, s1, const(f"{p}.nh", np.array([heads], np.int64)),
+                                 const(f"{p}.dh", np.array([dh], np.int64))], axis=0)
+        qh = node("Transpose", [node("Reshape", [q, qshape])], perm=[0, 2, 1, 3])
+        kh = node("Transpose", [node("Reshape", [k, "c_heads_dh"])], perm=[0, 2, 3, 1])
+        vh_ = node("Transpose", [node("Reshape", [v, "c_heads_dh"])], perm=[0, 2, 1, 3])
+        sc = node("Div", [node("MatMul", [qh, kh]), "c_sqrt_dh"])
+        if mask_add is not None:
+            sc = node("Add", [sc, mask_add])
+        pr = node("Softmax", [sc], axis=-1)
+        ctx = node("Transpose", [node("MatMul", [pr, vh_])], perm=[0, 2, 1, 3])
+        if L % 2:
+            mshape = node("Concat", [b1, s1, const(f"{p}.H", np.array([hidden], np.int64))], axis=0)
+            ctx2 = node("Reshape", [ctx, mshape])
+        else:
+            ctx2 = node("Reshape", [ctx, "c_merge"])
+        ao = linear(ctx2, hidden, hidden, f"{p}.attention.output.dense")
+        h1 = layer_norm(node("Add", [ao, x]), f"{p}.attention.output.LayerNorm")
+        f1 = linear(h1, hidden, inter, f"{p}.intermediate.dense", prune.get("ffn1_cols", {}).get(L, []))
+        g = node("Mul", [node("Mul", [f1, node("Add", [node("Erf", [node("Div", [f1, "c_sqrt2"])]), "c_one"])]),
+                         "c_half"])
+        f2 = linear(g, inter, hidden, f"{p}.output.dense")
+        x = layer_norm(node("Add", [f2, h1]), f"{p}.output.LayerNorm")
+    nodes.append(helper.make_node("Identity", [x], ["y"], name="/out/Identity"))
+    g = helper.make_graph(nodes, "encoder", inputs, [vi("y", [batch, seq, hidden])], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def encoder_feeds(model, batch=2, seq=7, seed=0):
+    rng = np.random.default_rng(seed)
+    hidden = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim][-1]
+    feeds = {"x": rng.standard_normal((batch, seq, hidden)).astype(np.float32)}
+    if len(model.graph.input) > 1:
+        m = np.ones((batch, seq), np.float32)
+        m[0, -2:] = 0
+        feeds["attention_mask"] = m
+    return feeds
