@@ -98,6 +98,7 @@ def test_markdown_tables(report):
     assert len(table) == 2 + 3  # header, separator, one row per node
     assert table[0].startswith("| node | op | pattern | density | action | kernel | fused |")
     assert "| /encoder/layer.0/intermediate/dense/MatMul | MatMul | block32x32 | 20.0% | sparse |" in md
+    assert "| bias + gelu (2 nodes) |" in md  # the fused epilogue, from the kernel spec
     assert "/pooler/<dense>\\|MatMul" in md  # a | in a cell is escaped, not a new column
     assert all(row.count(" | ") == table[0].count(" | ") for row in table[2:4])
     lat = [ln for ln in lines if ln.startswith("| engine |") or ln.startswith("| pruned dense")]
@@ -117,8 +118,8 @@ class _Collect(HTMLParser):
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
         self.attrs += [(tag, k, v) for k, v in attrs]
-        self._in_td = tag in ("td", "th")
-        if self._in_td:
+        if tag in ("td", "th"):
+            self._in_td = True
             self.cells.append("")
 
     def handle_endtag(self, tag):
@@ -138,7 +139,9 @@ def test_html_is_self_contained_and_has_the_tables(report):
     assert "/encoder/layer.0/intermediate/dense/MatMul" in p.cells
     assert "/pooler/<dense>|MatMul" in p.cells  # escaped in the source, intact as text
     assert "<dense>" not in doc
-    assert "engine" in p.cells and "2.00x" in p.cells
+    assert "engine" in p.cells and "2.00x" in p.cells and "bias + gelu (2 nodes)" in p.cells
+    assert ("span", "title", "/encoder/layer.0/intermediate/dense/Add\n"
+            "/encoder/layer.0/intermediate/intermediate_act_fn/Mul_1") in p.attrs
     assert not re.search(r"https?://|<script|<link|<img|@import|url\(", doc)
     assert not [a for a in p.attrs if a[1] in ("src", "href")]
     assert "FLOPs saved beside time saved" in doc

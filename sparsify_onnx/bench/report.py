@@ -42,6 +42,20 @@ def _kernel_names(n: dict) -> dict[str, str]:
     return out
 
 
+def _epilogue(n: dict) -> str:
+    """What the fused nodes do, from the kernel's epilogue ("bias + gelu + residual"), else their names."""
+    fused = list(n.get("fused") or [])
+    for k in (n.get("kernels") or {}).values():
+        ep = k.get("epilogue") if isinstance(k, dict) else None
+        if isinstance(ep, dict):
+            parts = (["bias"] if ep.get("bias") else []) + \
+                ([ep["activation"]] if ep.get("activation") not in (None, "none") else []) + \
+                (["residual"] if ep.get("residual") else [])
+            if parts:
+                return " + ".join(parts) + (f" ({len(fused)} nodes)" if fused else "")
+    return ", ".join(f.rsplit("/", 1)[-1] for f in fused)
+
+
 def _node_row(n: dict) -> dict:
     dense = int(n.get("macs_dense_per_row", n.get("macs_dense", 0)) or 0)
     live = int(n.get("macs_live_per_row", n.get("macs_live", dense)) or 0)
@@ -50,6 +64,7 @@ def _node_row(n: dict) -> dict:
         "weight": n.get("weight"), "pattern": n.get("pattern", "dense"),
         "density": float(n.get("density", 1.0)), "shape": list(n.get("shape") or []),
         "kernels": _kernel_names(n), "op_key": n.get("op_key"), "fused": list(n.get("fused") or []),
+        "epilogue": _epilogue(n),
         "reason": n.get("reason", ""), "macs_dense_per_row": dense, "macs_live_per_row": live,
         "macs_saved_per_row": dense - live, "macs_saved_share": (dense - live) / dense if dense else 0.0,
     }
@@ -213,8 +228,8 @@ def _node_table(r: dict) -> tuple[list[str], list[list[str]]]:
     for n in r["nodes"]:
         kern = ", ".join(f"{d}: {k}" for d, k in n["kernels"].items()) or (n["op_key"] or "-")
         body.append([n["node"], n["op_type"], n["pattern"], f"{n['density']:.1%}", n["action"], kern,
-                     ", ".join(n["fused"]) or "-", _n(n["macs_dense_per_row"]), _n(n["macs_live_per_row"]),
-                     f"{n['macs_saved_share']:.1%}"])
+                     n["epilogue"] or "-", _n(n["macs_dense_per_row"]), _n(n["macs_live_per_row"]),
+                     f"{n['macs_saved_share']:.1%}" if n["macs_dense_per_row"] else "-"])
     return head, body
 
 
@@ -405,6 +420,8 @@ def render_html(r: dict) -> str:
         for row, n in zip(body, r["nodes"]):
             w = max(0.0, min(1.0, n["density"])) * 60
             row[3] = _Raw(f'<span class="bar" style="width:{w:.0f}px"></span>{_h(row[3])}')
+            if n["fused"]:  # the full list of fused nodes on hover
+                row[6] = _Raw(f'<span title="{_h(chr(10).join(n["fused"]))}">{_h(row[6])}</span>')
         parts.append(_html_table(head, body, num_cols=(3, 7, 8, 9), mono_cols=(0, 5), cls="nodes"))
     else:
         parts.append("<p>No node was planned.</p>")
