@@ -289,3 +289,52 @@ def encoder_feeds(model, batch=2, seq=7, seed=0):
         m[0, -2:] = 0
         feeds["attention_mask"] = m
     return feeds
+
+
+def conv_model(c_in=4, c_mid=8, c_out=6, *, prune=(), bn_shift_zero=True, residual=None, seed=0, hw=6):
+    """x[b, c_in, hw, hw] -> Conv1 -> BN -> Relu -> Conv2 (-> + residual) -> y.
+
+    prune: output channels of Conv1 zeroed (weights and bias). bn_shift_zero: BN's bias and running
+    mean are zero on those channels (a channel-pruned BN), so the channels stay zero through BN.
+    residual: None | "input" (Relu output + x: a residual with a graph input; needs c_mid == c_in)
+              | "output" (Conv2 output + x; needs c_out == c_in).
+    """
+    rng = np.random.default_rng(seed)
+    w1 = (rng.standard_normal((c_mid, c_in, 3, 3)) * 0.3).astype(np.float32)
+    b1 = (rng.standard_normal(c_mid) * 0.1).astype(np.float32)
+    w2 = (rng.standard_normal((c_out, c_mid, 3, 3)) * 0.3).astype(np.float32)
+    b2 = (rng.standard_normal(c_out) * 0.1).astype(np.float32)
+    scale = (rng.random(c_mid) + 0.5).astype(np.float32)
+    beta = (rng.standard_normal(c_mid) * 0.1).astype(np.float32)
+    mean = (rng.standard_normal(c_mid) * 0.1).astype(np.float32)
+    var = (rng.random(c_mid) + 0.5).astype(np.float32)
+    cols = list(prune)
+    w1[cols] = 0
+    b1[cols] = 0
+    if bn_shift_zero:
+        beta[cols] = 0
+        mean[cols] = 0
+    nodes = [helper.make_node("Conv", ["x", "conv1.weight", "conv1.bias"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c1", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"],
+                              ["n1"], name="bn"),
+             helper.make_node("Relu", ["n1"], ["r1"], name="relu")]
+    h = "r1"
+    if residual == "input":
+        nodes.append(helper.make_node("Add", ["r1", "x"], ["a1"], name="res_in"))
+        h = "a1"
+    nodes.append(helper.make_node("Conv", [h, "conv2.weight", "conv2.bias"], ["c2"], name="conv2", pads=[1, 1, 1, 1]))
+    out = "c2"
+    if residual == "output":
+        nodes.append(helper.make_node("Add", ["c2", "x"], ["y"], name="res_out"))
+        out = "y"
+    inits = [init("conv1.weight", w1), init("conv1.bias", b1), init("bn.weight", scale), init("bn.bias", beta),
+             init("bn.running_mean", mean), init("bn.running_var", var), init("conv2.weight", w2),
+             init("conv2.bias", b2)]
+    return make_model(nodes, [vi("x", ["batch", c_in, hw, hw])], [vi(out, ["batch", c_out, hw, hw])], inits)
+
+
+def assert_same_outputs(a_model, b_model, feeds, rtol=1e-5, atol=1e-6):
+    a, b = run(a_model, feeds), run(b_model, feeds)
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=rtol, atol=atol)
