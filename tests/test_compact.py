@@ -1,0 +1,128 @@
+"""Channel compaction (transform/compact.py): shapes, blocking, zeroing, numerical equality."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+sys.path.insert(0, str(Path(__file__).parent / "propagate"))
+from proputil import (annotated_from, assert_same_outputs, encoder_feeds, encoder_model, ffn_model,  # noqa: E402
+                      helper, init, make_model, vi)
+
+from sparsify_onnx.propagate import propagate  # noqa: E402
+from sparsify_onnx.transform.compact import CompactResult, compact  # noqa: E402
+
+
+def _inits(model):
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+
+
+def _compact(model):
+    return compact(propagate(annotated_from(model)))
+
+
+def test_gemm_transb_chain_shrinks_rows_of_stored_weight():
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((12, 8)).astype(np.float32)  # stored [N, K] (transB=1)
+    b1 = rng.standard_normal(12).astype(np.float32)
+    w2 = rng.standard_normal((5, 12)).astype(np.float32)
+    dead = [2, 3, 11]
+    w1[dead] = 0
+    b1[dead] = 0
+    m = make_model([helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1, alpha=0.7),
+                    helper.make_node("Relu", ["h"], ["r"]),
+                    helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], transB=1)],
+                   [vi("x", ["n", 8])], [vi("y", ["n", 5])],
+                   [init("w1", w1), init("b1", b1), init("w2", w2), init("b2", np.ones(5, np.float32))])
+    c = _compact(m)
+    assert isinstance(c, CompactResult)
+    assert c.removed == {"w1": {0: dead}, "b1": {0: dead}, "w2": {1: dead}}
+    onnx.checker.check_model(c.model, full_check=True)
+    assert _inits(c.model)["w2"].shape == (5, 9)
+    assert_same_outputs(m, c.model, {"x": rng.standard_normal((3, 8)).astype(np.float32)})
+    json.dumps(c.removed)
+    json.dumps(c.stats)
+
+
+def test_depthwise_conv_group_follows_the_channels():
+    rng = np.random.default_rng(1)
+    w1 = rng.standard_normal((6, 3, 1, 1)).astype(np.float32)
+    w1[[0, 4]] = 0
+    wd = rng.standard_normal((6, 1, 3, 3)).astype(np.float32)
+    w2 = rng.standard_normal((2, 6, 1, 1)).astype(np.float32)
+    m = make_model([helper.make_node("Conv", ["x", "w1"], ["a"]),
+                    helper.make_node("Conv", ["a", "wd"], ["b"], group=6, pads=[1, 1, 1, 1]),
+                    helper.make_node("Relu", ["b"], ["r"]),
+                    helper.make_node("Conv", ["r", "w2"], ["y"])],
+                   [vi("x", [1, 3, 5, 5])], [vi("y", [1, 2, 5, 5])],
+                   [init("w1", w1), init("wd", wd), init("w2", w2)])
+    c = _compact(m)
+    assert c.removed["wd"] == {0: [0, 4]} and c.removed["w2"] == {1: [0, 4]}
+    group = [a.i for n in c.model.graph.node for a in n.attribute if a.name == "group"]
+    assert group == [4]
+    onnx.checker.check_model(c.model, full_check=True)
+    assert_same_outputs(m, c.model, {"x": rng.standard_normal((1, 3, 5, 5)).astype(np.float32)})
+
+
+def test_graph_output_blocks_the_chain():
+    m = ffn_model(prune_cols=[1, 2])
+    m.graph.output.append(vi("h1", ["batch", "seq", 32]))  # the intermediate is a graph output
+    c = _compact(m)
+    assert c.removed == {}
+
+
+def test_not_live_weight_elements_are_zeroed_when_the_chain_is_blocked():
+    rng = np.random.default_rng(2)
+    w1 = rng.standard_normal((6, 6)).astype(np.float32)
+    w2 = rng.standard_normal((6, 4)).astype(np.float32)
+    w2[[1, 3]] = 0  # rows of W2 dead -> columns of W1 unused, but h + x blocks removal
+    m = make_model([helper.make_node("MatMul", ["x", "w1"], ["h"]),
+                    helper.make_node("Add", ["h", "x"], ["s"]),
+                    helper.make_node("MatMul", ["s", "w2"], ["y"])],
+                   [vi("x", ["n", 6])], [vi("y", ["n", 4])], [init("w1", w1), init("w2", w2)])
+    c = _compact(m)
+    assert c.removed == {}
+    new_w1 = _inits(c.model)["w1"]
+    assert (new_w1[:, [1, 3]] == 0).all() and (new_w1[:, [0, 2, 4, 5]] != 0).all()
+    assert c.stats["weights_zeroed_not_live"] == 12
+    assert_same_outputs(m, c.model, {"x": rng.standard_normal((3, 6)).astype(np.float32)})
+
+
+def test_partial_head_is_not_removed_but_whole_heads_are():
+    hidden, heads = 32, 4
+    m = encoder_model(layers=1, hidden=hidden, heads=heads, inter=64)
+    # zero half of head 1's V columns (and bias): not a whole head -> nothing removed in that chain
+    for t in m.graph.initializer:
+        if t.name.endswith("self.value.weight"):
+            a = numpy_helper.to_array(t).copy()
+            a[:, 8:12] = 0
+            t.CopyFrom(numpy_helper.from_array(a, t.name))
+        if t.name.endswith("self.value.bias"):
+            a = numpy_helper.to_array(t).copy()
+            a[8:12] = 0
+            t.CopyFrom(numpy_helper.from_array(a, t.name))
+    c = _compact(m)
+    assert not any("value" in k or "output.dense" in k for k in c.removed)
+    assert_same_outputs(m, c.model, encoder_feeds(m))
+
+
+def test_shared_reshape_constant_is_cloned_per_reader():
+    m = encoder_model(layers=2, hidden=32, heads=4, inter=64, prune={"v_heads": {0: [1], 1: [0, 2]}})
+    c = _compact(m)
+    inits = _inits(c.model)
+    clones = {k: v.tolist() for k, v in inits.items() if k.startswith("c_heads_dh__compact")}
+    assert sorted(v[2] for v in clones.values()) == [2, 2, 3, 3]  # K and V reshapes of both layers
+    onnx.checker.check_model(c.model, full_check=True)
+    assert_same_outputs(m, c.model, encoder_feeds(m))
+
+
+def test_nothing_dead_leaves_the_model_as_is():
+    m = ffn_model()
+    c = _compact(m)
+    assert c.removed == {} and not c.stats["compacted"]
+    assert {k: v.shape for k, v in _inits(c.model).items()} == {k: v.shape for k, v in _inits(m).items()}
+    assert_same_outputs(m, c.model, {"x": np.ones((1, 2, 16), np.float32)})
