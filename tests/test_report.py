@@ -171,3 +171,11 @@ def test_console(report):
     assert any("verification: max rel error 4.5e-07" in ln and ln.endswith("ok") for ln in lines)
     assert "build/demo/engine/report.md" in text
     assert lines[-1] == report["verdict"] and len(lines) <= 12
+
+
+def test_slower_engine_is_said_plainly():
+    slow = json.loads(json.dumps(LATENCY))
+    slow["systems"]["engine"]["median_ms"] = 40.0
+    r = build_report(plan_nodes=_plan_nodes(), latency=slow, verification=VERIFIED, meta={})
+    assert "0.75x (slower)" in r["verdict"] and r["flops_vs_time"]["time_saved_share"] == pytest.approx(-1 / 3)
+    assert "33.3% more end-to-end time" in render_markdown(r)

@@ -187,7 +187,8 @@ def _verdict(r: dict) -> str:
     f = r["flops_vs_time"]
     if f and f.get("speedup"):
         sys_ = r["latency"]["systems"]
-        parts.append(f"{f['system']} {f['speedup']:.2f}x vs {f['baseline']} (median "
+        slower = " (slower)" if f["speedup"] < 1.0 else ""
+        parts.append(f"{f['system']} {f['speedup']:.2f}x{slower} vs {f['baseline']} (median "
                      f"{sys_[f['system']]['median_ms']:.3g} ms vs {sys_[f['baseline']]['median_ms']:.3g} ms)")
     else:
         parts.append("latency not measured")
@@ -300,8 +301,10 @@ def _fvt_line(r: dict) -> str | None:
     if not f or f.get("time_saved_share") is None:
         return None
     ideal = f.get("speedup_if_time_followed_macs")
+    ts = f["time_saved_share"]
+    time_text = f"{ts:.1%} of the end-to-end time saved" if ts >= 0 else f"{-ts:.1%} more end-to-end time"
     return (f"FLOPs saved beside time saved: {f['macs_saved_share']:.1%} of the planned nodes' MACs removed; "
-            f"{f['time_saved_share']:.1%} of the end-to-end time saved ({f['system']} {f['speedup']:.2f}x vs "
+            f"{time_text} ({f['system']} {f['speedup']:.2f}x vs "
             f"{f['baseline']}" + (f"; the MACs alone would predict {ideal:.2f}x" if ideal else "")
             + ").")
 
