@@ -13,9 +13,11 @@ ACT_CODE = {"none": 0, "relu": 1, "gelu": 2, "gelu_tanh": 3}
 
 # Cost model (no tuner on CPU yet), a roofline on the same scale as transform/cost.py's dense one:
 # seconds = max(flops / (rate * threads), bytes / bandwidth) + call overhead, where flops count the
-# *stored* weight elements (padding and explicit zeros included). Rates are per-core fp32 figures
-# measured for these kernels on the 2-core AVX-512 dev machine (bench/NOTES-cpu.md).
-CPU_GFLOPS = {"cpu_bcsr": 70.0, "cpu_tile": 50.0, "cpu_nm": 20.0, "cpu_csr": 25.0}
+# *stored* weight elements (padding and explicit zeros included). Rates are per core, set to
+# (measured rate of the family / measured MLAS sgemm rate) x the dense model's 55 GFLOP/s per core, so
+# sparse and dense estimates compare like for like (bench/NOTES-cpu.md: single core, M=1024, K=N=256:
+# bcsr / tile ~90, csr ~50, nm ~25 GFLOP/s of stored elements vs sgemm ~105).
+CPU_GFLOPS = {"cpu_bcsr": 46.0, "cpu_tile": 46.0, "cpu_nm": 12.0, "cpu_csr": 25.0}
 CPU_THREADS = 2
 CPU_BW_GBS = 20.0
 CPU_CALL_S = 6e-6
