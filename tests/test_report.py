@@ -49,7 +49,9 @@ VERIFIED = {"passed": True, "tolerance": 1e-4,
 PROPAGATION = {"weights": {"elements": 10_000, "live_declared": 5000, "live_after": 4000,
                            "share_dead_declared": 0.5, "share_dead_after": 0.6},
                "macs": {"dense": 100, "share_live_declared": 0.4, "share_live_after": 0.3, "per_node": {"n": {}}},
-               "unknown_ops": ["/custom/Foo (Foo)"], "iterations": 4, "tensors": {"huge": {"table": 1}}}
+               "unknown_ops": ["/custom/Foo (Foo)"], "iterations": 4, "log": ["rule x narrowed huge"],
+               "tensors": [{"name": "huge", "narrowed_by": ["/a"], "narrowed_by_count": 1},
+                           {"name": "other", "narrowed_by": [], "narrowed_by_count": 0}]}
 META = {"model": "bert_small.onnx", "spec": "models/specs/bert_block80.yaml", "devices": ["cpu"],
         "decided_by": "cost model", "input_shapes": {"input_ids": [8, 128], "attention_mask": [8, 128]},
         "engine": "build/demo/engine"}
@@ -106,6 +108,7 @@ def test_markdown_tables(report):
     assert "FLOPs saved beside time saved" in md and "50.0% of the end-to-end time saved" in md
     assert "| last_hidden_state | 2e-06 | 4.5e-07 | 1e-07 |" in md
     assert "unknown ops: /custom/Foo (Foo)" in md and "huge" not in md  # per-tensor tables stay in the JSON
+    assert "tensors narrowed by propagation: 1 of 2 listed" in md and "rule x" not in md
     assert report["verdict"] in md
 
 

@@ -268,8 +268,13 @@ def _propagation_items(p: dict | None) -> list[tuple[str, str]]:
     if isinstance(m, dict) and "share_live_declared" in m:
         out.append(("MACs (MatMul/Gemm/Conv)", f"{1 - m['share_live_declared']:.1%} removable as declared -> "
                                                f"{1 - m['share_live_after']:.1%} after propagation"))
+    tensors = p.get("tensors")
+    if isinstance(tensors, list) and tensors and isinstance(tensors[0], dict):
+        narrowed = [t for t in tensors if t.get("narrowed_by_count") or t.get("narrowed_by")]
+        out.append(("tensors narrowed by propagation", f"{len(narrowed)} of {len(tensors)} listed "
+                                                       "(per-tensor densities in report.json)"))
     for k, v in p.items():
-        if k in ("weights", "linear_weights", "macs", "tensors"):
+        if k in ("weights", "linear_weights", "macs", "tensors", "log"):
             continue
         if isinstance(v, (list, tuple)):
             shown = ", ".join(map(str, v[:12])) + (f", ... ({len(v)} in all)" if len(v) > 12 else "")
