@@ -263,3 +263,14 @@ def test_ort_headers(monkeypatch, tmp_path):
         find_ort_include()
     monkeypatch.setenv("SPARSIFY_ORT_INCLUDE", str(inc))
     assert find_ort_include() == inc
+
+
+def test_ort_headers_without_apt_is_a_user_error(monkeypatch, tmp_path):
+    from sparsify_onnx.custom_ops import ort_headers
+    monkeypatch.delenv("SPARSIFY_ORT_INCLUDE", raising=False)
+    monkeypatch.setenv("SPARSIFY_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(ort_headers, "_valid", lambda d: False)
+    monkeypatch.setattr(ort_headers.shutil, "which", lambda name: None)
+    with pytest.raises(SparsifyError, match="apt-get") as ei:
+        ort_headers.find_ort_include()
+    assert "SPARSIFY_ORT_INCLUDE" in ei.value.hint

@@ -235,3 +235,26 @@ def test_families_registered():
     c = ALL[1]
     assert 0 < bcsr.cost(c.spec, c.packed, 1024) < bcsr.cost(c.spec, c.packed, 8192)
     assert bcsr.tile_candidates(c.pattern, c.K, c.N, "fp32")
+
+
+@pytest.mark.parametrize("arch", ["x86-64-v3", "x86-64"])  # AVX2 (8-lane) and SSE2 (4-lane) code paths
+def test_other_isas(tmp_path_factory, arch):
+    import platform
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("x86-64 only")
+    picked = [ALL[1], ALL[6], ALL[9], ALL[13], ALL[4]]
+    out = tmp_path_factory.mktemp(f"lib-{arch}")
+    res = build_library(generate([(c.spec, c.packed) for c in picked]), out, cpu_arch=arch,
+                        cache=CompileCache(tmp_path_factory.mktemp("cache")))
+    assert any(f"-march={arch}" in c for c in res.commands)
+    rng = np.random.default_rng(3)
+    for case in picked:
+        sess = session(res.path, case.model())
+        for M in (1, 37):
+            x = rng.standard_normal((M, case.K)).astype(np.float32)
+            r = rng.standard_normal((M, case.N)).astype(np.float32)
+            feeds = {"X": x, "R": r} if case.ep.residual else {"X": x}
+            y = sess.run(None, feeds)[0]
+            ref = reference(x, case.W, case.ep, case.bias, r)
+            err = np.abs(y - ref).max() / max(1.0, np.abs(ref).max())
+            assert err < 2e-5, f"{case.id()} M={M} {arch}: {err:.3g}"

@@ -77,7 +77,10 @@ def _download(dest: Path) -> Path:
         (t / "lists" / "partial").mkdir(parents=True)
         (t / "archives" / "partial").mkdir(parents=True)
         src = t / "sources.list"
-        src.write_text(f"deb [trusted=yes] {_mirror()} {SUITE} main\n")
+        # signatures are checked: bookworm's debian-archive-keyring carries the trixie keys
+        keyring = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+        opt = f"[signed-by={keyring}] " if keyring.is_file() else ""
+        src.write_text(f"deb {opt}{_mirror()} {SUITE} main\n")
         opts = [f"-o=Dir::Etc::SourceList={src}", "-o=Dir::Etc::SourceParts=/dev/null",
                 f"-o=Dir::State::Lists={t / 'lists'}", f"-o=Dir::Cache::Archives={t / 'archives'}",
                 "-o=Debug::NoLocking=1", "-o=APT::Sandbox::User=root", "-q"]
@@ -107,7 +110,12 @@ def _download(dest: Path) -> Path:
 
 
 def find_ort_include(*, download: bool = True) -> Path:
-    """The directory holding onnxruntime_c_api.h and onnxruntime_cxx_api.h."""
+    """The directory holding onnxruntime_c_api.h and onnxruntime_cxx_api.h.
+
+    ``$SPARSIFY_ORT_INCLUDE``, then /usr/include/onnxruntime, then the cache
+    ``<cache dir>/ort-include/debian-trixie`` (filled on first use). Use `api_version`
+    for the headers' ORT_API_VERSION (part of the compile-cache key).
+    """
     env = os.environ.get("SPARSIFY_ORT_INCLUDE")
     if env:
         p = Path(env).expanduser()
