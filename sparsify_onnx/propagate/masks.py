@@ -60,6 +60,17 @@ def bool_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a & b.any(axis=-2, keepdims=True)
     if b.shape[-2] == 1:
         return a.any(axis=-1, keepdims=True) & b
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"bool_matmul: contracted sizes differ: {a.shape} @ {b.shape}")
+    # a single row (activation vector uniform over batch/sequence) against a big mask: select rows
+    if all(d == 1 for d in a.shape[:-1]):
+        sel = np.flatnonzero(a.reshape(-1))
+        out = b[..., sel, :].any(axis=-2, keepdims=True)
+        return out.reshape((1,) * max(0, a.ndim - out.ndim) + out.shape)
+    if all(d == 1 for d in b.shape[:-2]) and b.shape[-1] == 1:
+        sel = np.flatnonzero(b.reshape(-1))
+        out = a[..., sel].any(axis=-1, keepdims=True)
+        return out.reshape((1,) * max(0, b.ndim - out.ndim) + out.shape)
     k = max(a.shape[-1], b.shape[-2])
     if a.shape[-1] != k:
         a = np.broadcast_to(a, a.shape[:-1] + (k,))
@@ -79,6 +90,10 @@ def count_matmul(a: np.ndarray, b: np.ndarray, k_size: int | None = None) -> np.
         return a.astype(np.float64) * b.sum(axis=-2, keepdims=True, dtype=np.float64)
     if b.shape[-2] == 1:
         return a.sum(axis=-1, keepdims=True, dtype=np.float64) * b.astype(np.float64)
+    if a.shape[-1] == b.shape[-2] and all(d == 1 for d in a.shape[:-1]):
+        sel = np.flatnonzero(a.reshape(-1))
+        out = np.count_nonzero(b[..., sel, :], axis=-2, keepdims=True).astype(np.float64)
+        return out.reshape((1,) * max(0, a.ndim - out.ndim) + out.shape)
     k = max(a.shape[-1], b.shape[-2])
     if a.shape[-1] != k:
         a = np.broadcast_to(a, a.shape[:-1] + (k,))
