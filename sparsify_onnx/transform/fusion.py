@@ -70,7 +70,7 @@ def _match_erf_gelu(lo: Loaded, x: str, outs: set[str]):
     scale_node = by_type.get("Div") or by_type.get("Mul")
     mul_x = None
     for n, _ in cons:
-        if n is not scale_node and n.op_type == "Mul":
+        if n.output[0] != scale_node.output[0] and n.op_type == "Mul":
             mul_x = n
     if scale_node is None or mul_x is None:
         return None
@@ -102,7 +102,7 @@ def _match_erf_gelu(lo: Loaded, x: str, outs: set[str]):
     if c is None or c[0].op_type != "Mul":
         return None
     m1 = c[0]
-    if m1 is mul_x:  # x * (1+erf) then * 0.5
+    if m1.output[0] == mul_x.output[0]:  # x * (1+erf) then * 0.5
         c2, why = _single_consumer(lo, m1.output[0], outs)
         if c2 is None or c2[0].op_type != "Mul":
             return None

@@ -95,18 +95,18 @@ def replace_sparse_ops(lo: Loaded, selections: dict, options: TransformOptions, 
     g = model.graph
     plans: list[NodePlan] = []
     kernels: dict[str, tuple[KernelSpec, PackedWeight]] = {}
-    remove_ids: set[int] = set()
+    remove_ids: set[str] = set()
     new_nodes: dict[int, list[onnx.NodeProto]] = {}  # position -> replacement nodes
     new_inits: list[onnx.TensorProto] = []
-    position = {id(n): i for i, n in enumerate(lo.graph.node)}
+    position = {_key(n): i for i, n in enumerate(lo.graph.node)}
     dropped_weights: set[str] = set()
-    fused_away: set[int] = set()
+    fused_away: set[str] = set()
     model_nodes = list(lo.graph.node)
 
     candidates = [n for n in model_nodes if n.op_type in ("MatMul", "Gemm") and n.domain in ("", "ai.onnx")]
     for idx, node in enumerate(candidates):
         name = lo.node_name(node)
-        if id(node) in fused_away:
+        if _key(node) in fused_away:
             continue
         if progress:
             progress(idx + 1, len(candidates), name)
@@ -211,11 +211,12 @@ def replace_sparse_ops(lo: Loaded, selections: dict, options: TransformOptions, 
         while inputs and inputs[-1] == "":
             inputs.pop()
         new = helper.make_node(OP_TYPE, inputs, [ep.output], name=name, domain=DOMAIN, kernel=op_key)
-        new_nodes[position[id(node)]] = pre_nodes + [new]
-        remove_ids.add(id(node))
+        # at the place of the last absorbed node: every input (the residual too) exists there
+        new_nodes[max(position[_key(n)] for n in [node, *ep.nodes])] = pre_nodes + [new]
+        remove_ids.add(_key(node))
         for n in ep.nodes:
-            remove_ids.add(id(n))
-            fused_away.add(id(n))
+            remove_ids.add(_key(n))
+            fused_away.add(_key(n))
         plan.fused = [lo.node_name(n) for n in ep.nodes]
         plan.action = "sparse"
         plan.kernels = chosen
@@ -233,12 +234,12 @@ def replace_sparse_ops(lo: Loaded, selections: dict, options: TransformOptions, 
         orig = lo.graph.node[i]
         if i in new_nodes:
             out_nodes.extend(new_nodes[i])
-        elif id(orig) in remove_ids:
+        elif _key(orig) in remove_ids:
             continue
         else:
             out_nodes.append(n)
     del g.node[:]
-    g.node.extend(out_nodes)
+    g.node.extend(eliminate_dead_nodes(out_nodes, {o.name for o in g.output}))
     still_used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
     keep = [t for t in g.initializer if t.name in still_used]
     del g.initializer[:]
@@ -253,6 +254,22 @@ def replace_sparse_ops(lo: Loaded, selections: dict, options: TransformOptions, 
     del g.value_info[:]
     g.value_info.extend(vi)
     return model, plans, list(kernels.values())
+
+
+def _key(node: onnx.NodeProto) -> str:
+    """Stable identity of a node: its first output (unique in a valid graph)."""
+    return node.output[0]
+
+
+def eliminate_dead_nodes(nodes: list, graph_outputs: set[str]) -> list:
+    """Drop nodes none of whose outputs is consumed (e.g. the constants of a fused GELU)."""
+    nodes = list(nodes)
+    while True:
+        used = {i for n in nodes for i in n.input} | graph_outputs
+        keep = [n for n in nodes if any(o in used for o in n.output if o)]
+        if len(keep) == len(nodes):
+            return keep
+        nodes = keep
 
 
 def get_cost(spec: KernelSpec, packed: PackedWeight, M: int) -> float:
