@@ -16,8 +16,8 @@ ACT_CODE = {"none": 0, "relu": 1, "gelu": 2, "gelu_tanh": 3}
 # *stored* weight elements (padding and explicit zeros included). Rates are per core, set to
 # (measured rate of the family / measured MLAS sgemm rate) x the dense model's 55 GFLOP/s per core, so
 # sparse and dense estimates compare like for like (bench/NOTES-cpu.md: single core, M=1024, K=N=256:
-# bcsr / tile ~90, csr ~50, nm ~25 GFLOP/s of stored elements vs sgemm ~105).
-CPU_GFLOPS = {"cpu_bcsr": 46.0, "cpu_tile": 46.0, "cpu_nm": 12.0, "cpu_csr": 25.0}
+# bcsr / tile ~90, csr ~50, nm ~50 GFLOP/s of stored elements vs sgemm ~105).
+CPU_GFLOPS = {"cpu_bcsr": 46.0, "cpu_tile": 46.0, "cpu_nm": 26.0, "cpu_csr": 25.0}
 CPU_THREADS = 2
 CPU_BW_GBS = 20.0
 CPU_CALL_S = 6e-6
