@@ -170,6 +170,13 @@ case("ReduceSum", node=N("ReduceSum", ["x"], axes=[0, 2]), data_inputs={"x": S},
 case("ReduceMean", node=N("ReduceMean", ["x"], axes=[-1], keepdims=0), data_inputs={"x": S}, opset=13)
 for op in ["ArgMax", "ArgMin"]:
     case(op, node=N(op, ["x"], axis=1, keepdims=0), data_inputs={"x": S}, out_dtype=I64)
+case("Trilu", node=N("Trilu", ["x", "k"], upper=0), data_inputs={"x": (2, 4, 5)}, const_inputs={"k": np.array(1)})
+case("Trilu", node=N("Trilu", ["x"]), data_inputs={"x": (4, 3)})
+case("CumSum", node=N("CumSum", ["x", "ax"], reverse=1), data_inputs={"x": S}, const_inputs={"ax": np.array(1)})
+case("Range", node=N("Range", ["a", "b", "c"]), data_inputs={"a": (), "b": ()},
+     const_inputs={"c": np.array(0.5, np.float32)}, out_shapes={"y": None})
+case("NonZero", node=N("NonZero", ["x"]), data_inputs={"x": (3, 4)}, out_dtype=I64, out_shapes={"y": None})
+case("EyeLike", node=N("EyeLike", ["x"], k=1), data_inputs={"x": (3, 4)})
 for op in ["Gelu", "FastGelu", "QuickGelu"]:
     case("com.microsoft/" + op, node=N(op, ["x"], domain="com.microsoft"), data_inputs={"x": S},
          out_shapes={"y": S}, domain_opsets={"com.microsoft": 1})

@@ -172,3 +172,27 @@ def constant(ctx):
 def _tensor_array(t):
     from onnx import numpy_helper
     return numpy_helper.to_array(t)
+
+
+@rule("Trilu", since_opset=14)
+def trilu(ctx):
+    """Keeps the upper (or lower) triangle of the last two axes, zeroes the rest."""
+    x = ctx.live(0)
+    u = ctx.out_used(0)
+    shape = ctx.in_shape(0)
+    k = 0
+    if ctx.has_input(1):
+        c = ctx.const(1)
+        if c is None:
+            ctx.narrow_output(0, nonzero=x)
+            ctx.narrow_input(0, used=u)
+            return
+        k = int(np.asarray(c).reshape(-1)[0])
+    if shape is None or len(shape) < 2 or not all(isinstance(d, int) and d > 0 for d in shape[-2:]):
+        ctx.narrow_output(0, nonzero=x)
+        ctx.narrow_input(0, used=u)
+        return
+    n, m = shape[-2], shape[-1]
+    tri = np.triu(np.ones((n, m), bool), k) if int(ctx.attr("upper", 1)) else np.tril(np.ones((n, m), bool), k)
+    ctx.narrow_output(0, nonzero=x & tri)
+    ctx.narrow_input(0, used=u & tri)

@@ -77,3 +77,17 @@ def argmax(ctx):
     u = ctx.out_used(0)
     u = to_rank(u, r) if keep else np.expand_dims(to_rank(u, r - 1), axis)
     ctx.narrow_input(0, used=u.any(axis=axis, keepdims=True))
+
+
+@rule("CumSum")
+def cumsum(ctx):
+    """Prefix sums couple the whole axis: conservative along it (any), exact elsewhere."""
+    r = ctx.in_rank(0)
+    ax = ctx.const(1)
+    if r is None or r == 0 or ax is None:
+        return
+    axis = int(np.asarray(ax).reshape(-1)[0]) % r
+    x = to_rank(ctx.live(0), r)
+    ctx.narrow_output(0, nonzero=x.any(axis=axis, keepdims=True))
+    u = to_rank(ctx.out_used(0), r)
+    ctx.narrow_input(0, used=u.any(axis=axis, keepdims=True))

@@ -480,3 +480,12 @@ def pad(ctx):
             back = back.any(axis=a, keepdims=True)  # a border element feeds several outputs
     ctx.narrow_output(0, nonzero=nz)
     ctx.narrow_input(0, used=back)
+
+
+@rule("Range", "NonZero", "EyeLike")
+def index_generators(ctx):
+    """Outputs built from input values or shapes as a whole: inputs used iff any output is used."""
+    any_used = any(ctx.has_output(i) and ctx.out_used(i).any() for i in range(ctx.n_outputs))
+    if not any_used:
+        for i in range(ctx.n_inputs):
+            ctx.narrow_input(i, used=np.zeros((), bool))
