@@ -43,12 +43,20 @@ def test_ffn1_output_channels_kill_ffn2_input_rows_and_both_shrink():
     assert_same_outputs(m, c.model, feeds)
 
 
-def test_ffn1_channel_with_live_bias_stays_live():
-    # Gelu(b1[c]) is a non-zero constant: FFN2's rows still matter, nothing may be removed
+def test_ffn1_channel_with_live_bias_stays_live_unless_folded():
+    # Gelu(b1[c]) is a non-zero constant: FFN2's rows still matter, nothing may be removed ...
     m = ffn_model(prune_cols=[1, 2], prune_bias=False)
     p = propagate(annotated_from(m))
     assert dead_rows(p, "W2", 0) == set()
-    assert compact(p).removed == {}
+    assert compact(p, fold_constants=False).removed == {}
+    # ... until the constant is folded into FFN2's bias: then the channel is zero and goes
+    c = compact(p)
+    assert c.folded == {"b1": [1, 2]}
+    assert c.removed["W2"] == {0: [1, 2]}
+    lw = c.stats["propagation_after_folding"]["linear_weights"]
+    assert lw["share_dead_after"] == 2 * lw["share_dead_declared"]
+    feeds = {"x": np.random.default_rng(5).standard_normal((2, 3, 16)).astype(np.float32)}
+    assert_same_outputs(m, c.model, feeds)
 
 
 # ---- conv -> BN -> Relu -> conv -----------------------------------------------------------
@@ -134,6 +142,20 @@ def test_encoder_mixed_pruning_compacts_to_same_outputs():
     assert c.stats["share_removed"] > 0.1
     for seed in range(2):
         assert_same_outputs(m, c.model, encoder_feeds(m, batch=2, seq=5 + seed, seed=seed), rtol=1e-5, atol=1e-5)
+
+
+def test_encoder_weight_only_channel_pruning_folds_biases():
+    # like models/specs/bert_ffn_channel50.yaml: FFN1 weight columns pruned, biases untouched
+    m = encoder_model(layers=2, hidden=32, heads=4, inter=64,
+                      prune={"ffn1_cols": {0: list(range(0, 64, 2)), 1: list(range(32))}, "prune_bias": False})
+    p = propagate(annotated_from(m))
+    assert p.stats["linear_weights"]["share_dead_after"] == p.stats["linear_weights"]["share_dead_declared"]
+    c = compact(p)
+    assert set(c.folded) == {"encoder.layer.0.intermediate.dense.bias", "encoder.layer.1.intermediate.dense.bias"}
+    lw = c.stats["propagation_after_folding"]["linear_weights"]
+    assert lw["share_dead_after"] == 2 * lw["share_dead_declared"]
+    assert c.removed["encoder.layer.1.output.dense.weight"] == {0: list(range(32))}
+    assert_same_outputs(m, c.model, encoder_feeds(m), rtol=1e-5, atol=1e-5)
 
 
 # ---- no false zeros -----------------------------------------------------------------------

@@ -50,6 +50,8 @@ class CompactResult:
     removed: dict[str, dict] = field(default_factory=dict)  # initializer -> {axis: [removed indices]}
     stats: dict = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
+    folded: dict[str, list[int]] = field(default_factory=dict)  # bias -> channels folded into the next bias
+    propagated: object = None  # the re-propagated value when channels were folded (else None)
 
 
 class _UF:
@@ -403,8 +405,35 @@ class _Planner:
         return None
 
 
-def compact(propagated) -> "CompactResult":
-    """Remove dead channels; return a smaller dense model (see module docstring)."""
+def compact(propagated, *, fold_constants: bool = True) -> "CompactResult":
+    """Remove dead channels; return a smaller dense model (see module docstring).
+
+    fold_constants: first fold channels that are constant (a dead weight column with a live bias)
+    into the next layer's bias (`fold_constant_channels`), then propagate again and compact.
+    """
+    folded: dict = {}
+    if fold_constants:
+        new_model, folded = fold_constant_channels(propagated)
+        if new_model is not None:
+            import dataclasses
+
+            from ..graph import index_model
+            from ..propagate import propagate
+            an = propagated.annotated
+            new_lo = index_model(new_model, path=an.loaded.path)
+            propagated = propagate(dataclasses.replace(an, loaded=new_lo), enabled=True)
+    result = _compact(propagated)
+    result.stats["folded_constant_channels"] = {k: len(v) for k, v in folded.items()}
+    result.folded = folded
+    if folded:
+        result.stats["propagation_after_folding"] = {
+            "linear_weights": propagated.stats.get("linear_weights"), "macs": {
+                k: v for k, v in (propagated.stats.get("macs") or {}).items() if k != "per_node"}}
+        result.propagated = propagated
+    return result
+
+
+def _compact(propagated) -> "CompactResult":
     pl = _Planner(propagated)
     lo = pl.lo
     g = pl.g
@@ -670,3 +699,172 @@ def _plan_edits(pl, removal):
         else:
             bad.add(yslot)
     return edits, bad
+
+
+# ---- constant-channel folding ---------------------------------------------------------------
+_FOLD_UNARY = _UNARY - {"Dropout"}
+_FOLD_BINARY = {"Add", "Sub", "Mul", "Div", "Pow"}
+
+
+def fold_constant_channels(propagated):
+    """Fold channels that are constant over every input into the next layer's bias.
+
+    Pattern: ``MatMul(X, W1) -> Add(b1) -> elementwise chain f -> MatMul(., W2) -> Add(b2)``
+    where column c of the first MatMul's output is known zero (W1[:, c] dead) but b1[c] != 0:
+    channel c carries the constant f(b1[c]). It contributes f(b1[c]) * W2[c, :] to every row, so
+    b2 += f(b1)[c] * W2[c, :] and b1[c] = 0 are exact (up to float rounding) when f(0)[c] == 0:
+    the channel is then zero and propagation marks W2's row c dead.
+
+    Returns (model or None when nothing folds, {bias name: [channels]}).
+    """
+    lo = propagated.annotated.loaded
+    tesas = propagated.tesas
+    g = lo.model.graph
+    inits = lo.initializer_names
+    consts = lo.weights
+    edits: dict[str, np.ndarray] = {}
+    folded: dict[str, list[int]] = {}
+    for add in g.node:
+        if add.op_type != "Add" or len(add.input) != 2:
+            continue
+        try:
+            plan = _fold_plan(lo, tesas, add, inits, consts)
+        except Exception:  # a pattern we do not understand is simply not folded
+            plan = None
+        if plan is None:
+            continue
+        b1name, cols, chain, h_name, g_name, w2name, b2name = plan
+        if b1name in edits or b2name in edits:
+            continue
+        b1 = consts[b1name].astype(np.float64)
+        fb = _eval_chain(lo, chain, h_name, g_name, b1.reshape(1, -1))
+        f0 = _eval_chain(lo, chain, h_name, g_name, np.zeros((1, b1.size)))
+        if fb is None or f0 is None:
+            continue
+        fb, f0 = fb.reshape(-1), f0.reshape(-1)
+        cols = [c for c in cols if f0[c] == 0 and np.isfinite(fb[c])]
+        if not cols:
+            continue
+        w2 = consts[w2name].astype(np.float64)
+        b2 = consts[b2name].astype(np.float64)
+        b2 = b2 + fb[cols] @ w2[cols, :]
+        nb1 = consts[b1name].copy()
+        nb1[cols] = 0
+        edits[b1name] = nb1
+        edits[b2name] = b2.astype(consts[b2name].dtype)
+        folded[b1name] = [int(c) for c in cols]
+    if not edits:
+        return None, {}
+    model = copy.deepcopy(lo.model)
+    for t in model.graph.initializer:
+        if t.name in edits:
+            t.CopyFrom(numpy_helper.from_array(edits[t.name], t.name))
+    return model, folded
+
+
+def _fold_plan(lo, tesas, add, inits, consts):
+    a, b = add.input
+    bias, h0 = (b, a) if b in inits else (a, b) if a in inits else (None, None)
+    if bias is None or consts[bias].ndim != 1 or len(lo.consumers.get(bias, [])) != 1:
+        return None
+    mm = lo.producer.get(h0)
+    if mm is None or mm.op_type != "MatMul" or mm.input[1] not in inits or consts[mm.input[1]].ndim != 2:
+        return None
+    t = tesas.get(h0)
+    if t is None:
+        return None
+    nz = np.broadcast_to(t.nonzero, t.mask_shape)
+    n = consts[bias].size
+    if nz.shape[-1] != n:
+        return None
+    zero_cols = np.flatnonzero(~nz.reshape(-1, n).any(axis=0))
+    cols = [int(c) for c in zero_cols if consts[bias][c] != 0]
+    if not cols:
+        return None
+    # walk the elementwise chain from the Add output to a single MatMul with a weight, then Add(b2)
+    h = add.output[0]
+    chain, frontier, members = [], [h], {h}
+    end = None
+    seen_nodes = set()
+    while frontier:
+        name = frontier.pop()
+        for node, _ in lo.consumers.get(name, []):
+            key = id(node)
+            if key in seen_nodes:
+                continue
+            op = node.op_type
+            if op == "MatMul" and node.input[0] in members and node.input[1] in inits:
+                if end is not None and end is not node:
+                    return None
+                end = node
+                seen_nodes.add(key)
+                continue
+            ok = (op in _FOLD_UNARY and len([i for i in node.input if i]) >= 1) or op in _FOLD_BINARY
+            if not ok:
+                return None
+            for i in node.input:
+                if i and i not in members and i not in consts:
+                    # the other operand must be produced inside the chain (visited later) or constant
+                    prod = lo.producer.get(i)
+                    if prod is None:
+                        return None
+            for i in node.input:
+                if i and i in consts and any(d != 1 for d in consts[i].shape[:-1]):
+                    return None  # a constant varying along a row axis: the channel is not constant
+            seen_nodes.add(key)
+            chain.append(node)
+            for o in node.output:
+                if o:
+                    members.add(o)
+                    frontier.append(o)
+    if end is None or not chain:
+        return None
+    # every chain node's non-constant inputs must come from the chain
+    for node in chain:
+        for i in node.input:
+            if i and i not in members and i not in consts:
+                return None
+    # chain outputs other than the MatMul input must be read only inside the chain
+    g_name = end.input[0]
+    for node in chain:
+        for o in node.output:
+            if o == g_name:
+                continue
+            for c, _ in lo.consumers.get(o, []):
+                if c not in chain:
+                    return None
+            if o in {x.name for x in lo.model.graph.output}:
+                return None
+    if lo.consumers.get(g_name) and len(lo.consumers[g_name]) != 1:
+        return None
+    w2 = end.input[1]
+    if consts[w2].shape[0] != consts[bias].size:
+        return None
+    cons = lo.consumers.get(end.output[0], [])
+    if len(cons) != 1 or cons[0][0].op_type != "Add":
+        return None
+    add2 = cons[0][0]
+    b2 = [i for i in add2.input if i != end.output[0]]
+    if len(b2) != 1 or b2[0] not in inits or consts[b2[0]].shape != (consts[w2].shape[1],) or \
+            len(lo.consumers.get(b2[0], [])) != 1:
+        return None
+    order = [n for n in lo.model.graph.node if any(n is c for c in chain)]
+    return bias, cols, order, h, g_name, w2, b2[0]
+
+
+def _eval_chain(lo, chain, h_name, g_name, value):
+    try:
+        from onnx.reference import ReferenceEvaluator
+        from onnx import TensorProto
+        used_consts = {i for n in chain for i in n.input if i in lo.weights}
+        inits = [numpy_helper.from_array(np.asarray(lo.weights[i]).astype(np.float64)
+                                         if lo.weights[i].dtype.kind == "f" else lo.weights[i], i)
+                 for i in used_consts]
+        graph = helper.make_graph(list(chain), "chain",
+                                  [helper.make_tensor_value_info(h_name, TensorProto.DOUBLE, list(value.shape))],
+                                  [helper.make_tensor_value_info(g_name, TensorProto.DOUBLE, None)], inits)
+        m = helper.make_model(graph, opset_imports=list(lo.model.opset_import))
+        out = ReferenceEvaluator(m).run(None, {h_name: np.asarray(value, np.float64)})[0]
+        return np.asarray(out, np.float64)
+    except Exception:
+        return None
