@@ -116,11 +116,17 @@ ALL = [Case(i, *c) for i, c in enumerate(CASES)]
 
 
 @pytest.fixture(scope="session")
-def cpu_library(tmp_path_factory):
+def shared_cache(tmp_path_factory):
+    """A compile cache private to this test session (the op layer compiles once)."""
+    return CompileCache(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def cpu_library(tmp_path_factory, shared_cache):
     """One libsparsify_ops.so with every case's kernel (built once per test session)."""
     out = tmp_path_factory.mktemp("cpu_lib")
     sources = generate([(c.spec, c.packed) for c in ALL])
-    res = build_library(sources, out, cache=CompileCache(tmp_path_factory.mktemp("cache")), jobs=2)
+    res = build_library(sources, out, cache=shared_cache, jobs=2)
     return res, sources
 
 
@@ -238,14 +244,13 @@ def test_families_registered():
 
 
 @pytest.mark.parametrize("arch", ["x86-64-v3", "x86-64"])  # AVX2 (8-lane) and SSE2 (4-lane) code paths
-def test_other_isas(tmp_path_factory, arch):
+def test_other_isas(tmp_path_factory, shared_cache, arch):
     import platform
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("x86-64 only")
     picked = [ALL[1], ALL[6], ALL[9], ALL[13], ALL[4]]
     out = tmp_path_factory.mktemp(f"lib-{arch}")
-    res = build_library(generate([(c.spec, c.packed) for c in picked]), out, cpu_arch=arch,
-                        cache=CompileCache(tmp_path_factory.mktemp("cache")))
+    res = build_library(generate([(c.spec, c.packed) for c in picked]), out, cpu_arch=arch, cache=shared_cache)
     assert any(f"-march={arch}" in c for c in res.commands)
     rng = np.random.default_rng(3)
     for case in picked:
@@ -258,3 +263,32 @@ def test_other_isas(tmp_path_factory, arch):
             ref = reference(x, case.W, case.ep, case.bias, r)
             err = np.abs(y - ref).max() / max(1.0, np.abs(ref).max())
             assert err < 2e-5, f"{case.id()} M={M} {arch}: {err:.3g}"
+
+
+@pytest.mark.parametrize("family,pattern", [("cpu_bcsr", Pattern("block", block=(16, 16))),
+                                            ("cpu_csr", Pattern("unstructured")),
+                                            ("cpu_tile", Pattern("tile", granularity=8)),
+                                            ("cpu_nm", Pattern("nm", n=2, m=4))])
+def test_all_zero_weight_keeps_the_epilogue(tmp_path_factory, shared_cache, family, pattern):
+    K, N, ep = 24, 20, E(True, "gelu", True)
+    W = np.zeros((K, N), np.float32)
+    packed = pack(W, pattern)
+    spec = KernelSpec("linear", family, "cpu", "fp32", pattern, K, N, ep, (), ("native",), packed.tables_hash())
+    res = build_library(generate([(spec, packed)]), tmp_path_factory.mktemp("zero"), cache=shared_cache)
+    case = Case.__new__(Case)
+    case.family, case.pattern, case.K, case.N, case.ep, case.W, case.packed, case.spec = \
+        family, pattern, K, N, ep, W, packed, spec
+    case.bias = np.linspace(-3, 3, N).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((40, K)).astype(np.float32)
+    r = np.random.default_rng(1).standard_normal((40, N)).astype(np.float32)
+    y = session(res.path, case.model()).run(None, {"X": x, "R": r})[0]
+    np.testing.assert_allclose(y, reference(x, W, ep, case.bias, r), rtol=1e-5, atol=1e-5)
+
+
+def test_generate_dedups_and_skips_cuda_when_asked():
+    c = ALL[0]
+    cuda_spec = KernelSpec("linear", "cuda_not_registered", "cuda", "fp32", c.pattern, c.K, c.N, c.ep, (),
+                           ("sm_80",), c.spec.tables_hash)
+    srcs = generate([(c.spec, c.packed), (c.spec, c.packed), (cuda_spec, c.packed)], cuda=False)
+    assert [s.relpath for s in srcs] == [f"{c.spec.procedural_name()}.cc", "registry.cc"]
+    assert "_cuda" not in srcs[-1].text.split('extern "C" {')[1]
