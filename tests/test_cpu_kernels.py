@@ -292,3 +292,13 @@ def test_generate_dedups_and_skips_cuda_when_asked():
     srcs = generate([(c.spec, c.packed), (c.spec, c.packed), (cuda_spec, c.packed)], cuda=False)
     assert [s.relpath for s in srcs] == [f"{c.spec.procedural_name()}.cc", "registry.cc"]
     assert "_cuda" not in srcs[-1].text.split('extern "C" {')[1]
+
+
+def test_unexpected_bias_is_a_clear_error(cpu_library):
+    res, _ = cpu_library
+    c = ALL[0]  # plain: no bias
+    m = c.model()
+    m.graph.initializer.append(numpy_helper.from_array(c.bias, "bias"))
+    m.graph.node[0].input.append("bias")
+    with pytest.raises(Exception, match="without a bias"):
+        session(res.path, m).run(None, {"X": np.ones((3, c.K), np.float32)})

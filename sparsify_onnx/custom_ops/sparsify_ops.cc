@@ -134,6 +134,8 @@ struct SparseLinearKernel {
       SP_TRY(input_data(in[2], &bias));
     }
     if (e->has_bias && !bias) return make_status(ORT_INVALID_ARGUMENT, who + "was generated with a bias; input 2 (bias) is missing");
+    if (!e->has_bias && bias)
+      return make_status(ORT_INVALID_ARGUMENT, who + "was generated without a bias; input 2 (bias) must be omitted");
     std::vector<int64_t> yshape = xi.shape;
     yshape.back() = e->N;
     int64_t M = 1;
@@ -145,6 +147,8 @@ struct SparseLinearKernel {
       SP_TRY(input_data(in[3], &res));
     }
     if (e->has_residual && !res) return make_status(ORT_INVALID_ARGUMENT, who + "was generated with a residual add; input 3 (residual) is missing");
+    if (!e->has_residual && res)
+      return make_status(ORT_INVALID_ARGUMENT, who + "was generated without a residual add; input 3 (residual) must be omitted");
     OrtValue* out = nullptr;
     SP_TRY(g_api->KernelContext_GetOutput(ctx, 0, yshape.data(), yshape.size(), &out));
     if (M == 0) return nullptr;
