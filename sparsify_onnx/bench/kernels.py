@@ -96,8 +96,8 @@ def plan_cases(shapes, patterns, densities, sweep=False, seed=0):
                     cases.append(case)
                     continue
                 tiles = [()]
-                if sweep and pat.kind in ("block", "tile") and d in (0.1, 0.25):
-                    tiles = fam.tile_candidates(pat, K, N, "fp16")[:8]
+                if sweep and pat.kind in ("block", "tile") and d == 0.1:
+                    tiles = fam.tile_candidates(pat, K, N, "fp16")[:12]
                 for tile in tiles:
                     cases.append(dict(case, tile=tile, seed=seed + zlib.crc32(f"{N},{K},{pname},{d}".encode()) % 100000))
     return cases
@@ -183,6 +183,9 @@ def run(cases, rendered, libs, reps=20, out_json=None):
     import torch
     from ..tune.device import TorchDevice
     dev = TorchDevice()
+    from ..codegen.cuda.nm import find_cusparselt
+    if not os.environ.get("SPARSIFY_CUSPARSELT_LIB") and find_cusparselt():
+        os.environ["SPARSIFY_CUSPARSELT_LIB"] = find_cusparselt()
     loaded = {}
     results = []
     dense_cache = {}
@@ -221,6 +224,8 @@ def run(cases, rendered, libs, reps=20, out_json=None):
             rec["rel_err"] = err if math.isfinite(err) else float("nan")
             rec["ok"] = bool(math.isfinite(err) and err < 1e-2)
             rec["ours_us"] = dev.time(call, reps) * 1e6
+            if hasattr(lib.lib, f"{name}_cuda_uses_cusparselt"):
+                rec["uses_cusparselt"] = bool(getattr(lib.lib, f"{name}_cuda_uses_cusparselt")())
             dk = (M, N, K)
             if dk not in dense_cache:
                 dense_cache[dk] = dev.time(lambda: torch.matmul(X, Wd), reps) * 1e6
@@ -237,6 +242,9 @@ def run(cases, rendered, libs, reps=20, out_json=None):
             rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
         results.append(rec)
         print(_row(rec), flush=True)
+        if out_json:  # keep what is done so far, in case the run is cut short
+            with open(out_json, "w") as f:
+                json.dump({"meta": {"partial": True}, "results": results}, f)
     meta = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "host": platform.node(), "reps": reps}
     if out_json:

@@ -9,8 +9,11 @@ from the op's ``values`` input in the packed order of codegen/packing.py.
 
 Tile configurations (``KernelSpec.tile``):
 
-* ``cuda_bcsr_tc``:  (BM, WARPS_M, WARPS_N, STAGES); BN = w, k-step = h.
-* ``cuda_tile``:     (BM, KS, WARPS_M, WARPS_N, STAGES); BN = G, KS kept rows per k-step.
+* ``cuda_bcsr_tc``:  (BM, WARPS_M, WARPS_N, STAGES, SPC); BN = w, k-step = h.
+* ``cuda_tile``:     (BM, KS, WARPS_M, WARPS_N, STAGES, SPC); BN = G, KS kept rows per k-step.
+  SPC: steps per chunk. The column tiles are cut, in order, into chunks of about SPC k-steps
+  (0: one tile per chunk); one CTA runs one chunk x BM rows with one cp.async pipeline
+  across its tiles, so short tiles do not leave the pipeline empty.
   Rows of X are gathered from X^T, written by a transpose pre-pass into scratch
   (K x roundup(M, 8) fp16: ``_cuda_scratch``).
 * ``cuda_bcsr_fp32`` / ``cuda_tile_fp32``: (BM, KS) for tile, (BM,) for block; fp32 or fp16 I/O,
@@ -65,6 +68,27 @@ def tc_candidates(BN: int, KS: int) -> list[tuple[int, int, int, int]]:
     return sorted(out, key=score)
 
 
+def _chunks(tptr: np.ndarray, per_step: int, spc: int):
+    """Steps (tile, first unit) in tile order, cut into chunks of about ``spc`` steps (0: one tile each)."""
+    step_tile, step_u, chunk_ptr = [], [], [0]
+    cur = 0
+    for t in range(len(tptr) - 1):
+        a, b = int(tptr[t]), int(tptr[t + 1])
+        us = list(range(a, b, per_step)) or [-1]
+        step_tile += [t] * len(us)
+        step_u += us
+        cur += len(us)
+        if spc <= 0 or cur >= spc:
+            chunk_ptr.append(len(step_tile))
+            cur = 0
+    if chunk_ptr[-1] != len(step_tile):
+        chunk_ptr.append(len(step_tile))
+    return np.array(chunk_ptr), np.array(step_tile), np.array(step_u)
+
+
+SPC_CHOICES = (32, 0, 12, 96)
+
+
 class _GatherTC(KernelFamily):
     device = "cuda"
     dtypes = ("fp16",)
@@ -76,10 +100,14 @@ class _GatherTC(KernelFamily):
     def render(self, spec: KernelSpec, packed: PackedWeight) -> list[GeneratedSource]:
         g = self._geometry(spec)
         tptr, units = _tables(spec, packed)
+        chunk_ptr, step_tile, step_u = _chunks(tptr, 1 if g["A_MODE"] == "x" else g["KS"], g["SPC"])
         ctx = base_ctx(spec, packed)
         ctx.update(g)
         ctx.update(ntiles=len(tptr) - 1, tptr=fmt_array(tptr), units=fmt_array(units), nunits=int(units.size),
-                   unit_type=index_ctype(int(units.max()) if units.size else 0))
+                   unit_type=index_ctype(int(units.max()) if units.size else 0),
+                   nchunks=len(chunk_ptr) - 1, chunk_ptr=fmt_array(chunk_ptr), nsteps=len(step_tile),
+                   step_tile=fmt_array(step_tile), step_u=fmt_array(step_u),
+                   tile_type=index_ctype(len(tptr)))
         return source(spec, render_template(self.template, **ctx))
 
     def cost(self, spec: KernelSpec, packed: PackedWeight, M: int) -> float:
@@ -115,12 +143,13 @@ class CudaBcsrTC(_GatherTC):
 
     def tile_candidates(self, pattern, K, N, dtype):
         BN, KS = _bn_ks(pattern)
-        return tc_candidates(BN, KS)
+        base = tc_candidates(BN, KS)
+        return [c + (spc,) for spc in SPC_CHOICES for c in base[:4]] + [c + (SPC_CHOICES[0],) for c in base[4:]]
 
     def _geometry(self, spec):
         BN, KS = _bn_ks(spec.pattern)
-        BM, WM, WN, ST = spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0]
-        return dict(BM=BM, BN=BN, KS=KS, WARPS_M=WM, WARPS_N=WN, STAGES=ST, A_MODE="x")
+        BM, WM, WN, ST, SPC = spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0]
+        return dict(BM=BM, BN=BN, KS=KS, WARPS_M=WM, WARPS_N=WN, STAGES=ST, SPC=SPC, A_MODE="x")
 
 
 @register_family
@@ -143,14 +172,16 @@ class CudaTileTC(_GatherTC):
     def tile_candidates(self, pattern, K, N, dtype):
         BN = pattern.granularity
         out = []
-        for KS in (32, 16, 64):
-            for BM, WM, WN, ST in tc_candidates(BN, KS):
-                out.append((BM, KS, WM, WN, ST))
+        for KS in (32, 64, 16):
+            base = tc_candidates(BN, KS)
+            for spc in ((0, 8) if KS == 32 else (0,)):
+                out += [(c[0], KS) + c[1:] + (spc,) for c in base[:4]]
         return out
 
     def _geometry(self, spec):
-        BM, KS, WM, WN, ST = spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0]
-        return dict(BM=BM, BN=spec.pattern.granularity, KS=KS, WARPS_M=WM, WARPS_N=WN, STAGES=ST, A_MODE="xt")
+        BM, KS, WM, WN, ST, SPC = spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0]
+        return dict(BM=BM, BN=spec.pattern.granularity, KS=KS, WARPS_M=WM, WARPS_N=WN, STAGES=ST, SPC=SPC,
+                    A_MODE="xt")
 
 
 class _GatherSIMT(KernelFamily):

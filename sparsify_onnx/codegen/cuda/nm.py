@@ -1,0 +1,84 @@
+"""n:m (2:4) sparse weights: ``cuda_nm_sparselt``.
+
+cuSPARSELt (NVIDIA's structured-sparse GEMM on the sparse tensor cores) is loaded at run time with
+dlopen (``$SPARSIFY_CUSPARSELT_LIB``, else ``libcusparseLt.so.0`` on the loader path; the
+``nvidia-cusparselt-cu13`` wheel ships it), so the op library has no link-time dependency on it.
+Without it (or with ``SPARSIFY_NO_CUSPARSELT=1``) the same launcher runs a plain n:m FMA kernel:
+correct, slow. The group offsets are baked into the source as hex (2 bits each for m <= 4).
+First call per weight: scatter + compress (cuSPARSELt owns that copy); first call per M: plan +
+``cusparseLtMatmulSearch``. Tile: () (cuSPARSELt picks its own).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..packing import padded_shape
+from ..registry import KernelFamily, register_family
+from .common import base_ctx, render_template, roofline, source
+
+
+def hex_lines(idx: np.ndarray, bits: int, per_line: int = 256) -> str:
+    a = np.ascontiguousarray(idx, dtype=np.uint8).ravel()
+    per = 8 // bits
+    pad = (-a.size) % per
+    if pad:
+        a = np.concatenate([a, np.zeros(pad, np.uint8)])
+    a = a.reshape(-1, per).astype(np.uint16)
+    by = np.zeros(a.shape[0], np.uint16)
+    for j in range(per):
+        by |= a[:, j] << (j * bits)
+    hx = by.astype(np.uint8).tobytes().hex()
+    lines = [f'  "{hx[i:i + per_line]}",' for i in range(0, len(hx), per_line)]
+    return "\n".join(lines + ["  nullptr"])
+
+
+def find_cusparselt() -> str | None:
+    """Path of libcusparseLt from the nvidia-cusparselt wheel, if installed (for SPARSIFY_CUSPARSELT_LIB)."""
+    try:
+        import importlib.util
+        for pkg in ("nvidia.cu13", "nvidia.cusparselt", "nvidia"):
+            spec = importlib.util.find_spec(pkg)
+            for root in (spec.submodule_search_locations or []) if spec else []:
+                for sub in ("lib", "cusparselt/lib", "cu13/lib"):
+                    p = os.path.join(root, sub, "libcusparseLt.so.0")
+                    if os.path.exists(p):
+                        return p
+    except Exception:  # noqa: BLE001
+        return None
+    return None
+
+
+@register_family
+class CudaNmSparseLt(KernelFamily):
+    """n:m (2:4 on sparse tensor cores through cuSPARSELt, loaded with dlopen; FMA fallback), fp16."""
+    name = "cuda_nm_sparselt"
+    device = "cuda"
+    patterns = ("nm",)
+    dtypes = ("fp16",)
+
+    def supports(self, pattern, K, N, dtype):
+        why = super().supports(pattern, K, N, dtype)
+        if why:
+            return why
+        if pattern.m > 16:
+            return f"{self.name} handles m <= 16, not {pattern.m}"
+        return None
+
+    def render(self, spec, packed):
+        p = spec.pattern
+        bits = 2 if p.m <= 4 else 4
+        Kp, _ = padded_shape(p, spec.K, spec.N)
+        ctx = base_ctx(spec, packed)
+        ctx.update(n=p.n, m=p.m, Kp=Kp, bits=bits, idx_hex=hex_lines(packed.tables["idx"], bits))
+        return source(spec, render_template("cuda_nm_sparselt.cu.j2", **ctx))
+
+    def cost(self, spec, packed, M):
+        p = spec.pattern
+        uses_lt = p.n == 2 and p.m == 4
+        work = spec.K * spec.N * (p.n / p.m if not uses_lt else 1.0) / (1.0 if not uses_lt else 1.6)
+        ep = spec.epilogue
+        extra = 1 if (ep.bias or ep.residual or ep.activation != "none") else 0
+        return roofline(M, spec.K, spec.N, int(work), "sparselt" if uses_lt else "simt", 1.0, spec.dtype,
+                        packed.values.nbytes, spec.epilogue.residual, launches=1 + extra)

@@ -1,0 +1,149 @@
+"""Tuning on the target: pick the fastest tile configuration of a kernel by timing it on the GPU.
+
+    from sparsify_onnx.tune import tune, candidates
+    choice = tune(candidates(spec, packed), M=4096)        # measured when a GPU is present
+    choice.spec, choice.seconds, choice.measured, choice.reason
+
+Every candidate is rendered, compiled with nvcc into one library (tune.build, cached),
+loaded, and timed on the real shape (M rows, random data, inputs resident on the device)
+with CUDA events over many launches; the fastest wins. Results are cached per (GPU name,
+kernel spec without its tile, M) in ``$SPARSIFY_CACHE_DIR/tune.json`` (default
+``~/.cache/sparsify-onnx/tune.json``). Without a GPU (or nvcc) the family's documented cost
+model chooses, and the choice says so (``measured=False``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..codegen.registry import KernelSpec, PackedWeight, get_family
+from .build import cache_dir, nvcc_path
+
+__all__ = ["tune", "candidates", "TuneChoice", "cache_path"]
+
+
+@dataclass
+class TuneChoice:
+    spec: KernelSpec
+    seconds: float
+    measured: bool
+    reason: str
+    table: list[tuple[str, float]] = field(default_factory=list)  # (tile, seconds) per candidate
+
+    def to_dict(self) -> dict:
+        return {"kernel": self.spec.procedural_name(), "tile": list(self.spec.tile), "seconds": self.seconds,
+                "measured": self.measured, "reason": self.reason, "table": self.table}
+
+
+def candidates(spec: KernelSpec, packed: PackedWeight, limit: int = 12) -> list[tuple[KernelSpec, PackedWeight]]:
+    fam = get_family(spec.family)
+    tiles = fam.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[:limit]
+    return [(dataclasses.replace(spec, tile=tuple(t)), packed) for t in tiles]
+
+
+def cache_path() -> str:
+    return os.path.join(cache_dir(), "tune.json")
+
+
+def _key(gpu_name: str, spec: KernelSpec, M: int) -> str:
+    s = dataclasses.replace(spec, tile=())
+    return f"{gpu_name}|{s.procedural_name()}|{s.spec_hash()[:16]}|M={M}"
+
+
+def _load_cache() -> dict:
+    try:
+        with open(cache_path()) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _store(key: str, value: dict) -> None:
+    os.makedirs(os.path.dirname(cache_path()), exist_ok=True)
+    data = _load_cache()
+    data[key] = value
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(cache_path()), suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, cache_path())
+
+
+def _by_cost(cands, M, reason) -> TuneChoice:
+    table = []
+    for spec, packed in cands:
+        table.append(("x".join(map(str, spec.tile)), get_family(spec.family).cost(spec, packed, M)))
+    i = int(np.argmin([t for _, t in table]))
+    return TuneChoice(cands[i][0], table[i][1], False, reason, table)
+
+
+def tune(kernel_candidates: list[tuple[KernelSpec, PackedWeight]], M: int, gpu=None, reps: int = 20,
+         use_cache: bool = True) -> TuneChoice:
+    """Fastest of ``kernel_candidates`` (same computation, different tiles) for ``M`` rows.
+
+    ``gpu``: a tune.device back end, None to open one if possible, or False to force the cost model.
+    """
+    if not kernel_candidates:
+        raise ValueError("no kernel candidates")
+    cands = list(kernel_candidates)
+    if cands[0][0].device != "cuda":
+        return _by_cost(cands, M, "cost model (not a CUDA kernel)")
+    if gpu is False:
+        return _by_cost(cands, M, "cost model (tuning disabled)")
+    if nvcc_path() is None:
+        return _by_cost(cands, M, "cost model (no nvcc: nothing compiled or timed)")
+    if gpu is None:
+        from .device import open_device
+        gpu = open_device()
+    if gpu is None:
+        return _by_cost(cands, M, "cost model (no GPU present: nothing timed)")
+
+    key = _key(gpu.name, cands[0][0], M)
+    if use_cache:
+        hit = _load_cache().get(key)
+        if hit:
+            for spec, _ in cands:
+                if list(spec.tile) == hit["tile"]:
+                    return TuneChoice(spec, hit["seconds"], True, f"measured on {gpu.name} (cached)",
+                                      [tuple(t) for t in hit.get("table", [])])
+
+    from .build import CudaLib, build_shared
+    srcs = []
+    for spec, packed in cands:
+        srcs += get_family(spec.family).render(spec, packed)
+    lib = CudaLib(build_shared(srcs, name="tune"))
+    spec0, packed0 = cands[0]
+    rng = np.random.default_rng(0)
+    npdt = np.float16 if spec0.dtype == "fp16" else np.float32
+    X = gpu.upload(rng.standard_normal((M, spec0.K)).astype(npdt))
+    V = gpu.upload(np.ascontiguousarray(packed0.values.astype(npdt)))
+    B = gpu.upload(rng.standard_normal(spec0.N).astype(npdt))
+    R = gpu.upload(rng.standard_normal((M, spec0.N)).astype(npdt))
+    Y = gpu.empty(M * spec0.N * np.dtype(npdt).itemsize)
+    table = []
+    for spec, _ in cands:
+        name = spec.procedural_name()
+        fn = lib.launcher(name)
+        sb = lib.scratch(name, M)
+        S = gpu.empty(sb)
+        ep = spec.epilogue
+
+        def call(fn=fn, S=S, sb=sb, ep=ep):
+            rc = fn(X.ptr, V.ptr, B.ptr if ep.bias else None, R.ptr if ep.residual else None, Y.ptr, M,
+                    gpu.stream(), S.ptr, sb)
+            if rc:
+                raise RuntimeError(f"{name}: launcher returned {rc}")
+        try:
+            table.append(("x".join(map(str, spec.tile)), gpu.time(call, reps)))
+        except Exception as e:  # noqa: BLE001  (a candidate that fails to launch is not chosen)
+            table.append(("x".join(map(str, spec.tile)), float("inf")))
+            print(f"tune: {name}: {e}")
+    i = int(np.argmin([t for _, t in table]))
+    choice = TuneChoice(cands[i][0], table[i][1], True, f"measured on {gpu.name} ({len(cands)} candidates, "
+                        f"CUDA events over {reps} launches)", table)
+    _store(key, {"tile": list(choice.spec.tile), "seconds": choice.seconds, "table": table})
+    return choice

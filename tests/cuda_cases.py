@@ -1,0 +1,86 @@
+"""Shared cases for the CUDA kernel tests (compile-only in CI, numeric on a GPU host)."""
+from __future__ import annotations
+
+import numpy as np
+
+from sparsify_onnx.codegen.packing import pack, unpack
+from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
+from sparsify_onnx.pattern import Pattern
+
+EPI = {
+    "plain": Epilogue(),
+    "bgr": Epilogue(True, "gelu", True),
+    "br": Epilogue(True, "relu", False),
+    "ta": Epilogue(False, "gelu_tanh", True),
+}
+
+
+def weight(pattern: Pattern, K: int, N: int, density: float, rng) -> np.ndarray:
+    W = rng.standard_normal((K, N)).astype(np.float32) * 0.2
+    W[W == 0] = 0.1
+    if pattern.kind == "block":
+        h, w = pattern.block
+        keep = rng.random((-(-K // h), -(-N // w))) < density
+        keep.flat[0] = True
+        keep[:, -1] = False  # one empty block column: epilogue-only path
+        mask = np.kron(keep, np.ones((h, w), bool))[:K, :N]
+    elif pattern.kind == "tile":
+        G = pattern.granularity
+        keep = rng.random((K, -(-N // G))) < density
+        keep[0, 0] = True
+        mask = np.repeat(keep, G, axis=1)[:, :N]
+    elif pattern.kind == "nm":
+        r = rng.random((K // pattern.m, pattern.m, N)).argsort(axis=1)
+        mask = (r < pattern.n).reshape(K, N)
+    else:
+        mask = rng.random((K, N)) < density
+        mask[:, 1] = False  # an empty column
+    return W * mask
+
+
+# (family, dtype, pattern, K, N, epilogue key, tile or None)
+CASES = [
+    ("cuda_bcsr_tc", "fp16", Pattern("block", block=(32, 32)), 136, 200, "bgr", None),
+    ("cuda_bcsr_tc", "fp16", Pattern("block", block=(16, 16)), 96, 64, "plain", None),
+    ("cuda_bcsr_tc", "fp16", Pattern("block", block=(64, 64)), 128, 192, "br", None),
+    ("cuda_bcsr_tc", "fp16", Pattern("block", block=(32, 32)), 128, 256, "ta", (64, 2, 2, 3, 0)),
+    ("cuda_bcsr_tc", "fp16", Pattern("block", block=(32, 64)), 160, 128, "plain", (128, 4, 1, 4, 12)),
+    ("cuda_bcsr_fp32", "fp32", Pattern("block", block=(32, 32)), 100, 70, "bgr", None),
+    ("cuda_bcsr_fp32", "fp16", Pattern("block", block=(16, 16)), 64, 48, "ta", None),
+    ("cuda_tile", "fp16", Pattern("tile", granularity=128), 96, 200, "bgr", None),
+    ("cuda_tile", "fp16", Pattern("tile", granularity=64), 80, 128, "plain", (64, 16, 2, 2, 3, 8)),
+    ("cuda_tile_fp32", "fp32", Pattern("tile", granularity=32), 70, 64, "br", None),
+    ("cuda_csr", "fp16", Pattern("unstructured"), 100, 72, "bgr", None),
+    ("cuda_csr", "fp32", Pattern("unstructured"), 64, 33, "plain", None),
+    ("cuda_nm_sparselt", "fp16", Pattern("nm", n=2, m=4), 128, 64, "plain", None),
+    ("cuda_nm_sparselt", "fp16", Pattern("nm", n=2, m=4), 64, 96, "bgr", None),
+]
+
+
+def build_case(i: int, seed: int = 0):
+    fam_name, dtype, pattern, K, N, epi, tile = CASES[i]
+    rng = np.random.default_rng(seed + 17 * i)
+    W = weight(pattern, K, N, 0.3, rng)
+    npdt = np.float16 if dtype == "fp16" else np.float32
+    W = W.astype(npdt).astype(np.float32)
+    pk = pack(W, pattern, dtype=npdt)
+    fam = get_family(fam_name)
+    spec = KernelSpec("linear", fam_name, "cuda", dtype, pattern, K, N, EPI[epi], tile=tuple(tile or ()),
+                      arch=("sm_90",), tables_hash=pk.tables_hash())
+    return spec, pk, unpack(pk).astype(np.float64), fam.render(spec, pk)
+
+
+def reference(X, W, bias, res, epi: Epilogue):
+    from math import erf, sqrt
+    y = X.astype(np.float64) @ W
+    if epi.bias:
+        y = y + bias.astype(np.float64)
+    if epi.activation == "relu":
+        y = np.maximum(y, 0)
+    elif epi.activation == "gelu":
+        y = 0.5 * y * (1 + np.vectorize(erf)(y / sqrt(2)))
+    elif epi.activation == "gelu_tanh":
+        y = 0.5 * y * (1 + np.tanh(0.7978845608028654 * (y + 0.044715 * y ** 3)))
+    if epi.residual:
+        y = y + res.astype(np.float64)
+    return y

@@ -1,0 +1,113 @@
+"""GPU: every CUDA family against a numpy reference on random data, outputs poisoned (NaN) first.
+
+    python -m pytest -m gpu tests/test_cuda_kernels.py
+
+Needs nvcc, an NVIDIA GPU and pycuda or PyTorch (skipped otherwise). All kernels are compiled
+into one library (tune.build, cached) and called through their ABI launchers.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from cuda_cases import CASES, build_case, reference  # noqa: E402
+
+from sparsify_onnx.tune.build import nvcc_path  # noqa: E402
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    if nvcc_path() is None:
+        pytest.skip("nvcc not found")
+    from sparsify_onnx.tune.device import open_device
+    dev = open_device(os.environ.get("SPARSIFY_GPU_BACKEND"))
+    if dev is None:
+        pytest.skip("no GPU (or neither pycuda nor torch with CUDA)")
+    from sparsify_onnx.codegen.cuda.nm import find_cusparselt
+    if not os.environ.get("SPARSIFY_CUSPARSELT_LIB") and find_cusparselt():
+        os.environ["SPARSIFY_CUSPARSELT_LIB"] = find_cusparselt()
+    return dev
+
+
+@pytest.fixture(scope="module")
+def lib(gpu):
+    from sparsify_onnx.tune.build import CudaLib, build_shared
+    built = [build_case(i) for i in range(len(CASES))]
+    path = build_shared([b[3][0] for b in built], name="test_cuda_kernels")
+    return CudaLib(path), built
+
+
+def _run(gpu, cl, spec, pk, W, M, seed):
+    rng = np.random.default_rng(seed)
+    npdt = np.float16 if spec.dtype == "fp16" else np.float32
+    K, N = spec.K, spec.N
+    X = rng.standard_normal((M, K)).astype(npdt)
+    bias = rng.standard_normal(N).astype(npdt)
+    res = rng.standard_normal((M, N)).astype(npdt)
+    bX, bV, bB, bR = gpu.upload(X), gpu.upload(pk.values), gpu.upload(bias), gpu.upload(res)
+    bY = gpu.empty(M * N * np.dtype(npdt).itemsize)
+    gpu.fill(bY, 0xFF)  # NaN in fp16 and fp32
+    name = spec.procedural_name()
+    sb = cl.scratch(name, M)
+    bS = gpu.empty(sb)
+    gpu.fill(bS, 0xFF)
+    rc = cl.launcher(name)(bX.ptr, bV.ptr, bB.ptr if spec.epilogue.bias else None,
+                           bR.ptr if spec.epilogue.residual else None, bY.ptr, M, gpu.stream(), bS.ptr, sb)
+    assert rc == 0, f"launcher returned {rc}"
+    gpu.sync()
+    Y = gpu.download(bY, (M, N), npdt).astype(np.float64)
+    ref = reference(X, W, bias, res, spec.epilogue)
+    return Y, ref
+
+
+@pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{c[0]}-{c[1]}-{c[2].short()}-k{c[3]}n{c[4]}-{c[5]}"
+                                                       for c in CASES])
+@pytest.mark.parametrize("M", [1, 37, 300])
+def test_kernel_matches_numpy(gpu, lib, i, M):
+    cl, built = lib
+    spec, pk, W, _ = built[i]
+    for seed in (1, 2):  # fresh inputs each run
+        Y, ref = _run(gpu, cl, spec, pk, W, M, seed * 1000 + M)
+        assert np.isfinite(Y).all(), "unwritten (NaN) outputs"
+        rel = np.linalg.norm(Y - ref) / max(np.linalg.norm(ref), 1e-30)
+        tol = 5e-3 if spec.dtype == "fp16" else 1e-5
+        assert rel < tol, f"relative error {rel:.2e} >= {tol}"
+        if spec.dtype == "fp16":
+            assert np.abs(Y - ref).max() < 0.05 * max(1.0, np.abs(ref).max())
+
+
+def test_scratch_is_checked(gpu, lib):
+    cl, built = lib
+    for spec, pk, W, _ in built:
+        name = spec.procedural_name()
+        if cl.scratch(name, 64) > 0:
+            bY = gpu.empty(64 * spec.N * 4)
+            rc = cl.launcher(name)(bY.ptr, bY.ptr, None, None, bY.ptr, 64, gpu.stream(), None, 0)
+            assert rc != 0, f"{name} ran without the scratch it asked for"
+            return
+    pytest.skip("no family with scratch")
+
+
+def test_nm_fallback_without_cusparselt(gpu):
+    """The n:m launcher without cuSPARSELt: plain FMA fallback, same results."""
+    from sparsify_onnx.tune.build import CudaLib, build_shared
+    spec, pk, W, srcs = build_case([c[0] for c in CASES].index("cuda_nm_sparselt"), seed=99)
+    old = os.environ.get("SPARSIFY_NO_CUSPARSELT")
+    os.environ["SPARSIFY_NO_CUSPARSELT"] = "1"
+    try:
+        cl = CudaLib(build_shared(srcs, name="test_nm_fallback"))
+        Y, ref = _run(gpu, cl, spec, pk, W, 45, 7)
+        assert getattr(cl.lib, f"{spec.procedural_name()}_cuda_uses_cusparselt")() == 0
+    finally:
+        if old is None:
+            os.environ.pop("SPARSIFY_NO_CUSPARSELT")
+        else:
+            os.environ["SPARSIFY_NO_CUSPARSELT"] = old
+    assert np.isfinite(Y).all()
+    assert np.linalg.norm(Y - ref) / np.linalg.norm(ref) < 5e-3
