@@ -193,14 +193,20 @@ def test_registry_cuda_entries():
     assert "_cuda" not in reg_cpu.split("extern \"C\" {")[1]
 
 
+@pytest.mark.skipif(find_nvcc() is None, reason="nvcc not installed")
 def test_op_layer_compiles_with_cuda_flag(tmp_path):
-    """The -DSPARSIFY_WITH_CUDA half of the op layer must compile (it needs no CUDA headers)."""
+    """The -DSPARSIFY_WITH_CUDA half of the op layer must compile, with g++ and with nvcc."""
     inc = find_ort_include()
+    cuda_lib = build_mod._cuda_lib_dir(find_nvcc())
+    assert cuda_lib is not None, "nvcc without libcudart_static.a"
     shutil.copy(HERE / "abi.h", tmp_path / "abi.h")
-    cmd = ["g++", "-std=gnu++17", "-O1", "-fPIC", "-DSPARSIFY_WITH_CUDA", "-Wall", "-Werror", "-Wno-unused-function",
-           "-I", str(tmp_path), "-I", str(inc), "-c", str(HERE / "sparsify_ops.cc"), "-o", str(tmp_path / "o.o")]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
+    common = ["-DSPARSIFY_WITH_CUDA", "-I", str(tmp_path), "-I", str(inc), "-I", str(cuda_lib.parent / "include"),
+              "-c", str(HERE / "sparsify_ops.cc")]
+    for cmd in (["g++", "-std=gnu++17", "-O1", "-fPIC", "-Wall", "-Werror", "-Wno-unused-function", *common,
+                 "-o", str(tmp_path / "g.o")],
+                [find_nvcc(), "-std=c++17", "-x", "cu", "-Xcompiler", "-fPIC", *common, "-o", str(tmp_path / "n.o")]):
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        assert p.returncode == 0, " ".join(cmd) + "\n" + p.stdout + p.stderr
 
 
 CUDA_KERNEL = r'''

@@ -177,7 +177,7 @@ def build_library(sources: list[GeneratedSource], out_dir: Path, *, cuda: bool |
                  "-fvisibility-inlines-hidden", "-ffp-contract=fast", "-Wall", "-Wno-unused-function",
                  "-Wno-unused-variable", "-I", "{srcdir}", "-I", str(inc)]
     if build_cuda:
-        cxx_flags.append("-DSPARSIFY_WITH_CUDA")
+        cxx_flags += ["-DSPARSIFY_WITH_CUDA", "-I", str(cuda_lib.parent / "include")]
     nvcc_flags = ["-std=c++17", "-O3", *_gencode(cuda_arch), "-Xcompiler", "-fPIC,-fvisibility=hidden",
                   "-DSPARSIFY_WITH_CUDA", "-I", "{srcdir}", "-I", str(inc)]
 

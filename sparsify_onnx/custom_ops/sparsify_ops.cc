@@ -16,6 +16,10 @@
 
 #include "abi.h"
 
+#ifdef SPARSIFY_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 namespace {
 
 const OrtApi* g_api = nullptr;
@@ -169,6 +173,7 @@ struct SparseLinearKernel {
 #ifdef SPARSIFY_WITH_CUDA
       void* stream = nullptr;
       SP_TRY(g_api->KernelContext_GetGPUComputeStream(ctx, &stream));
+      if (!e->cuda) return cpu_on_host(ctx, who, stream, X, xi.count, V, vi.count, bias, res, Y, M);
       size_t bytes = e->cuda_scratch ? e->cuda_scratch(M) : 0;
       void* scratch = nullptr;
       OrtAllocator* alloc = nullptr;
@@ -194,6 +199,33 @@ struct SparseLinearKernel {
     if (rc != 0) return make_status(ORT_FAIL, who + "launcher failed with code " + std::to_string(rc));
     return nullptr;
   }
+
+#ifdef SPARSIFY_WITH_CUDA
+  // A node placed on the CUDA provider whose kernel has only a CPU variant: copy the operands to the
+  // host on the op's stream, run the CPU kernel, copy Y back. Correct, not fast.
+  OrtStatus* cpu_on_host(OrtKernelContext* ctx, const std::string& who, void* stream, const void* X, size_t nx,
+                         const void* V, size_t nv, const void* bias, const void* res, void* Y, int64_t M) {
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+    const size_t ny = (size_t)M * (size_t)e->N;
+    std::vector<float> hx(nx), hv(nv), hb(bias ? (size_t)e->N : 0), hr(res ? ny : 0), hy(ny);
+    cudaError_t err = cudaMemcpyAsync(hx.data(), X, nx * sizeof(float), cudaMemcpyDeviceToHost, s);
+    if (err == cudaSuccess) err = cudaMemcpyAsync(hv.data(), V, nv * sizeof(float), cudaMemcpyDeviceToHost, s);
+    if (err == cudaSuccess && bias) err = cudaMemcpyAsync(hb.data(), bias, hb.size() * sizeof(float), cudaMemcpyDeviceToHost, s);
+    if (err == cudaSuccess && res) err = cudaMemcpyAsync(hr.data(), res, ny * sizeof(float), cudaMemcpyDeviceToHost, s);
+    if (err == cudaSuccess) err = cudaStreamSynchronize(s);
+    if (err != cudaSuccess) return make_status(ORT_FAIL, who + "host fallback: " + cudaGetErrorString(err));
+    ParallelCtx pc;
+    pc.par.parallel_for = ort_parallel_for;
+    pc.par.ctx = &pc;
+    pc.ctx = ctx;
+    int rc = e->cpu(hx.data(), hv.data(), bias ? hb.data() : nullptr, res ? hr.data() : nullptr, hy.data(), M, &pc.par);
+    if (rc != 0) return make_status(ORT_FAIL, who + "launcher failed with code " + std::to_string(rc));
+    err = cudaMemcpyAsync(Y, hy.data(), ny * sizeof(float), cudaMemcpyHostToDevice, s);
+    if (err == cudaSuccess) err = cudaStreamSynchronize(s);  // hy must outlive the copy
+    if (err != cudaSuccess) return make_status(ORT_FAIL, who + "host fallback: " + cudaGetErrorString(err));
+    return nullptr;
+  }
+#endif
 };
 
 struct SparseLinearOp : Ort::CustomOpBase<SparseLinearOp, SparseLinearKernel, true> {
@@ -217,7 +249,8 @@ struct SparseLinearOp : Ort::CustomOpBase<SparseLinearOp, SparseLinearKernel, tr
                                                      " kernels; rebuild the engine for this model");
       if (e->dtype != sp_dtype_of(type_)) return make_status(ORT_INVALID_ARGUMENT, "kernel '" + name + "' is " + dtype_name(e->dtype));
       if (!cuda_ && !e->cpu) return make_status(ORT_NOT_IMPLEMENTED, "kernel '" + name + "' has no CPU variant in this library");
-      if (cuda_ && !e->cuda) return make_status(ORT_NOT_IMPLEMENTED, "kernel '" + name + "' has no CUDA variant in this library");
+      if (cuda_ && !e->cuda && !e->cpu)
+        return make_status(ORT_NOT_IMPLEMENTED, "kernel '" + name + "' has neither a CUDA nor a CPU variant in this library");
       *op_kernel = new SparseLinearKernel{e, cuda_};
       return nullptr;
     } catch (const std::exception& ex) {
