@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .symbolic import Mono, dims_monos, is_concrete, mono_array, to_ints
+from .symbolic import dims_monos, is_concrete, mono_array, to_ints
 
 _NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
             "Bernoulli", "If", "Loop", "Scan", "SequenceConstruct"}

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-RuleFn = Callable[["RuleContext"], None]  # noqa: F821 (defined in context.py)
+RuleFn = Callable[..., None]  # f(ctx: propagate.context.RuleContext) -> None
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -99,4 +99,4 @@ def _ensure_builtin() -> None:
     global _LOADED
     if not _LOADED:
         _LOADED = True
-        from .rules import conv, elementwise, matmul, norm, reduce, shape  # noqa: F401
+        from .rules import conv, elementwise, matmul, norm, reduce, shape  # noqa: F401 (registers)

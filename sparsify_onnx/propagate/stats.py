@@ -5,7 +5,7 @@ import numpy as np
 
 from ..graph import WEIGHT_INPUT
 from ..tesa import TeSA
-from .masks import count_matmul, full_on, to_rank
+from .masks import count_matmul, to_rank
 
 
 def _compact_live(t: TeSA) -> np.ndarray:
@@ -175,5 +175,3 @@ def snapshot(tesas: dict[str, TeSA]) -> dict[str, TeSA]:
     return {n: TeSA(name=n, shape=t.shape, nonzero=t.nonzero.copy(), used=t.used.copy(), pattern=t.pattern,
                     dynamic=t.dynamic, declared_density=t.declared_density) for n, t in tesas.items()}
 
-
-_ = (full_on, to_rank)

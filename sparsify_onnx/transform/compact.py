@@ -16,6 +16,11 @@ handler. Groups are found with union-find; a group removes the indices dead (not
 live) in every member, unless a member is blocked. A split axis (heads x dim)
 removes whole heads (or the same dim in every head) only.
 
+Before that (``fold_constants=True``), a channel that is constant for every input -- a dead
+weight column whose bias entry is live, e.g. an FFN1 output channel pruned without its bias --
+is folded into the next layer's bias (``b2 += f(b1[c]) * W2[c, :]``, ``b1[c] = 0``), and the
+model is propagated again, so the channel becomes dead and is removed too.
+
 Afterwards weight elements that are non-zero but not live are set to zero, so the
 rewritten weights' zeros equal liveness (only for initializers read solely by
 MatMul/Gemm/Conv/Add/Sub/Mul/BatchNorm/LayerNorm, where a zero cannot make inf/NaN).
@@ -29,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..propagate.symbolic import Mono, dims_monos, reshape_groups
+from ..propagate.symbolic import dims_monos, reshape_groups
 
 Slot = tuple  # (tensor name, axis)
 
@@ -413,14 +418,13 @@ def compact(propagated, *, fold_constants: bool = True) -> "CompactResult":
     """
     folded: dict = {}
     if fold_constants:
-        new_model, folded = fold_constant_channels(propagated)
+        new_model, folded, edits = _fold(propagated)
         if new_model is not None:
             import dataclasses
 
-            from ..graph import index_model
             from ..propagate import propagate
             an = propagated.annotated
-            new_lo = index_model(new_model, path=an.loaded.path)
+            new_lo = _reindexed(an.loaded, new_model, edits)
             propagated = propagate(dataclasses.replace(an, loaded=new_lo), enabled=True)
     result = _compact(propagated)
     result.stats["folded_constant_channels"] = {k: len(v) for k, v in folded.items()}
@@ -433,6 +437,28 @@ def compact(propagated, *, fold_constants: bool = True) -> "CompactResult":
     return result
 
 
+def _reindexed(lo, model, edits):
+    """The index of `model`, a copy of lo.model whose initializer *values* changed (shapes did not):
+    reuse the inferred shapes and dtypes instead of running shape inference again."""
+    from ..graph import Loaded
+    new = Loaded(model=model, path=lo.path, sha256=None, shapes=dict(lo.shapes), dtypes=dict(lo.dtypes),
+                 initializer_names=set(lo.initializer_names))
+    new.weights = dict(lo.weights)
+    new.weights.update(edits)
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            for a in node.attribute:
+                if a.name == "value":
+                    new.weights[node.output[0]] = numpy_helper.to_array(a.t)
+        for o in node.output:
+            if o:
+                new.producer[o] = node
+        for i, name in enumerate(node.input):
+            if name:
+                new.consumers.setdefault(name, []).append((node, i))
+    return new
+
+
 def _compact(propagated) -> "CompactResult":
     pl = _Planner(propagated)
     lo = pl.lo
@@ -443,7 +469,6 @@ def _compact(propagated) -> "CompactResult":
     for vi in list(g.input) + list(g.output):
         for s in pl.slots_of(vi.name):
             pl.blocked.add(s)
-    uf = pl.uf
     extra: set = set()
     for _ in range(6):
         removal, sizes, members = _removals(pl, tesas, frozenset(extra))
@@ -460,13 +485,11 @@ def _compact(propagated) -> "CompactResult":
     model = copy.deepcopy(lo.model)
     mg = model.graph
     removed: dict[str, dict] = {}
-    new_size = {r: sizes[r] - len(idx) for r, idx in removal.items()}
 
     def slot_removal(s):
         return _slot_removal(pl, removal, s)
 
     inits = {t.name: t for t in mg.initializer}
-    const_nodes = {n.output[0]: n for n in mg.node if n.op_type == "Constant"}
     arrays = {}
     for name in inits:
         arr = lo.weights[name]
@@ -717,6 +740,11 @@ def fold_constant_channels(propagated):
 
     Returns (model or None when nothing folds, {bias name: [channels]}).
     """
+    model, folded, _ = _fold(propagated)
+    return model, folded
+
+
+def _fold(propagated):
     lo = propagated.annotated.loaded
     tesas = propagated.tesas
     g = lo.model.graph
@@ -754,12 +782,12 @@ def fold_constant_channels(propagated):
         edits[b2name] = b2.astype(consts[b2name].dtype)
         folded[b1name] = [int(c) for c in cols]
     if not edits:
-        return None, {}
+        return None, {}, {}
     model = copy.deepcopy(lo.model)
     for t in model.graph.initializer:
         if t.name in edits:
             t.CopyFrom(numpy_helper.from_array(edits[t.name], t.name))
-    return model, folded
+    return model, folded, edits
 
 
 def _fold_plan(lo, tesas, add, inits, consts):

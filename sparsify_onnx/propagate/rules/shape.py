@@ -50,7 +50,7 @@ def _move(mask, in_dims, out_dims, in_mshape, out_mshape):
         out = m.reshape(sizes_out)
     except ValueError:
         return None
-    return out if tuple(1 if s == 1 else s for s in out.shape) else out
+    return out
 
 
 def _reshape_target(ctx, in_dims):
@@ -110,8 +110,6 @@ def reshape(ctx):
         shp = ctx.attr("shape")
         if shp is None:
             return
-        from ..symbolic import mono_array
-        target = None
         in_dims = dims_monos(in_shape)
         target = [in_dims[k] if v == 0 else Mono.of(v) for k, v in enumerate(shp)]
         if any(t.concrete and t.coef == -1 for t in target):
@@ -282,8 +280,6 @@ def slice_(ctx):
         return
     x = to_rank(ctx.live(0), r)
     u = to_rank(ctx.out_used(0), r)
-    used = np.ones((1,) * r, bool) & u.any(axis=tuple(a for a, *_ in params), keepdims=True) \
-        if params else u
     nz = x
     index = {}
     for a, s, e, st in params:
@@ -320,7 +316,6 @@ def slice_(ctx):
             src = np.repeat(src, len(index[a]), axis=a)
     back[np.ix_(*grids)] = src if src.shape == tuple(len(g) for g in grids) else np.broadcast_to(src, tuple(len(g) for g in grids))
     ctx.narrow_input(0, used=back)
-    del used
 
 
 @rule("Gather")
@@ -457,17 +452,14 @@ def pad(ctx):
             valid_b = valid.reshape(shp)
             nz = np.where(valid_b, take, fill_nonzero)
             if back.shape[a] == out_dim:
-                sel = np.zeros((dim,) + (), bool)
                 back_full = np.zeros(tuple(dim if k == a else back.shape[k] for k in range(r)), bool)
                 pos = np.nonzero(valid)[0]
-                np.put_along_axis  # noqa (documentation: scatter below)
                 idx_out = [slice(None)] * r
                 idx_in = [slice(None)] * r
                 idx_out[a] = pos
                 idx_in[a] = src[pos]
                 back_full[tuple(idx_in)] = back[tuple(idx_out)]
                 back = back_full
-                del sel
             else:
                 back = back.any(axis=a, keepdims=True)
         else:
