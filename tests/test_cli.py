@@ -39,7 +39,8 @@ propagate: false
 def _user_error(r, *needles):
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     assert "Traceback" not in r.stderr
-    assert r.stderr.startswith("error:"), r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, r.stderr  # one message (after any progress lines)
     for n in needles:
         assert n in r.stderr, (n, r.stderr)
 
