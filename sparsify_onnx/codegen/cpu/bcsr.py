@@ -36,7 +36,7 @@ class CpuBcsr(KernelFamily):
         r, nv, panels = (tuple(spec.tile) + (8, 2, 4)[len(spec.tile):])[:3] if spec.tile else (8, 2, 4)
         grp = common.balanced_groups(col_ptr[1:] - col_ptr[:-1], 8)
         ctx = common.base_context(spec, packed)
-        ctx.update({
+        ctx.update({"stored": int(packed.values.size),
             "values_layout": f"values[{len(row_idx)}][{h}][{w}], block rows row-major",
             "cb": w, "cb_what": "block width", "ncb": ncb, "tile_r": r, "tile_nv": nv, "panels": panels,
             "ng": len(grp) - 1, "grp_ptr": common.c_array(grp), "min_row_tasks": 16,

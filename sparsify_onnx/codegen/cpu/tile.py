@@ -32,7 +32,7 @@ class CpuTile(KernelFamily):
         r, nv, panels = (tuple(spec.tile) + (8, 2, 4)[len(spec.tile):])[:3] if spec.tile else (8, 2, 4)
         grp = common.balanced_groups(tile_ptr[1:] - tile_ptr[:-1], 8)
         ctx = common.base_context(spec, packed)
-        ctx.update({
+        ctx.update({"stored": int(packed.values.size),
             "values_layout": f"values[{len(rows)}][{G}], one row per kept (tile, k)",
             "cb": G, "cb_what": "tile granularity G", "ncb": nt, "tile_r": r, "tile_nv": nv, "panels": panels,
             "ng": len(grp) - 1, "grp_ptr": common.c_array(grp), "min_row_tasks": 16,
