@@ -193,7 +193,53 @@ class Bench(Command):
         return f"engine {sp:.2f}x vs original on {', '.join(providers)}"
 
 
-COMMANDS = [Inspect(), Prune(), Compact(), Convert(), Bench()]
+class Verify(Command):
+    """Check an engine on this host: rebuild the pruned dense model from the source model and spec named
+    in the manifest (their hashes must match), run both on the same random inputs, compare."""
+    name = "verify"
+
+    def add_args(self, p):
+        p.add_argument("engine", help="engine directory")
+        p.add_argument("--model", help="source model (default: the path in the manifest)")
+        p.add_argument("--spec", help="spec (default: the path in the manifest)")
+        p.add_argument("--input-shape", action="append", metavar="NAME=2x128")
+        p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"])
+        p.add_argument("--tolerance", type=float, help="max relative error (default 1e-4 fp32, 1e-2 fp16)")
+
+    def run(self, args):
+        from .annotate import annotate
+        from .bench.latency import make_inputs
+        from .engine import check_engine, load_engine, raise_if_failed, verify
+        from .graph import load_model
+        from .spec import load_spec
+        m = check_engine(args.engine)
+        model = args.model or m["source_model"]["path"]
+        spec_path = args.spec or m["spec"]["path"]
+        lo = load_model(model)
+        if lo.sha256 != m["source_model"]["sha256"]:
+            raise SparsifyError(f"{model} is not the model this engine was converted from (sha256 differs)",
+                                hint="pass --model with the original file")
+        spec = load_spec(spec_path)
+        if spec.sha256 != m["spec"]["sha256"]:
+            raise SparsifyError(f"{spec_path} is not the spec this engine was converted with (sha256 differs)",
+                                hint="pass --spec with the original file")
+        reference = annotate(lo, spec).loaded.model
+        providers = {"cpu": ["CPUExecutionProvider"],
+                     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}.get(args.provider)
+        sess = load_engine(args.engine, providers=providers)
+        shapes = _shapes(args.input_shape) or {k: tuple(v) for k, v in (m.get("input_shapes") or {}).items()}
+        feeds = make_inputs(reference, shapes, seed=1)
+        dtype = "fp16" if any(k.get("dtype") == "fp16" for k in m.get("kernels", [])) else "fp32"
+        v = verify(sess, reference, feeds, dtype=dtype, tolerance=args.tolerance, providers=sess.get_providers())
+        for name, o in v.outputs.items():
+            print(f"  {name}: " + (o["error"] if "error" in o else
+                                   f"max rel {o['max_rel']:.3g}, max abs {o['max_abs']:.3g}, rel L2 {o['rel_l2']:.3g}"))
+        raise_if_failed(v)
+        worst = max(o["max_rel"] for o in v.outputs.values())
+        return f"engine matches the pruned dense model on {sess.get_providers()[0]} (max rel {worst:.3g})"
+
+
+COMMANDS = [Inspect(), Prune(), Compact(), Convert(), Verify(), Bench()]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -98,3 +98,15 @@ def test_prune_then_convert_and_bench(tmp_path, mlp):
     r = cli("bench", tmp_path / "e", "--repeat", "5", "--warmup", "1")
     assert r.returncode == 0, r.stderr
     assert "engine" in r.stdout
+
+
+def test_verify_command_and_wrong_source(tmp_path, mlp):
+    sp = write_spec(tmp_path / "s.yaml", GOOD)
+    r = cli("convert", mlp, sp, "-o", tmp_path / "e", "--device", "cpu", "--policy", "always", "--no-bench")
+    assert r.returncode == 0, r.stderr
+    r = cli("verify", tmp_path / "e")
+    assert r.returncode == 0, r.stderr
+    assert "max rel" in r.stdout
+    other = tmp_path / "other.onnx"
+    onnx.save(linear_chain((64, 96, 64), seed=7), other)
+    _user_error(cli("verify", tmp_path / "e", "--model", other), "not the model this engine was converted from")
