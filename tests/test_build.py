@@ -280,3 +280,10 @@ def test_ort_headers_without_apt_is_a_user_error(monkeypatch, tmp_path):
     with pytest.raises(SparsifyError, match="apt-get") as ei:
         ort_headers.find_ort_include()
     assert "SPARSIFY_ORT_INCLUDE" in ei.value.hint
+
+
+def test_empty_kernel_list_builds(tmp_path, cache):
+    ort = pytest.importorskip("onnxruntime")
+    res = build_library(generate([]), tmp_path, cache=cache)
+    so = ort.SessionOptions()
+    so.register_custom_ops_library(str(res.path))  # registers the op; no kernels to dispatch to
