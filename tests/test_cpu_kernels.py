@@ -241,6 +241,10 @@ def test_families_registered():
     c = ALL[1]
     assert 0 < bcsr.cost(c.spec, c.packed, 1024) < bcsr.cost(c.spec, c.packed, 8192)
     assert bcsr.tile_candidates(c.pattern, c.K, c.N, "fp32")
+    # narrow blocks fill fewer vector lanes: the same stored work costs more
+    narrow = KernelSpec("linear", "cpu_bcsr", "cpu", "fp32", Pattern("block", block=(32, 1)), c.K, c.N, c.ep, (),
+                        ("native",), "x")
+    assert bcsr.cost(narrow, c.packed, 1024) > 4 * bcsr.cost(c.spec, c.packed, 1024)
 
 
 @pytest.mark.parametrize("arch", ["x86-64-v3", "x86-64"])  # AVX2 (8-lane) and SSE2 (4-lane) code paths

@@ -26,7 +26,8 @@ class CpuBcsr(KernelFamily):
 
     def cost(self, spec: KernelSpec, packed: PackedWeight, M: int) -> float:
         h, w = spec.pattern.block
-        return common.cost_seconds(self.name, spec, packed, M, int(packed.values.size))
+        return common.cost_seconds(self.name, spec, packed, M, int(packed.values.size),
+                                   efficiency=common.lane_efficiency(w))
 
     def render(self, spec: KernelSpec, packed: PackedWeight) -> list[GeneratedSource]:
         common.check_spec(self, spec, packed)

@@ -81,8 +81,21 @@ def source(spec: KernelSpec, template: str, ctx: dict) -> list[GeneratedSource]:
     return [GeneratedSource(relpath=f"{name}.cc", text=text, lang="c++", kernel=name)]
 
 
+def lane_efficiency(cols: int, max_lanes: int = 16) -> float:
+    """Share of a 16-lane vector the micro-kernel fills when the column granularity is ``cols``.
+
+    Measured (bench/NOTES-cpu.md): blocks 32 or 16 wide run at full rate, 8 wide at ~0.6, 4 wide at
+    ~0.3, 1 wide at ~0.03 (scalar lanes and a loop per element).
+    """
+    lanes = 1
+    while lanes < max_lanes and cols % (lanes * 2) == 0:
+        lanes *= 2
+    eff = lanes / max_lanes
+    return eff if lanes > 1 else eff * 0.5
+
+
 def cost_seconds(family: str, spec: KernelSpec, packed: PackedWeight, M: int, stored_elems: int,
-                 threads: int = CPU_THREADS) -> float:
-    flops = 2.0 * max(1, M) * stored_elems
+                 threads: int = CPU_THREADS, efficiency: float = 1.0) -> float:
+    flops = 2.0 * max(1, M) * stored_elems / max(efficiency, 1e-3)
     byts = 4.0 * (M * spec.K + M * spec.N * (2 if spec.epilogue.residual else 1) + stored_elems)
     return max(flops / (CPU_GFLOPS[family] * 1e9 * threads), byts / (CPU_BW_GBS * 1e9)) + CPU_CALL_S

@@ -22,7 +22,8 @@ class CpuTile(KernelFamily):
         return [(8, 2, 4), (6, 2, 4), (4, 4, 4)]
 
     def cost(self, spec: KernelSpec, packed: PackedWeight, M: int) -> float:
-        return common.cost_seconds(self.name, spec, packed, M, int(packed.values.size))
+        return common.cost_seconds(self.name, spec, packed, M, int(packed.values.size),
+                                   efficiency=common.lane_efficiency(spec.pattern.granularity))
 
     def render(self, spec: KernelSpec, packed: PackedWeight) -> list[GeneratedSource]:
         common.check_spec(self, spec, packed)
