@@ -97,7 +97,7 @@ def timed_compare(models: dict, feeds, threads, reps, warmup=5):
             t0 = time.perf_counter()
             s.run(None, feeds)
             times[k].append(time.perf_counter() - t0)
-    out = {}
+    out = {"_raw": times}
     for k, ts in times.items():
         ts = sorted(ts)
         out[k] = {"median_ms": 1e3 * statistics.median(ts), "p90_ms": 1e3 * ts[int(0.9 * (len(ts) - 1))],
@@ -195,7 +195,16 @@ def main(argv=None):
         res["repo_spec_bert_ffn_channel50"] = {"error": f"{type(e).__name__}: {e}"}
 
     lat = timed_compare(systems, feeds, args.threads, args.reps)
+    raw = lat.pop("_raw")
+
+    def paired(a, b):  # median over repetitions of t_a / t_b measured back to back (cancels load drift)
+        return float(statistics.median(x / y for x, y in zip(raw[a], raw[b])))
+
     res["latency"] = lat
+    res["paired_speedup_compacted_vs_pruned"] = paired("pruned, not compacted", "pruned + compacted")
+    res["paired_speedup_compacted_vs_dense"] = paired("dense (unpruned)", "pruned + compacted")
+    if "repo spec: folded + compacted" in raw:
+        res["repo_spec_paired_speedup"] = paired("repo spec: pruned, not compacted", "repo spec: folded + compacted")
     base = lat["pruned, not compacted"]["median_ms"]
     res["speedup_compacted_vs_pruned"] = base / lat["pruned + compacted"]["median_ms"]
     res["speedup_compacted_vs_dense"] = lat["dense (unpruned)"]["median_ms"] / lat["pruned + compacted"]["median_ms"]

@@ -17,6 +17,8 @@ def propagation_summary(propagated, *, max_tensors: int | None = None) -> dict:
     for name, t in (st.get("tensors") or {}).items():
         if not t["weight"] and t["density"] >= 1.0 and t["declared_density"] is None:
             continue
+        if t["weight"] and not t.get("float", True):
+            continue  # shape tensors, indices
         tensors.append({"name": name, "shape": t["shape"], "weight": t["weight"], "pattern": t["pattern"],
                         "declared_density": t["declared_density"], "density_declared_live": t["density_declared_live"],
                         "density": t["density"], "nonzero_density": t["nonzero_density"],

@@ -124,6 +124,8 @@ def compute_stats(engine, initial: dict[str, TeSA], elapsed_s: float) -> dict:
         per_tensor[name] = {
             "shape": [d if isinstance(d, int) else str(d) for d in t.shape],
             "weight": name in lo.initializer_names,
+            "float": (lo.weights[name].dtype.kind == "f") if name in lo.weights else
+            (lo.dtypes.get(name) in (1, 10, 11, 16)),
             "declared_density": declared,
             "density_declared_live": _density(initial[name]) if name in initial else None,
             "density": _density(t),
