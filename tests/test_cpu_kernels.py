@@ -27,7 +27,7 @@ CASES = [
     ("cpu_bcsr", Pattern("block", block=(32, 32)), 64, 96, E(True, "gelu", True)),
     ("cpu_bcsr", Pattern("block", block=(8, 4)), 33, 50, E(True, "relu", False)),
     ("cpu_bcsr", Pattern("block", block=(4, 8)), 100, 40, E(False, "gelu_tanh", True)),
-    ("cpu_bcsr", Pattern("block", block=(16, 1)), 40, 13, E(True, "none", False)),
+    ("cpu_bcsr", Pattern("block", block=(16, 1)), 40, 13, E(True, "none", False)),  # narrow: column-wise path
     ("cpu_csr", Pattern("unstructured"), 70, 45, E()),
     ("cpu_csr", Pattern("unstructured"), 64, 33, E(True, "gelu", True)),
     ("cpu_csr", Pattern("unstructured"), 129, 20, E(True, "relu", False)),
@@ -39,6 +39,7 @@ CASES = [
     ("cpu_tile", Pattern("tile", granularity=8), 64, 33, E(True, "gelu", True)),
     ("cpu_tile", Pattern("tile", granularity=32), 100, 70, E(False, "relu", True)),
     ("cpu_tile", Pattern("tile", granularity=3), 20, 10, E(True, "none", True)),
+    ("cpu_bcsr", Pattern("block", block=(3, 4)), 50, 30, E(False, "gelu", True)),  # narrow, K tail
 ]
 
 
@@ -241,10 +242,11 @@ def test_families_registered():
     c = ALL[1]
     assert 0 < bcsr.cost(c.spec, c.packed, 1024) < bcsr.cost(c.spec, c.packed, 8192)
     assert bcsr.tile_candidates(c.pattern, c.K, c.N, "fp32")
-    # narrow blocks fill fewer vector lanes: the same stored work costs more
-    narrow = KernelSpec("linear", "cpu_bcsr", "cpu", "fp32", Pattern("block", block=(32, 1)), c.K, c.N, c.ep, (),
-                        ("native",), "x")
-    assert bcsr.cost(narrow, c.packed, 1024) > 4 * bcsr.cost(c.spec, c.packed, 1024)
+    # narrow blocks (column-wise path) and 4-wide blocks cost more for the same stored work
+    for blk in ((32, 1), (16, 4)):
+        narrow = KernelSpec("linear", "cpu_bcsr", "cpu", "fp32", Pattern("block", block=blk), c.K, c.N, c.ep, (),
+                            ("native",), "x")
+        assert bcsr.cost(narrow, c.packed, 1024) > 1.5 * bcsr.cost(c.spec, c.packed, 1024)
 
 
 @pytest.mark.parametrize("arch", ["x86-64-v3", "x86-64"])  # AVX2 (8-lane) and SSE2 (4-lane) code paths

@@ -31,7 +31,8 @@ class CpuCsr(KernelFamily):
         grp = common.balanced_groups(col_ptr[1:] - col_ptr[:-1], 8)
         nvm = spec.tile[0] if spec.tile else 4
         ctx = common.base_context(spec, packed)
-        ctx.update({"stored": int(packed.values.size), "tile_nvm": nvm, "ng": len(grp) - 1, "grp_ptr": common.c_array(grp),
+        ctx.update({"stored": int(packed.values.size), "tile_nvm": nvm, "val_idx": None,
+                    "values_layout": f"unstructured (CSC) weight, values[{len(row_idx)}]", "ng": len(grp) - 1, "grp_ptr": common.c_array(grp),
                     "col_ptr": common.c_array(col_ptr), "row_idx": common.c_array(row_idx),
                     "nnz_len": max(1, len(row_idx))})
         return common.source(spec, "cpu_csr.cc.j2", ctx)
