@@ -6,7 +6,7 @@ set -u
 cd "$(dirname "$0")/../.."
 export SPARSIFY_CACHE_DIR=/tmp/spcache PYTHONUNBUFFERED=1
 mkdir -p $SPARSIFY_CACHE_DIR
-[ -f .devbuild/cache.tar.zst ] && zstd -dc .devbuild/cache.tar.zst | tar -C $SPARSIFY_CACHE_DIR -xf -
+[ -f .devbuild/cache.tar.xz ] && python3 -c "import tarfile; tarfile.open('.devbuild/cache.tar.xz').extractall('/tmp/spcache')"
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/py/*.whl 2>&1 | tail -2
 export PYTHONPATH=/tmp/site:$PWD
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
@@ -17,7 +17,7 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
     python3 -m pytest -m gpu -q -x tests/test_cuda_kernels.py -k "37 and (k136n200 or cuda_tile-fp16 or csr-fp16 or nm_sparselt-fp16-2of4-k64)" \
     > $OUT/memcheck.log 2>&1; echo "memcheck rc=$?" | tee -a $OUT/memcheck.log; tail -4 $OUT/memcheck.log
 fi
-timeout ${BENCH_TIMEOUT:-300} python3 -m sparsify_onnx.bench.kernels --json $OUT/bench.json "$@" > $OUT/bench.log 2>&1
+SPARSIFY_DEBUG=1 timeout ${BENCH_TIMEOUT:-300} python3 -m sparsify_onnx.bench.kernels --isolate --json $OUT/bench.json "$@" > $OUT/bench.log 2>&1
 echo "bench rc=$?"
 grep -v "^| .*| [0-9]" $OUT/bench.log | grep -v Warning | tail -5
 python3 - <<'PY'

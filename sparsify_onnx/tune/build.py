@@ -53,9 +53,9 @@ def gencode_flags(arch=("sm_90",)) -> list[str]:
 
 def nvcc_command(arch=("sm_90",), shared=True) -> list[str]:
     cmd = [nvcc_path() or "nvcc", "-O3", "-std=c++17", *gencode_flags(arch), "-Xcompiler", "-fPIC",
-           "-cudart", "static", "-lineinfo"]
+           "-cudart", "static"]
     if shared:
-        cmd += ["-shared", "-ldl"]
+        cmd += ["-shared", "-ldl", "-Xlinker", "-s"]
     return cmd
 
 

@@ -100,8 +100,19 @@ class PycudaDevice:
         dev = drv.Device(int(os.environ.get("SPARSIFY_CUDA_DEVICE", "0")))
         self.ctx = dev.retain_primary_context()
         self.ctx.push()
+        import atexit
+        atexit.register(self.close)
         self.name = dev.name()
         self._stream = drv.Stream()
+
+    def close(self):
+        if self.ctx is not None:
+            try:
+                self.ctx.synchronize()
+                self.ctx.pop()
+            except Exception:  # noqa: BLE001
+                pass
+            self.ctx = None
 
     def empty(self, nbytes: int) -> Buffer:
         m = self.drv.mem_alloc(max(int(nbytes), 1))

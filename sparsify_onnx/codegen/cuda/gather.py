@@ -11,7 +11,8 @@ Tile configurations (``KernelSpec.tile``):
 
 * ``cuda_bcsr_tc``:  (BM, WARPS_M, WARPS_N, STAGES, SPC); BN = w, k-step = h.
 * ``cuda_tile``:     (BM, KS, WARPS_M, WARPS_N, STAGES, SPC); BN = G, KS kept rows per k-step.
-  SPC: steps per chunk. The column tiles are cut, in order, into chunks of about SPC k-steps
+  XC > 0 (block only): X-stationary, the CTA's BM x K strip of X stays in shared memory while it walks
+  one of XC chunks of the column tiles. SPC: steps per chunk. The column tiles are cut, in order, into chunks of about SPC k-steps
   (0: one tile per chunk); one CTA runs one chunk x BM rows with one cp.async pipeline
   across its tiles, so short tiles do not leave the pipeline empty.
   Rows of X are gathered from X^T, written by a transpose pre-pass into scratch
@@ -69,7 +70,11 @@ def tc_candidates(BN: int, KS: int) -> list[tuple[int, int, int, int]]:
 
 
 def _chunks(tptr: np.ndarray, per_step: int, spc: int):
-    """Steps (tile, first unit) in tile order, cut into chunks of about ``spc`` steps (0: one tile each)."""
+    """Steps (tile, first unit) in tile order, cut into chunks of about ``spc`` steps (0: one tile each;
+    negative: -spc chunks of about equal steps)."""
+    if spc < 0:
+        total = sum(max(1, -(-int(tptr[t + 1] - tptr[t]) // per_step)) for t in range(len(tptr) - 1))
+        spc = max(1, -(-total // -spc))
     step_tile, step_u, chunk_ptr = [], [], [0]
     cur = 0
     for t in range(len(tptr) - 1):
@@ -86,7 +91,25 @@ def _chunks(tptr: np.ndarray, per_step: int, spc: int):
     return np.array(chunk_ptr), np.array(step_tile), np.array(step_u)
 
 
-SPC_CHOICES = (32, 0, 12, 96)
+SPC_CHOICES = (0, 32, 12)
+
+
+def xs_candidates(BN: int, KS: int, K: int) -> list[tuple[int, int, int, int, int, int]]:
+    """X-stationary configurations (BM, WARPS_M, WARPS_N, STAGES, 0, XC): the CTA keeps its BM x K strip
+    of X in shared memory and streams only W blocks, over one of XC chunks of the column tiles."""
+    Kp = -(-K // KS) * KS
+    out = []
+    for BM in (64, 32, 128):
+        for WM, WN in ((4, 1), (2, 2), (1, 4), (2, 1)):
+            if BM % WM or (BM // WM) % 16 or BN % WN or (BN // WN) % 16:
+                continue
+            ST = next((st for st in (8, 4, 2) if BM * (Kp + 8) * 2 + st * KS * (BN + 8) * 2 <= 226 * 1024), 0)
+            if not ST:
+                continue
+            for C in (4, 8, 2):
+                out.append((BM, WM, WN, ST, 0, C))
+            break
+    return out
 
 
 class _GatherTC(KernelFamily):
@@ -100,7 +123,7 @@ class _GatherTC(KernelFamily):
     def render(self, spec: KernelSpec, packed: PackedWeight) -> list[GeneratedSource]:
         g = self._geometry(spec)
         tptr, units = _tables(spec, packed)
-        chunk_ptr, step_tile, step_u = _chunks(tptr, 1 if g["A_MODE"] == "x" else g["KS"], g["SPC"])
+        chunk_ptr, step_tile, step_u = _chunks(tptr, g["KS"] if g["A_MODE"] == "xt" else 1, g["SPC"])
         ctx = base_ctx(spec, packed)
         ctx.update(g)
         ctx.update(ntiles=len(tptr) - 1, tptr=fmt_array(tptr), units=fmt_array(units), nunits=int(units.size),
@@ -121,7 +144,7 @@ class _GatherTC(KernelFamily):
             work = steps * g["KS"] * BN
         eff = min(1.0, BN / 64) * min(1.0, g["BM"] / 128)
         return roofline(M, spec.K, spec.N, work, "tc", eff, spec.dtype, packed.values.nbytes // 2,
-                        spec.epilogue.residual, launches=1 if g["A_MODE"] == "x" else 2)
+                        spec.epilogue.residual, launches=2 if g["A_MODE"] == "xt" else 1)
 
 
 @register_family
@@ -142,14 +165,18 @@ class CudaBcsrTC(_GatherTC):
         return None
 
     def tile_candidates(self, pattern, K, N, dtype):
+        """(BM, WARPS_M, WARPS_N, STAGES, SPC, XC): XC > 0 keeps the CTA's X strip resident, XC chunks."""
         BN, KS = _bn_ks(pattern)
         base = tc_candidates(BN, KS)
-        return [c + (spc,) for spc in SPC_CHOICES for c in base[:4]] + [c + (SPC_CHOICES[0],) for c in base[4:]]
+        plain = [c + (spc, 0) for spc in SPC_CHOICES for c in base[:4]] + [c + (SPC_CHOICES[0], 0) for c in base[4:]]
+        xs = xs_candidates(BN, KS, K)
+        return plain[:4] + xs[:3] + plain[4:] + xs[3:]
 
     def _geometry(self, spec):
         BN, KS = _bn_ks(spec.pattern)
-        BM, WM, WN, ST, SPC = spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0]
-        return dict(BM=BM, BN=BN, KS=KS, WARPS_M=WM, WARPS_N=WN, STAGES=ST, SPC=SPC, A_MODE="x")
+        BM, WM, WN, ST, SPC, XC = spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0]
+        return dict(BM=BM, BN=BN, KS=KS, WARPS_M=WM, WARPS_N=WN, STAGES=ST, SPC=-XC if XC else SPC,
+                    A_MODE="xs" if XC else "x")
 
 
 @register_family
