@@ -203,3 +203,27 @@ def test_bert_base_propagates_under_5_seconds():
     assert dt < 5.0, dt
     lw = p.stats["linear_weights"]
     assert lw["share_dead_after"] >= 2 * lw["share_dead_declared"] - 1e-9
+
+
+# ---- the models/ builders -----------------------------------------------------------------------
+def test_models_bert_tiny_ffn_channels_propagate_fold_and_compact():
+    bert = pytest.importorskip("models.bert")
+    from onnx import numpy_helper
+
+    cfg = bert.BertConfig.preset("tiny")
+    m = bert.build_bert(cfg, dynamic_shapes=True)
+    for t in m.graph.initializer:  # half of every FFN1's output channels, weight only (like the repo spec)
+        if t.name.endswith("intermediate.dense.weight"):
+            w = numpy_helper.to_array(t).copy()
+            w[:, ::2] = 0
+            t.CopyFrom(numpy_helper.from_array(w, t.name))
+    p = propagate(annotated_from(m))
+    assert p.unknown_ops == []
+    c = compact(p)
+    lw = c.stats["propagation_after_folding"]["linear_weights"]
+    assert lw["share_dead_after"] >= 2 * lw["share_dead_declared"] - 1e-12
+    onnx.checker.check_model(c.model, full_check=True)
+    rng = np.random.default_rng(0)
+    feeds = {"input_ids": rng.integers(0, cfg.vocab, (2, 9)).astype(np.int64),
+             "attention_mask": np.ones((2, 9), np.int64)}
+    assert_same_outputs(m, c.model, feeds, rtol=1e-5, atol=1e-5)

@@ -213,3 +213,36 @@ def test_property_random_masks(op, seed):
     kws = CASES[op]
     kw = kws[int(rng.integers(len(kws)))]
     check_single_op(rng=rng, draws=2, **kw)
+
+
+# ---- compaction: the compacted model computes what the pruned dense model computes -------------
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_property_compaction_matches_pruned_model(seed):
+    from proputil import (annotated_from, assert_same_outputs, conv_model, encoder_feeds, encoder_model,
+                          ffn_model)
+    from sparsify_onnx.propagate import propagate
+    from sparsify_onnx.transform.compact import compact
+    import onnx
+
+    rng = np.random.default_rng(seed)
+    kind = ["ffn", "conv", "encoder"][seed % 3]
+    if kind == "ffn":
+        cols = sorted(rng.choice(32, size=int(rng.integers(0, 32)), replace=False).tolist())
+        m = ffn_model(prune_cols=cols, prune_bias=bool(rng.random() < 0.5), ln=bool(rng.random() < 0.5),
+                      seed=seed % 7)
+        feeds = {"x": rng.standard_normal((2, 3, 16)).astype(np.float32)}
+    elif kind == "conv":
+        cols = sorted(rng.choice(8, size=int(rng.integers(0, 8)), replace=False).tolist())
+        m = conv_model(prune=cols, bn_shift_zero=bool(rng.random() < 0.7), seed=seed % 7)
+        feeds = {"x": rng.standard_normal((2, 4, 6, 6)).astype(np.float32)}
+    else:
+        heads = sorted(rng.choice(4, size=int(rng.integers(0, 4)), replace=False).tolist())
+        cols = sorted(rng.choice(64, size=int(rng.integers(0, 64)), replace=False).tolist())
+        m = encoder_model(layers=2, hidden=32, heads=4, inter=64, seed=seed % 7,
+                          prune={"v_heads": {0: heads}, "ffn1_cols": {1: cols},
+                                 "prune_bias": bool(rng.random() < 0.5)})
+        feeds = encoder_feeds(m, seed=seed % 5)
+    c = compact(propagate(annotated_from(m)))
+    onnx.checker.check_model(c.model, full_check=True)
+    assert_same_outputs(m, c.model, feeds, rtol=1e-5, atol=1e-5)
