@@ -417,7 +417,7 @@ def compact(propagated, *, fold_constants: bool = True) -> "CompactResult":
     into the next layer's bias (`fold_constant_channels`), then propagate again and compact.
     """
     folded: dict = {}
-    if fold_constants:
+    if fold_constants and getattr(propagated, "enabled", True):
         new_model, folded, edits = _fold(propagated)
         if new_model is not None:
             import dataclasses
