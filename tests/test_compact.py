@@ -126,3 +126,28 @@ def test_nothing_dead_leaves_the_model_as_is():
     assert c.removed == {} and not c.stats["compacted"]
     assert {k: v.shape for k, v in _inits(c.model).items()} == {k: v.shape for k, v in _inits(m).items()}
     assert_same_outputs(m, c.model, {"x": np.ones((1, 2, 16), np.float32)})
+
+
+def test_backward_from_classifier_through_flatten_pool_relu_bn_to_conv_filters():
+    """Gemm columns pruned -> GAP/Flatten channels unused -> Relu/BN/Conv filters dead -> all shrink."""
+    rng = np.random.default_rng(3)
+    wc = rng.standard_normal((6, 3, 3, 3)).astype(np.float32)
+    bn = {k: (rng.random(6) + 0.5).astype(np.float32) for k in ("s", "v")}
+    bn.update({k: rng.standard_normal(6).astype(np.float32) for k in ("b", "m")})
+    wf = rng.standard_normal((5, 6)).astype(np.float32)  # torch Linear [out, in], transB=1
+    dead = [0, 2, 3]
+    wf[:, dead] = 0
+    m = make_model([helper.make_node("Conv", ["x", "wc", "bc"], ["c"], pads=[1, 1, 1, 1]),
+                    helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"]),
+                    helper.make_node("Relu", ["n"], ["r"]),
+                    helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+                    helper.make_node("GlobalAveragePool", ["p"], ["g"]),
+                    helper.make_node("Flatten", ["g"], ["f"]),
+                    helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1)],
+                   [vi("x", ["n", 3, 8, 8])], [vi("y", ["n", 5])],
+                   [init("wc", wc), init("bc", rng.standard_normal(6).astype(np.float32)),
+                    init("wf", wf), init("bf", np.zeros(5, np.float32))] + [init(k, v) for k, v in bn.items()])
+    c = _compact(m)
+    assert c.removed["wc"] == {0: dead} and c.removed["wf"] == {1: dead} and c.removed["v"] == {0: dead}
+    onnx.checker.check_model(c.model, full_check=True)
+    assert_same_outputs(m, c.model, {"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)})
