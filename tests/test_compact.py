@@ -151,3 +151,36 @@ def test_backward_from_classifier_through_flatten_pool_relu_bn_to_conv_filters()
     assert c.removed["wc"] == {0: dead} and c.removed["wf"] == {1: dead} and c.removed["v"] == {0: dead}
     onnx.checker.check_model(c.model, full_check=True)
     assert_same_outputs(m, c.model, {"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)})
+
+
+def test_gemm_mlp_weight_only_channel_pruning_folds_into_next_gemm_bias():
+    rng = np.random.default_rng(7)
+    w1 = rng.standard_normal((10, 6)).astype(np.float32)  # [N, K], transB=1
+    b1 = (rng.standard_normal(10) + 0.5).astype(np.float32)  # biases kept: channels are constants
+    w2 = rng.standard_normal((4, 10)).astype(np.float32)
+    dead = [1, 5, 6]
+    w1[dead] = 0
+    m = make_model([helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1, alpha=0.5, beta=2.0),
+                    helper.make_node("Tanh", ["h"], ["r"]),
+                    helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], transB=1, alpha=0.7, beta=1.5)],
+                   [vi("x", ["n", 6])], [vi("y", ["n", 4])],
+                   [init("w1", w1), init("b1", b1), init("w2", w2), init("b2", rng.standard_normal(4).astype(np.float32))])
+    c = _compact(m)
+    assert c.folded == {"b1": dead}
+    assert c.removed == {"w1": {0: dead}, "b1": {0: dead}, "w2": {1: dead}}
+    assert_same_outputs(m, c.model, {"x": rng.standard_normal((3, 6)).astype(np.float32)})
+
+
+def test_models_mlp_gemm_builder_compacts():
+    mlp = __import__("pytest").importorskip("models.mlp")
+    m = mlp.build_mlp([16, 32, 24, 8], activation="relu", use_gemm=True)
+    for t in m.graph.initializer:
+        if t.name == "fc1.weight":  # [N, K]: prune output channels (rows), weight only
+            a = numpy_helper.to_array(t).copy()
+            a[::3] = 0
+            t.CopyFrom(numpy_helper.from_array(a, t.name))
+    c = _compact(m)
+    assert c.removed.get("fc2.weight") == {1: list(range(0, 32, 3))}
+    onnx.checker.check_model(c.model, full_check=True)
+    x = np.random.default_rng(0).standard_normal((4, 16)).astype(np.float32)
+    assert_same_outputs(m, c.model, {m.graph.input[0].name: x})

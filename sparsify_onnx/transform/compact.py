@@ -753,7 +753,7 @@ def _fold(propagated):
     edits: dict[str, np.ndarray] = {}
     folded: dict[str, list[int]] = {}
     for add in g.node:
-        if add.op_type != "Add" or len(add.input) != 2:
+        if not ((add.op_type == "Add" and len(add.input) == 2) or add.op_type == "Gemm"):
             continue
         try:
             plan = _fold_plan(lo, tesas, add, inits, consts)
@@ -761,10 +761,10 @@ def _fold(propagated):
             plan = None
         if plan is None:
             continue
-        b1name, cols, chain, h_name, g_name, w2name, b2name = plan
+        b1name, cols, chain, h_name, g_name, w2name, b2name, scale, w2_trans, factor = plan
         if b1name in edits or b2name in edits:
             continue
-        b1 = consts[b1name].astype(np.float64)
+        b1 = consts[b1name].astype(np.float64) * scale  # the constant value of the channel before f
         fb = _eval_chain(lo, chain, h_name, g_name, b1.reshape(1, -1))
         f0 = _eval_chain(lo, chain, h_name, g_name, np.zeros((1, b1.size)))
         if fb is None or f0 is None:
@@ -774,8 +774,10 @@ def _fold(propagated):
         if not cols:
             continue
         w2 = consts[w2name].astype(np.float64)
+        if w2_trans:
+            w2 = w2.T
         b2 = consts[b2name].astype(np.float64)
-        b2 = b2 + fb[cols] @ w2[cols, :]
+        b2 = b2 + factor * (fb[cols] @ w2[cols, :])
         nb1 = consts[b1name].copy()
         nb1[cols] = 0
         edits[b1name] = nb1
@@ -790,8 +792,26 @@ def _fold(propagated):
     return model, folded, edits
 
 
-def _fold_plan(lo, tesas, add, inits, consts):
-    a, b = add.input
+def _fold_start(lo, tesas, node, inits, consts):
+    """(bias, constant channels, chain input, scale) for MatMul -> Add(bias) or Gemm(.., C=bias)."""
+    if node.op_type == "Gemm":
+        at = _attrs(node)
+        if len(node.input) < 3 or node.input[2] not in inits or node.input[1] not in inits:
+            return None
+        bias, w = node.input[2], node.input[1]
+        if consts[bias].ndim != 1 or len(lo.consumers.get(bias, [])) != 1 or consts[w].ndim != 2:
+            return None
+        t = tesas.get(w)
+        live = np.broadcast_to(t.live, t.mask_shape)
+        if int(at.get("transB", 0)):
+            live = live.T
+        n = consts[bias].size
+        if live.shape[1] != n:
+            return None
+        zero_cols = np.flatnonzero(~live.any(axis=0))  # the product's column c is zero for every input
+        cols = [int(c) for c in zero_cols if consts[bias][c] != 0]
+        return (bias, cols, node.output[0], float(at.get("beta", 1.0))) if cols else None
+    a, b = node.input
     bias, h0 = (b, a) if b in inits else (a, b) if a in inits else (None, None)
     if bias is None or consts[bias].ndim != 1 or len(lo.consumers.get(bias, [])) != 1:
         return None
@@ -807,10 +827,25 @@ def _fold_plan(lo, tesas, add, inits, consts):
         return None
     zero_cols = np.flatnonzero(~nz.reshape(-1, n).any(axis=0))
     cols = [int(c) for c in zero_cols if consts[bias][c] != 0]
-    if not cols:
+    return (bias, cols, node.output[0], 1.0) if cols else None
+
+
+def _is_end(node, members, inits):
+    if node.op_type == "MatMul":
+        return node.input[0] in members and node.input[1] in inits
+    if node.op_type == "Gemm":
+        at = _attrs(node)
+        return (node.input[0] in members and node.input[1] in inits and not int(at.get("transA", 0))
+                and len(node.input) > 2 and node.input[2] in inits and float(at.get("beta", 1.0)) != 0.0)
+    return False
+
+
+def _fold_plan(lo, tesas, add, inits, consts):
+    start = _fold_start(lo, tesas, add, inits, consts)
+    if start is None:
         return None
-    # walk the elementwise chain from the Add output to a single MatMul with a weight, then Add(b2)
-    h = add.output[0]
+    bias, cols, h, scale = start
+    # walk the elementwise chain from the bias add to a single MatMul/Gemm with a weight (and a bias)
     chain, frontier, members = [], [h], {h}
     end = None
     seen_nodes = set()
@@ -821,7 +856,7 @@ def _fold_plan(lo, tesas, add, inits, consts):
             if key in seen_nodes:
                 continue
             op = node.op_type
-            if op == "MatMul" and node.input[0] in members and node.input[1] in inits:
+            if _is_end(node, members, inits):
                 if end is not None and end is not node:
                     return None
                 end = node
@@ -866,18 +901,29 @@ def _fold_plan(lo, tesas, add, inits, consts):
     if lo.consumers.get(g_name) and len(lo.consumers[g_name]) != 1:
         return None
     w2 = end.input[1]
-    if consts[w2].shape[0] != consts[bias].size:
-        return None
-    cons = lo.consumers.get(end.output[0], [])
-    if len(cons) != 1 or cons[0][0].op_type != "Add":
-        return None
-    add2 = cons[0][0]
-    b2 = [i for i in add2.input if i != end.output[0]]
-    if len(b2) != 1 or b2[0] not in inits or consts[b2[0]].shape != (consts[w2].shape[1],) or \
-            len(lo.consumers.get(b2[0], [])) != 1:
-        return None
+    if end.op_type == "Gemm":
+        at = _attrs(end)
+        w2_trans = bool(int(at.get("transB", 0)))
+        k2, n2 = consts[w2].shape[::-1] if w2_trans else consts[w2].shape
+        b2 = end.input[2]
+        factor = float(at.get("alpha", 1.0)) / float(at.get("beta", 1.0))
+        if k2 != consts[bias].size or consts[b2].shape != (n2,) or len(lo.consumers.get(b2, [])) != 1:
+            return None
+    else:
+        w2_trans, factor = False, 1.0
+        if consts[w2].shape[0] != consts[bias].size:
+            return None
+        cons = lo.consumers.get(end.output[0], [])
+        if len(cons) != 1 or cons[0][0].op_type != "Add":
+            return None
+        add2 = cons[0][0]
+        others = [i for i in add2.input if i != end.output[0]]
+        if len(others) != 1 or others[0] not in inits or consts[others[0]].shape != (consts[w2].shape[1],) or \
+                len(lo.consumers.get(others[0], [])) != 1:
+            return None
+        b2 = others[0]
     order = [n for n in lo.model.graph.node if any(n is c for c in chain)]
-    return bias, cols, order, h, g_name, w2, b2[0]
+    return bias, cols, order, h, g_name, w2, b2, scale, w2_trans, factor
 
 
 def _eval_chain(lo, chain, h_name, g_name, value):
