@@ -150,6 +150,8 @@ def test_encoder_weight_only_channel_pruning_folds_biases():
                       prune={"ffn1_cols": {0: list(range(0, 64, 2)), 1: list(range(32))}, "prune_bias": False})
     p = propagate(annotated_from(m))
     assert p.stats["linear_weights"]["share_dead_after"] == p.stats["linear_weights"]["share_dead_declared"]
+    assert p.stats["constant_channels"] == {"encoder.layer.0.intermediate.dense.bias": 32,
+                                            "encoder.layer.1.intermediate.dense.bias": 32}
     c = compact(p)
     assert set(c.folded) == {"encoder.layer.0.intermediate.dense.bias", "encoder.layer.1.intermediate.dense.bias"}
     lw = c.stats["propagation_after_folding"]["linear_weights"]

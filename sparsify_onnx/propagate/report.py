@@ -36,6 +36,7 @@ def propagation_summary(propagated, *, max_tensors: int | None = None) -> dict:
         "weights": st.get("weights", {}),
         "linear_weights": st.get("linear_weights", {}),
         "macs": macs,
+        "constant_channels": dict(st.get("constant_channels") or {}),
         "tensors": tensors,
         "log": list(propagated.log)[:200],
     }
@@ -61,6 +62,10 @@ def format_propagation(propagated, *, max_activations: int = 200) -> str:
         lines.append(f"  MACs live (MatMul/Gemm/Conv): {_pct(mc.get('share_live_declared'))} declared -> "
                      f"{_pct(mc.get('share_live_after'))} after  [{mc['dense']:,} dense per batch x seq unit]")
     lines.append("  ops without a rule (kept conservative): " + (", ".join(s["unknown_ops"]) or "none"))
+    cc = s["constant_channels"]
+    if cc:
+        lines.append(f"  constant channels: {sum(cc.values()):,} in {len(cc)} biases (weight pruned, bias live: "
+                     "live constants here; channel compaction folds them into the next bias and removes them)")
     rows = [("tensor", "shape", "declared", "propagated", "narrowed by")]
     acts = 0
     for t in s["tensors"]:

@@ -150,6 +150,7 @@ def compute_stats(engine, initial: dict[str, TeSA], elapsed_s: float) -> dict:
         macs_nodes[engine.node_names[k]] = {"dense": after[0], "live_declared": before[1], "live_after": after[1]}
         md += after[0]; mb += before[1]; ma += after[1]
     return {
+        "constant_channels": constant_channels(engine),
         "tensors": per_tensor,
         "weights": totals(weights),
         "linear_weights": totals(sorted(linear)),
@@ -160,6 +161,48 @@ def compute_stats(engine, initial: dict[str, TeSA], elapsed_s: float) -> dict:
         "iterations": engine.iterations,
         "time_s": elapsed_s,
     }
+
+
+def constant_channels(engine) -> dict[str, int]:
+    """Bias entries that make a channel constant: the product before the bias is zero there but the
+    bias is not (e.g. FFN1 output channels pruned in the weight only). Such channels are live, but
+    channel compaction can fold them into the next layer's bias and then remove them."""
+    lo = engine.loaded
+    out: dict[str, int] = {}
+    for node in engine.nodes:
+        try:
+            if node.op_type == "Add" and len(node.input) == 2:
+                a, b = node.input
+                bias, h = (b, a) if b in lo.initializer_names else (a, b) if a in lo.initializer_names else (None, None)
+                if bias is None or lo.weights[bias].ndim != 1:
+                    continue
+                prod = lo.producer.get(h)
+                if prod is None or prod.op_type != "MatMul":
+                    continue
+                t = engine.tesas[h]
+                nz = np.broadcast_to(t.nonzero, t.mask_shape)
+                n = lo.weights[bias].size
+                if nz.shape[-1] != n:
+                    continue
+                zero = ~nz.reshape(-1, n).any(axis=0)
+            elif node.op_type == "Gemm" and len(node.input) > 2 and node.input[2] in lo.initializer_names:
+                bias = node.input[2]
+                t = engine.tesas[node.input[1]]
+                live = np.broadcast_to(t.live, t.mask_shape)
+                if any(a.name == "transB" and a.i for a in node.attribute):
+                    live = live.T
+                n = lo.weights[bias].size
+                if lo.weights[bias].ndim != 1 or live.ndim != 2 or live.shape[1] != n:
+                    continue
+                zero = ~live.any(axis=0)
+            else:
+                continue
+            k = int(np.count_nonzero(zero & (lo.weights[bias].reshape(-1) != 0)))
+            if k:
+                out[bias] = k
+        except Exception:  # statistics only
+            continue
+    return out
 
 
 def _density(t: TeSA) -> float:
