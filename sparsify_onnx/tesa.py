@@ -73,7 +73,7 @@ class TeSA:
 
 def _compact(mask: np.ndarray) -> np.ndarray:
     """Collapse axes along which the mask is constant to size 1 (saves memory)."""
-    out = np.ascontiguousarray(mask)
+    out = np.array(mask, dtype=bool, order="C")  # keeps 0-d masks 0-d (ascontiguousarray would not)
     for ax in range(out.ndim):
         if out.shape[ax] > 1:
             first = np.take(out, [0], axis=ax)
