@@ -65,6 +65,9 @@ def transform(propagated, options=None) -> Plan:
                                                excluded=annotated.excluded_nodes)
     removed = compaction.get("removed") or {}
     for p in plans:
+        orig = annotated.loaded.weights.get(p.weight) if p.weight else None
+        if orig is not None and orig.ndim == 2 and p.macs_dense:
+            p.macs_dense = int(orig.size)  # MACs per row before compaction shrank the weight
         if p.action == "dense" and p.weight in removed:
             p.action = "compacted"
             p.reason = (p.reason + "; " if p.reason else "") + "shrunk by channel compaction"

@@ -127,6 +127,7 @@ def replace_sparse_ops(lo: Loaded, selections: dict, options: TransformOptions, 
         plan.shape = (K, N)
         plan.macs_dense = K * N
         sel = selections.get(wname)
+        plan.pattern = sel.pattern.short() if sel else "dense"
         nz = int(np.count_nonzero(W))
         density = nz / W.size
         plan.density = density
@@ -139,7 +140,6 @@ def replace_sparse_ops(lo: Loaded, selections: dict, options: TransformOptions, 
             continue
         dtype = _dtype_name(W)
         kpat = kernel_pattern(sel.pattern if sel else None, transposed)
-        plan.pattern = kpat.short()
         pre_nodes = []
         if node.op_type == "Gemm" and int(attrs.get("transA", 0)):
             xt = f"{xname}.T.{len(new_nodes)}"
@@ -219,6 +219,7 @@ def replace_sparse_ops(lo: Loaded, selections: dict, options: TransformOptions, 
             fused_away.add(_key(n))
         plan.fused = [lo.node_name(n) for n in ep.nodes]
         plan.action = "sparse"
+        plan.pattern = kpat.short()
         plan.kernels = chosen
         plan.op_key = op_key
         plan.reason = (f"{chosen[primary].family}: cost model {c_sparse * 1e6:.1f} us vs dense "
