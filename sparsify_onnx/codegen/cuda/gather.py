@@ -95,21 +95,51 @@ SPC_CHOICES = (0, 32, 12)
 
 
 def xs_candidates(BN: int, KS: int, K: int) -> list[tuple[int, int, int, int, int, int]]:
-    """X-stationary configurations (BM, WARPS_M, WARPS_N, STAGES, 0, XC): the CTA keeps its BM x K strip
-    of X in shared memory and streams only W blocks, over one of XC chunks of the column tiles."""
+    """X-stationary configurations (BM, NWARPS, 1, WST, 0, XC) of cuda_bcsr_xw.cu.j2: the CTA keeps its
+    BM x K strip of X in shared memory; each warp walks its own column tiles, streaming W blocks through a
+    private WST-stage ring; the column tiles are cut into XC chunks (one CTA column each)."""
     Kp = -(-K // KS) * KS
     out = []
     for BM in (64, 32, 128):
-        for WM, WN in ((4, 1), (2, 2), (1, 4), (2, 1)):
-            if BM % WM or (BM // WM) % 16 or BN % WN or (BN // WN) % 16:
+        for NW in (8, 4):
+            WST = next((w for w in (4, 3, 2) if BM * (Kp + 8) * 2 + NW * w * KS * (BN + 8) * 2 <= 227 * 1024), 0)
+            if not WST:
                 continue
-            ST = next((st for st in (8, 4, 2) if BM * (Kp + 8) * 2 + st * KS * (BN + 8) * 2 <= 226 * 1024), 0)
-            if not ST:
+            if (BM // 16) * (BN // 8) * 4 > 128:
                 continue
-            for C in (4, 8, 2):
-                out.append((BM, WM, WN, ST, 0, C))
-            break
+            for C in (2, 1, 4):
+                out.append((BM, NW, 1, WST, 0, C))
     return out
+
+
+def _xw_tables(tptr: np.ndarray, nwarps: int, nchunks: int):
+    """Column tiles cut into ``nchunks`` contiguous chunks of about equal blocks, and within each chunk
+    spread over the warps by longest-processing-time first. Returns (wptr, wtile)."""
+    T = len(tptr) - 1
+    cost = [max(1, int(tptr[t + 1] - tptr[t])) + 1 for t in range(T)]  # +1: the epilogue
+    total = sum(cost)
+    bounds, acc, c = [0], 0, 1
+    for t in range(T):
+        acc += cost[t]
+        if c < nchunks and acc >= total * c / nchunks:
+            bounds.append(t + 1)
+            c += 1
+    while len(bounds) < nchunks + 1:
+        bounds.append(T)
+    bounds[-1] = T
+    wptr, wtile = [0], []
+    for ci in range(nchunks):
+        tiles = list(range(bounds[ci], bounds[ci + 1]))
+        loads = [0] * nwarps
+        lists: list[list[int]] = [[] for _ in range(nwarps)]
+        for t in sorted(tiles, key=lambda t: -cost[t]):
+            w = loads.index(min(loads))
+            lists[w].append(t)
+            loads[w] += cost[t]
+        for w in range(nwarps):
+            wtile += sorted(lists[w])
+            wptr.append(len(wtile))
+    return np.array(wptr), np.array(wtile)
 
 
 class _GatherTC(KernelFamily):
@@ -123,6 +153,14 @@ class _GatherTC(KernelFamily):
     def render(self, spec: KernelSpec, packed: PackedWeight) -> list[GeneratedSource]:
         g = self._geometry(spec)
         tptr, units = _tables(spec, packed)
+        if g["A_MODE"] == "xs":
+            wptr, wtile = _xw_tables(tptr, g["WARPS_M"], -g["SPC"])
+            ctx = base_ctx(spec, packed)
+            ctx.update(BM=g["BM"], BN=g["BN"], KS=g["KS"], NWARPS=g["WARPS_M"], WST=g["STAGES"],
+                       ntiles=len(tptr) - 1, tptr=fmt_array(tptr), units=fmt_array(units), nunits=int(units.size),
+                       unit_type=index_ctype(int(units.max()) if units.size else 0), nchunks=-g["SPC"],
+                       wptr=fmt_array(wptr), wtile=fmt_array(wtile), tile_type=index_ctype(len(tptr)))
+            return source(spec, render_template("cuda_bcsr_xw.cu.j2", **ctx))
         chunk_ptr, step_tile, step_u = _chunks(tptr, g["KS"] if g["A_MODE"] == "xt" else 1, g["SPC"])
         ctx = base_ctx(spec, packed)
         ctx.update(g)
@@ -170,7 +208,7 @@ class CudaBcsrTC(_GatherTC):
         base = tc_candidates(BN, KS)
         plain = [c + (spc, 0) for spc in SPC_CHOICES for c in base[:4]] + [c + (SPC_CHOICES[0], 0) for c in base[4:]]
         xs = xs_candidates(BN, KS, K)
-        return plain[:4] + xs[:3] + plain[4:] + xs[3:]
+        return plain[:3] + xs[:6] + plain[3:] + xs[6:]
 
     def _geometry(self, spec):
         BN, KS = _bn_ks(spec.pattern)
