@@ -24,7 +24,7 @@ import numpy as np
 from ..codegen.registry import KernelSpec, PackedWeight, get_family
 from .build import cache_dir, nvcc_path
 
-__all__ = ["tune", "candidates", "TuneChoice", "cache_path"]
+__all__ = ["tune", "candidates", "build_candidates", "TuneChoice", "cache_path"]
 
 
 @dataclass
@@ -81,6 +81,15 @@ def _by_cost(cands, M, reason) -> TuneChoice:
     return TuneChoice(cands[i][0], table[i][1], False, reason, table)
 
 
+def build_candidates(cands) -> str:
+    """Compile every candidate into one library (cached); its path."""
+    from .build import build_shared
+    srcs = []
+    for spec, packed in cands:
+        srcs += get_family(spec.family).render(spec, packed)
+    return build_shared(srcs, name="tune")
+
+
 def tune(kernel_candidates: list[tuple[KernelSpec, PackedWeight]], M: int, gpu=None, reps: int = 20,
          use_cache: bool = True) -> TuneChoice:
     """Fastest of ``kernel_candidates`` (same computation, different tiles) for ``M`` rows.
@@ -111,11 +120,8 @@ def tune(kernel_candidates: list[tuple[KernelSpec, PackedWeight]], M: int, gpu=N
                     return TuneChoice(spec, hit["seconds"], True, f"measured on {gpu.name} (cached)",
                                       [tuple(t) for t in hit.get("table", [])])
 
-    from .build import CudaLib, build_shared
-    srcs = []
-    for spec, packed in cands:
-        srcs += get_family(spec.family).render(spec, packed)
-    lib = CudaLib(build_shared(srcs, name="tune"))
+    from .build import CudaLib
+    lib = CudaLib(build_candidates(cands))
     spec0, packed0 = cands[0]
     rng = np.random.default_rng(0)
     npdt = np.float16 if spec0.dtype == "fp16" else np.float32
