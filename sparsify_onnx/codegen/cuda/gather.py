@@ -65,7 +65,7 @@ def tc_candidates(BN: int, KS: int) -> list[tuple[int, int, int, int]]:
     def score(c):
         BM, WM, WN, ST = c
         wtm, wtn = BM // WM, BN // WN
-        return (-min(wtm * wtn, 64 * 64), -(wtm >= wtn), WM * WN != 4, ST != 4, BM != 128)
+        return (-min(wtm * wtn, 64 * 64), -(wtm >= wtn), WM * WN != 4, ST != 3, BM != 128)  # H200: 3 stages won
     return sorted(out, key=score)
 
 
