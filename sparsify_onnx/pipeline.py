@@ -201,7 +201,7 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
         write_manifest(stage, {
             "source_model": {"path": str(model_path), "sha256": loaded.sha256},
             "spec": {"path": str(spec_path), "sha256": spec.sha256},
-            "devices": list(devices), "cuda_built": bool(getattr(build, "cuda_built", False)),
+            "devices": list(devices), "cuda_built": bool(getattr(build, "cuda", False)),
             "cuda_arch": list(opt.cuda_arch) if "cuda" in devices else [], "cpu_arch": opt.cpu_arch,
             "decided_by": plan.decided_by,
             "plan": [p.to_dict() for p in plan.nodes],
