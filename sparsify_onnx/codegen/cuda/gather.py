@@ -159,7 +159,8 @@ class _GatherTC(KernelFamily):
             ctx.update(BM=g["BM"], BN=g["BN"], KS=g["KS"], NWARPS=g["WARPS_M"], WST=g["STAGES"],
                        ntiles=len(tptr) - 1, tptr=fmt_array(tptr), units=fmt_array(units), nunits=int(units.size),
                        unit_type=index_ctype(int(units.max()) if units.size else 0), nchunks=-g["SPC"],
-                       wptr=fmt_array(wptr), wtile=fmt_array(wtile), tile_type=index_ctype(len(tptr)))
+                       wptr=fmt_array(wptr), wtile=fmt_array(wtile), tile_type=index_ctype(len(tptr)),
+                       EPI16=g["BN"] % 32 == 0)
             return source(spec, render_template("cuda_bcsr_xw.cu.j2", **ctx))
         chunk_ptr, step_tile, step_u = _chunks(tptr, g["KS"] if g["A_MODE"] == "xt" else 1, g["SPC"])
         ctx = base_ctx(spec, packed)
@@ -168,7 +169,7 @@ class _GatherTC(KernelFamily):
                    unit_type=index_ctype(int(units.max()) if units.size else 0),
                    nchunks=len(chunk_ptr) - 1, chunk_ptr=fmt_array(chunk_ptr), nsteps=len(step_tile),
                    step_tile=fmt_array(step_tile), step_u=fmt_array(step_u),
-                   tile_type=index_ctype(len(tptr)))
+                   tile_type=index_ctype(len(tptr)), EPI16=(g["BN"] // g["WARPS_N"]) % 32 == 0)
         return source(spec, render_template(self.template, **ctx))
 
     def cost(self, spec: KernelSpec, packed: PackedWeight, M: int) -> float:
