@@ -224,13 +224,17 @@ class Verify(Command):
             raise SparsifyError(f"{spec_path} is not the spec this engine was converted with (sha256 differs)",
                                 hint="pass --spec with the original file")
         reference = annotate(lo, spec).loaded.model
+        from .engine.load import default_providers
+        from .engine.verify import exact_providers
         providers = {"cpu": ["CPUExecutionProvider"],
-                     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}.get(args.provider)
+                     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}.get(args.provider) \
+            or default_providers(m)
+        dtype = "fp16" if any(k.get("dtype") == "fp16" for k in m.get("kernels", [])) else "fp32"
+        providers = exact_providers(providers, dtype)
         sess = load_engine(args.engine, providers=providers)
         shapes = _shapes(args.input_shape) or {k: tuple(v) for k, v in (m.get("input_shapes") or {}).items()}
         feeds = make_inputs(reference, shapes, seed=1)
-        dtype = "fp16" if any(k.get("dtype") == "fp16" for k in m.get("kernels", [])) else "fp32"
-        v = verify(sess, reference, feeds, dtype=dtype, tolerance=args.tolerance, providers=sess.get_providers())
+        v = verify(sess, reference, feeds, dtype=dtype, tolerance=args.tolerance, providers=providers)
         for name, o in v.outputs.items():
             print(f"  {name}: " + (o["error"] if "error" in o else
                                    f"max rel {o['max_rel']:.3g}, max abs {o['max_abs']:.3g}, rel L2 {o['rel_l2']:.3g}"))

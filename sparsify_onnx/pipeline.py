@@ -90,7 +90,7 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
     from .codegen import generate
     from .custom_ops.build import build_library
     from .engine import compare_outputs, load_engine, raise_if_failed, staging_dir, write_manifest
-    from .engine.verify import TOLERANCE
+    from .engine.verify import TOLERANCE, exact_providers
     from .graph import load_model, save_model
     from .propagate import propagate
     from .spec import load_spec
@@ -148,28 +148,12 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
 
         verification = None
         latency = None
-        sess = None
-        if opt.verify or opt.bench:
-            import onnxruntime as ort
-            so = ort.SessionOptions()
-            if opt.threads:
-                so.intra_op_num_threads = opt.threads
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if (
-                "cuda" in devices and gpu_present()) else ["CPUExecutionProvider"]
-            so.register_custom_ops_library(str((stage / "libsparsify_ops.so").absolute()))
-            try:
-                sess = ort.InferenceSession(str(stage / "model.onnx"), sess_options=so, providers=providers)
-            except Exception as e:
-                raise SparsifyError(f"onnxruntime could not open the converted model: {e}",
-                                    hint="this is a bug in sparsify-onnx; please report it") from None
-            ref_so = ort.SessionOptions()
-            if opt.threads:
-                ref_so.intra_op_num_threads = opt.threads
-            ref_sess = ort.InferenceSession(plan.reference.SerializeToString(), sess_options=ref_so,
-                                            providers=providers)
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if (
+            "cuda" in devices and gpu_present()) else ["CPUExecutionProvider"]
         dtype = "fp16" if any(k.dtype == "fp16" for k, _ in plan.kernels) else "fp32"
         if opt.verify:
             pr.stage("verify", f"engine vs pruned dense model, tolerance {TOLERANCE[dtype]:g}")
+            sess, ref_sess = _sessions(stage, plan.reference, exact_providers(providers, dtype), opt.threads)
             names = [o.name for o in ref_sess.get_outputs()]
             ref = dict(zip(names, ref_sess.run(names, feeds)))
             got = dict(zip(names, sess.run(names, feeds)))
@@ -179,11 +163,13 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
             worst = max((o.get("max_rel", float("inf")) for o in v.outputs.values()), default=0.0)
             pr.say(f"max relative error {worst:.3g} " + ("(ok)" if v.passed else "(FAILED)"))
             raise_if_failed(v)
+            del sess, ref_sess
         else:
             pr.stage("verify", "skipped (--no-verify)")
         if opt.bench:
             from .bench.latency import compare
             pr.stage("report", "timing engine vs pruned dense model in onnxruntime")
+            sess, ref_sess = _sessions(stage, plan.reference, providers, opt.threads)
             latency = compare({"pruned dense (onnxruntime)": ref_sess, "engine": sess}, feeds,
                               baseline="pruned dense (onnxruntime)")
         else:
@@ -209,5 +195,20 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
             "compaction": plan.compaction.get("removed", {}) if plan.compaction else {},
             "input_shapes": meta["input_shapes"],
         })
-        del sess
     return report
+
+
+def _sessions(stage: Path, reference, providers, threads: int):
+    """(engine session, pruned dense reference session) on the same providers and threads."""
+    import onnxruntime as ort
+    so, ref_so = ort.SessionOptions(), ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = ref_so.intra_op_num_threads = threads
+    so.register_custom_ops_library(str((stage / "libsparsify_ops.so").absolute()))
+    try:
+        sess = ort.InferenceSession(str(stage / "model.onnx"), sess_options=so, providers=providers)
+    except Exception as e:
+        raise SparsifyError(f"onnxruntime could not open the converted model: {e}",
+                            hint="this is a bug in sparsify-onnx; please report it") from None
+    ref_sess = ort.InferenceSession(reference.SerializeToString(), sess_options=ref_so, providers=providers)
+    return sess, ref_sess

@@ -22,6 +22,7 @@ def test_bert_engine_on_cuda_matches_pruned_model(tmp_path, dtype, tol):
     from sparsify_onnx.annotate import annotate
     from sparsify_onnx.bench.latency import make_inputs
     from sparsify_onnx.engine import verify
+    from sparsify_onnx.engine.verify import exact_providers
     from sparsify_onnx.graph import load_model
     from sparsify_onnx.pipeline import ConvertOptions, convert
     from sparsify_onnx.spec import load_spec
@@ -35,11 +36,12 @@ def test_bert_engine_on_cuda_matches_pruned_model(tmp_path, dtype, tol):
     convert(mp, sp, out, ConvertOptions(device="cuda", policy="always", bench=False, verify=False, quiet=True,
                                         cuda_arch=("sm_90",), input_shapes={"input_ids": (4, 64),
                                                                             "attention_mask": (4, 64)}))
-    sess = load_engine(out, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    providers = exact_providers(["CUDAExecutionProvider", "CPUExecutionProvider"], dtype)
+    sess = load_engine(out, providers=providers)
     assert sess.get_providers()[0] == "CUDAExecutionProvider"
     ref = annotate(load_model(mp), load_spec(sp)).loaded.model
     feeds = make_inputs(ref, {"input_ids": (4, 64), "attention_mask": (4, 64)}, seed=3)
-    v = verify(sess, ref, feeds, dtype=dtype, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    v = verify(sess, ref, feeds, dtype=dtype, providers=providers)
     assert v.passed, v.outputs
     out0 = sess.run(None, feeds)[0]
     assert np.isfinite(out0.astype(np.float32)).all()

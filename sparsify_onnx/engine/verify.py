@@ -45,14 +45,28 @@ def compare_outputs(got: dict, ref: dict, tol: float) -> Verification:
     return v
 
 
+def exact_providers(providers, dtype: str) -> list:
+    """Provider list for a fair comparison: onnxruntime's CUDA EP computes fp32 MatMul in TF32 by default
+    (about 1e-4 relative error), so for fp32 both the engine and the reference run with TF32 off."""
+    out = []
+    for p in providers:
+        name, opts = (p, {}) if isinstance(p, str) else (p[0], dict(p[1]))
+        if name == "CUDAExecutionProvider" and dtype == "fp32":
+            opts["use_tf32"] = "0"
+        out.append((name, opts) if opts else name)
+    return out
+
+
 def verify(session, reference_model, feeds: dict, *, dtype: str = "fp32", tolerance: float | None = None,
            providers=("CPUExecutionProvider",)) -> Verification:
-    """Run `reference_model` (ModelProto or path) in plain onnxruntime and `session` on the same feeds."""
+    """Run `reference_model` (ModelProto or path) in plain onnxruntime and `session` on the same feeds.
+
+    Pass the engine session and `providers` built with `exact_providers` so both sides compute alike."""
     import onnxruntime as ort
     tol = tolerance if tolerance is not None else TOLERANCE.get(dtype, 1e-4)
     ref_src = reference_model.SerializeToString() if hasattr(reference_model, "SerializeToString") \
         else str(reference_model)
-    ref_sess = ort.InferenceSession(ref_src, providers=list(providers))
+    ref_sess = ort.InferenceSession(ref_src, providers=exact_providers(providers, dtype))
     names = [o.name for o in ref_sess.get_outputs()]
     ref = dict(zip(names, ref_sess.run(names, feeds)))
     got = dict(zip(names, session.run(names, feeds)))
