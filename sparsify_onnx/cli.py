@@ -132,6 +132,8 @@ class Convert(Command):
         p.add_argument("--cpu-arch", default="native", help="g++ -march value for the CPU kernels")
         p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads for verify/bench")
         p.add_argument("--infer-rules", action="store_true", help="tensor scrambling for ops without a rule")
+        p.add_argument("--no-tune", action="store_true",
+                       help="do not time CUDA tile candidates on the GPU (the cost model picks)")
         p.add_argument("-q", "--quiet", action="store_true")
 
     def run(self, args):
@@ -141,7 +143,8 @@ class Convert(Command):
                              input_shapes=_shapes(args.input_shape), policy=args.policy,
                              infer_rules=args.infer_rules,
                              cuda_arch=tuple(a.strip() for a in args.arch.split(",") if a.strip()),
-                             cpu_arch=args.cpu_arch, threads=args.threads, quiet=args.quiet)
+                             cpu_arch=args.cpu_arch, threads=args.threads, quiet=args.quiet,
+                             tune=not args.no_tune)
         report = convert(args.model, args.spec, args.output, opt)
         print(format_console(report))
         return f"engine written to {args.output}"

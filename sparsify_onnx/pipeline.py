@@ -26,6 +26,7 @@ class ConvertOptions:
     cuda_arch: tuple = ("sm_80", "sm_90")
     cpu_arch: str = "native"
     threads: int = 0  # onnxruntime intra-op threads for verify/bench (0 = default)
+    tune: bool = True  # time CUDA tile candidates on the GPU when one is present
     seed: int = 0
     force: bool = True
     quiet: bool = False
@@ -129,6 +130,12 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
     pr.say(f"{n_sparse} sparse ops, {sum(p.action == 'compacted' for p in plan.nodes)} compacted, "
            f"{sum(p.action == 'dense' for p in plan.nodes)} kept dense")
 
+    tuning: list = []
+    if "cuda" in devices and opt.tune and any(k.device == "cuda" for k, _ in plan.kernels):
+        from .tune.plan import tune_plan
+        plan, tuning = tune_plan(plan, M, progress=pr.say, gpu=None if gpu_present() else False)
+        pr.say(plan.decided_by)
+
     pr.stage("codegen", f"{len(plan.kernels)} kernels")
     sources = generate(plan.kernels)
 
@@ -194,6 +201,7 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
             "kernels": [k.to_dict() for k, _ in plan.kernels],
             "compaction": plan.compaction.get("removed", {}) if plan.compaction else {},
             "input_shapes": meta["input_shapes"],
+            "tuning": tuning,
         })
     return report
 

@@ -1,0 +1,48 @@
+"""Tuning a whole plan: every CUDA kernel's tile chosen by timing on the target GPU.
+
+`tune_plan(plan, M, progress=None) -> Plan` returns a new Plan whose CUDA KernelSpecs carry the
+measured-fastest tile (the op_key, and so the rewritten graph, does not change: tiles are not part of
+the computation's identity). Without a GPU every kernel keeps its cost-model tile, and the plan says so.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from ..transform import Plan
+from . import candidates, tune
+
+
+def tune_plan(plan: Plan, M: int, progress=None, gpu=None) -> tuple[Plan, list[dict]]:
+    results: list[dict] = []
+    new_kernels = []
+    swap: dict[str, object] = {}  # old procedural name -> tuned spec
+    cuda = [(s, p) for s, p in plan.kernels if s.device == "cuda"]
+    for i, (spec, packed) in enumerate(plan.kernels):
+        if spec.device != "cuda":
+            new_kernels.append((spec, packed))
+            continue
+        if progress and gpu is not False:
+            progress(f"tuning {len(swap) + 1}/{len(cuda)}: {spec.family} K={spec.K} N={spec.N}")
+        choice = tune(candidates(spec, packed), M, gpu=gpu)
+        swap[spec.procedural_name()] = choice.spec
+        new_kernels.append((choice.spec, packed))
+        results.append({"op_key": spec.op_key(), **choice.to_dict()})
+    nodes = []
+    for n in plan.nodes:
+        k = dict(n.kernels)
+        if "cuda" in k and k["cuda"].procedural_name() in swap:
+            k["cuda"] = swap[k["cuda"].procedural_name()]
+        nodes.append(dataclasses.replace(n, kernels=k))
+    measured = [r for r in results if r["measured"]]
+    decided = plan.decided_by
+    if measured:
+        decided = f"{plan.decided_by}; CUDA tiles {measured[0]['reason'].split(' (')[0]}"
+    elif results:
+        decided = f"{plan.decided_by}; CUDA tiles from the cost model (nothing timed: no GPU here)"
+    # unique kernels again (two nodes may now share a tuned spec)
+    seen, uniq = set(), []
+    for s, p in new_kernels:
+        if s.procedural_name() not in seen:
+            seen.add(s.procedural_name())
+            uniq.append((s, p))
+    return dataclasses.replace(plan, kernels=uniq, nodes=nodes, decided_by=decided), results
