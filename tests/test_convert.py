@@ -163,3 +163,51 @@ def test_cost_model_keeps_dense_when_sparse_does_not_pay(tmp_path):
     assert ("ai.sparsify", "SparseLinear") not in _ops(out / "model.onnx")
     plan = json.loads((out / "manifest.json").read_text())["plan"]
     assert plan[0]["action"] == "dense" and "cost model" in plan[0]["reason"]
+
+
+def test_gemm_transa(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((64, 48)).astype(np.float32)
+    c = rng.standard_normal(48).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "c"], ["y"], name="/fc/Gemm", transA=1, alpha=1.5, beta=0.5)],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, "batch"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 48])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(c, "c")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    spec = """
+version: 1
+rules:
+  - select: {op: Gemm, node: "*"}
+    pattern: block
+    block: [16, 16]
+    sparsity: 0.75
+propagate: false
+"""
+    mp = tmp_path / "m.onnx"
+    onnx.save(m, mp)
+    sp = write_spec(tmp_path / "s.yaml", spec)
+    convert(mp, sp, tmp_path / "e", ConvertOptions(device="cpu", policy="always", bench=False, quiet=True,
+                                                   input_shapes={"x": (64, 9)}))
+    assert ("ai.sparsify", "SparseLinear") in _ops(tmp_path / "e" / "model.onnx")
+    x = rng.standard_normal((64, 9)).astype(np.float32)
+    got = load_engine(tmp_path / "e").run(None, {"x": x})[0]
+    ref = ort.InferenceSession(_pruned_reference(mp, sp).SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_verification_failure_is_a_clear_user_error():
+    from sparsify_onnx.engine import compare_outputs, raise_if_failed
+    ref = {"y": np.ones((4, 4), np.float32)}
+    ok = compare_outputs({"y": ref["y"] + 1e-6}, ref, 1e-4)
+    assert ok.passed
+    raise_if_failed(ok)
+    bad = compare_outputs({"y": ref["y"] * 1.01}, ref, 1e-4)
+    assert not bad.passed and bad.outputs["y"]["max_rel"] == pytest.approx(0.01, rel=1e-3)
+    with pytest.raises(SparsifyError, match="differ from the pruned dense model") as e:
+        raise_if_failed(bad)
+    assert "max rel" in e.value.details
+    nan = compare_outputs({"y": ref["y"] * np.nan}, ref, 1e-4)
+    assert not nan.passed and "non-finite" in nan.outputs["y"]["error"]
