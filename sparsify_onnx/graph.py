@@ -87,17 +87,7 @@ def index_model(model: onnx.ModelProto, path: Path | None = None, sha256: str | 
         lo.initializer_names.add(init.name)
         lo.shapes[init.name] = tuple(init.dims)
         lo.dtypes[init.name] = init.data_type
-    for node in g.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            for a in node.attribute:
-                if a.name == "value":
-                    lo.weights[node.output[0]] = numpy_helper.to_array(a.t)
-        for o in node.output:
-            if o:
-                lo.producer[o] = node
-        for i, name in enumerate(node.input):
-            if name:
-                lo.consumers.setdefault(name, []).append((node, i))
+    _index_nodes(lo)
     for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
         t = vi.type.tensor_type
         if not t.HasField("shape"):
@@ -110,6 +100,32 @@ def index_model(model: onnx.ModelProto, path: Path | None = None, sha256: str | 
     for name, arr in lo.weights.items():
         lo.shapes.setdefault(name, tuple(arr.shape))
     return lo
+
+
+def _index_nodes(lo: Loaded) -> None:
+    """Fill Constant values, producers and consumers from lo.model's nodes."""
+    for node in lo.model.graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            for a in node.attribute:
+                if a.name == "value":
+                    lo.weights[node.output[0]] = numpy_helper.to_array(a.t)
+        for o in node.output:
+            if o:
+                lo.producer[o] = node
+        for i, name in enumerate(node.input):
+            if name:
+                lo.consumers.setdefault(name, []).append((node, i))
+
+
+def with_new_values(lo: Loaded, model: onnx.ModelProto, edits: dict[str, np.ndarray]) -> Loaded:
+    """The index of `model`, a copy of lo.model whose initializer *values* changed (shapes did not):
+    the inferred shapes and dtypes are reused instead of running shape inference again."""
+    new = Loaded(model=model, path=lo.path, sha256=None, shapes=dict(lo.shapes), dtypes=dict(lo.dtypes),
+                 initializer_names=set(lo.initializer_names))
+    new.weights = dict(lo.weights)
+    new.weights.update(edits)
+    _index_nodes(new)
+    return new
 
 
 def load_model(path: str | Path) -> Loaded:

@@ -34,6 +34,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..graph import with_new_values
 from ..propagate.symbolic import dims_monos, reshape_groups
 
 Slot = tuple  # (tensor name, axis)
@@ -424,7 +425,7 @@ def compact(propagated, *, fold_constants: bool = True) -> "CompactResult":
 
             from ..propagate import propagate
             an = propagated.annotated
-            new_lo = _reindexed(an.loaded, new_model, edits)
+            new_lo = with_new_values(an.loaded, new_model, edits)
             propagated = propagate(dataclasses.replace(an, loaded=new_lo), enabled=True)
     result = _compact(propagated)
     result.stats["folded_constant_channels"] = {k: len(v) for k, v in folded.items()}
@@ -435,28 +436,6 @@ def compact(propagated, *, fold_constants: bool = True) -> "CompactResult":
                 k: v for k, v in (propagated.stats.get("macs") or {}).items() if k != "per_node"}}
         result.propagated = propagated
     return result
-
-
-def _reindexed(lo, model, edits):
-    """The index of `model`, a copy of lo.model whose initializer *values* changed (shapes did not):
-    reuse the inferred shapes and dtypes instead of running shape inference again."""
-    from ..graph import Loaded
-    new = Loaded(model=model, path=lo.path, sha256=None, shapes=dict(lo.shapes), dtypes=dict(lo.dtypes),
-                 initializer_names=set(lo.initializer_names))
-    new.weights = dict(lo.weights)
-    new.weights.update(edits)
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            for a in node.attribute:
-                if a.name == "value":
-                    new.weights[node.output[0]] = numpy_helper.to_array(a.t)
-        for o in node.output:
-            if o:
-                new.producer[o] = node
-        for i, name in enumerate(node.input):
-            if name:
-                new.consumers.setdefault(name, []).append((node, i))
-    return new
 
 
 def _compact(propagated) -> "CompactResult":
