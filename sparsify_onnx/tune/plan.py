@@ -8,8 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 from ..transform import Plan
-from . import candidates, tune
+from . import build_candidates, candidates, tune
+from .build import nvcc_path
+
+CANDIDATES_PER_KERNEL = 6
+
+
+def _prebuild(cand_lists: list, progress=None) -> None:
+    """Compile every kernel's candidate library in parallel (nvcc processes); tune() then hits the cache."""
+    if progress:
+        progress(f"compiling tile candidates of {len(cand_lists)} CUDA kernels in parallel")
+    with ThreadPoolExecutor(max_workers=max(1, min(len(cand_lists), os.cpu_count() or 1))) as ex:
+        list(ex.map(build_candidates, cand_lists))
 
 
 def tune_plan(plan: Plan, M: int, progress=None, gpu=None) -> tuple[Plan, list[dict]]:
@@ -17,13 +31,19 @@ def tune_plan(plan: Plan, M: int, progress=None, gpu=None) -> tuple[Plan, list[d
     new_kernels = []
     swap: dict[str, object] = {}  # old procedural name -> tuned spec
     cuda = [(s, p) for s, p in plan.kernels if s.device == "cuda"]
+    if gpu is None:
+        from .device import open_device
+        gpu = open_device() or False
+    cands = {s.procedural_name(): candidates(s, p, limit=CANDIDATES_PER_KERNEL) for s, p in cuda}
+    if gpu is not False and nvcc_path():
+        _prebuild(list(cands.values()), progress)
     for i, (spec, packed) in enumerate(plan.kernels):
         if spec.device != "cuda":
             new_kernels.append((spec, packed))
             continue
         if progress and gpu is not False:
             progress(f"tuning {len(swap) + 1}/{len(cuda)}: {spec.family} K={spec.K} N={spec.N}")
-        choice = tune(candidates(spec, packed), M, gpu=gpu)
+        choice = tune(cands[spec.procedural_name()], M, gpu=gpu)
         swap[spec.procedural_name()] = choice.spec
         new_kernels.append((choice.spec, packed))
         results.append({"op_key": spec.op_key(), **choice.to_dict()})
