@@ -36,6 +36,8 @@ class TransformOptions:
     cpu_arch: str = "native"
     compact: bool = True  # channel compaction before replacement
     tuned: dict = field(default_factory=dict)  # op-independent: (device, family, tables_hash) -> tile
+    measured: dict = field(default_factory=dict)  # node name -> (sparse seconds, dense seconds) timed on the GPU
+    gpu_name: str = ""
     explain: bool = False
 
 
@@ -189,10 +191,15 @@ def replace_sparse_ops(lo: Loaded, selections: dict, options: TransformOptions, 
             plan.reason = "no kernel family for this pattern on " + primary + (
                 f" ({'; '.join(sorted(set(reasons)))})" if reasons else "")
             continue
-        c_sparse = get_cost(chosen[primary], packed, options.M)
-        c_dense = dense_cost(primary, options.M, K, N, dtype)
+        if name in options.measured:
+            c_sparse, c_dense = options.measured[name]
+            how = f"measured on {options.gpu_name or 'the GPU'}"
+        else:
+            c_sparse = get_cost(chosen[primary], packed, options.M)
+            c_dense = dense_cost(primary, options.M, K, N, dtype)
+            how = "cost model"
         if options.policy == "auto" and not (c_sparse < c_dense):
-            plan.reason = (f"cost model: sparse {c_sparse * 1e6:.1f} us >= dense {c_dense * 1e6:.1f} us "
+            plan.reason = (f"{how}: sparse {c_sparse * 1e6:.1f} us >= dense {c_dense * 1e6:.1f} us "
                            f"at M={options.M}, density {density:.2f}")
             continue
         # ---- rewrite
@@ -222,7 +229,7 @@ def replace_sparse_ops(lo: Loaded, selections: dict, options: TransformOptions, 
         plan.pattern = kpat.short()
         plan.kernels = chosen
         plan.op_key = op_key
-        plan.reason = (f"{chosen[primary].family}: cost model {c_sparse * 1e6:.1f} us vs dense "
+        plan.reason = (f"{chosen[primary].family}: {how} {c_sparse * 1e6:.1f} us vs dense "
                        f"{c_dense * 1e6:.1f} us at M={options.M}" if options.policy == "auto"
                        else f"{chosen[primary].family} (policy: always)")
         for dev, spec in chosen.items():

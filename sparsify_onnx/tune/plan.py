@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..transform import Plan
 from . import build_candidates, candidates, tune
 from .build import nvcc_path
+from .dense import dense_seconds
 
 CANDIDATES_PER_KERNEL = 6
 
@@ -35,6 +36,7 @@ def tune_plan(plan: Plan, M: int, progress=None, gpu=None) -> tuple[Plan, list[d
         from .device import open_device
         gpu = open_device() or False
     cands = {s.procedural_name(): candidates(s, p, limit=CANDIDATES_PER_KERNEL) for s, p in cuda}
+    dense: dict = {}
     if gpu is not False and nvcc_path():
         _prebuild(list(cands.values()), progress)
     for i, (spec, packed) in enumerate(plan.kernels):
@@ -46,7 +48,13 @@ def tune_plan(plan: Plan, M: int, progress=None, gpu=None) -> tuple[Plan, list[d
         choice = tune(cands[spec.procedural_name()], M, gpu=gpu)
         swap[spec.procedural_name()] = choice.spec
         new_kernels.append((choice.spec, packed))
-        results.append({"op_key": spec.op_key(), **choice.to_dict()})
+        res = {"op_key": spec.op_key(), **choice.to_dict()}
+        if choice.measured:  # the dense alternative, timed the same way
+            shape = (spec.K, spec.N, spec.dtype)
+            if shape not in dense:
+                dense[shape] = dense_seconds(gpu, M, *shape)
+            res["dense_seconds"] = dense[shape]
+        results.append(res)
     nodes = []
     for n in plan.nodes:
         k = dict(n.kernels)
@@ -66,3 +74,22 @@ def tune_plan(plan: Plan, M: int, progress=None, gpu=None) -> tuple[Plan, list[d
             seen.add(s.procedural_name())
             uniq.append((s, p))
     return dataclasses.replace(plan, kernels=uniq, nodes=nodes, decided_by=decided), results
+
+
+def measured_decisions(plan: Plan, results: list[dict]) -> tuple[dict, dict]:
+    """From a tuned plan: ({node: (sparse_s, dense_s)}, {(device, family, tables_hash): tile}).
+
+    Only nodes whose CUDA kernel and dense GEMM were both timed get a measured decision."""
+    by_key = {r["op_key"]: r for r in results}
+    measured, tiles = {}, {}
+    for n in plan.nodes:
+        spec = n.kernels.get("cuda")
+        if spec is None:
+            continue
+        r = by_key.get(spec.op_key())
+        if not r:
+            continue
+        tiles[("cuda", spec.family, spec.tables_hash)] = tuple(r["tile"])
+        if r.get("measured") and r.get("dense_seconds"):
+            measured[n.node] = (r["seconds"], r["dense_seconds"])
+    return measured, tiles
