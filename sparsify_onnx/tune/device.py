@@ -139,6 +139,21 @@ class PycudaDevice:
     def sync(self):
         self.ctx.synchronize()
 
+    _spin = None
+
+    def _hold(self, seconds: float = 2e-3) -> None:
+        """Keep the stream busy for a while (a clock64 spin) so that the launches that follow queue up
+        behind it: the events then time back-to-back GPU work, not the host's launch rate (a ctypes
+        launch costs ~10 us, longer than a small kernel)."""
+        if self._spin is None:
+            from pycuda.compiler import SourceModule
+            mod = SourceModule("__global__ void sp_spin(long long c){long long t=clock64();"
+                               "while(clock64()-t<c){}}", no_extern_c=False)
+            self._spin = mod.get_function("sp_spin")
+            self._rate = self.drv.Context.get_device().get_attribute(
+                self.drv.device_attribute.CLOCK_RATE) * 1e3  # Hz
+        self._spin(np.int64(seconds * self._rate), block=(1, 1, 1), grid=(1, 1), stream=self._stream)
+
     def time(self, fn, reps: int = 20, trials: int = 7, graph: bool = True) -> float:
         for _ in range(3):
             fn()
@@ -146,6 +161,10 @@ class PycudaDevice:
         out = []
         for _ in range(trials):
             a, b = self.drv.Event(), self.drv.Event()
+            try:
+                self._hold()
+            except Exception:  # noqa: BLE001  (no nvcc for the spin kernel: host-paced timing)
+                pass
             a.record(self._stream)
             for _ in range(reps):
                 fn()
