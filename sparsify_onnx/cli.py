@@ -232,7 +232,8 @@ class Verify(Command):
         providers = {"cpu": ["CPUExecutionProvider"],
                      "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}.get(args.provider) \
             or default_providers(m)
-        dtype = "fp16" if any(k.get("dtype") == "fp16" for k in m.get("kernels", [])) else "fp32"
+        from .pipeline import model_dtype
+        dtype = model_dtype(reference)
         providers = exact_providers(providers, dtype)
         sess = load_engine(args.engine, providers=providers)
         shapes = _shapes(args.input_shape) or {k: tuple(v) for k, v in (m.get("input_shapes") or {}).items()}

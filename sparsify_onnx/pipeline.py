@@ -139,7 +139,7 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
             # with the measured decisions (DESIGN: measured latency decides when a GPU is present)
             trial = transform(propagated, dataclasses.replace(topts, policy="always"))
             trial, tuning = tune_plan(trial, M, progress=pr.say)
-            measured, tiles = measured_decisions(trial, tuning)
+            measured, tiles = measured_decisions(trial, tuning, M)
             if measured:
                 gpu_name = next((r["reason"].split("measured on ")[1].split(" (")[0] for r in tuning
                                  if r.get("measured")), "the GPU")
@@ -174,7 +174,7 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
         latency = None
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if (
             "cuda" in devices and gpu_present()) else ["CPUExecutionProvider"]
-        dtype = "fp16" if any(k.dtype == "fp16" for k, _ in plan.kernels) else "fp32"
+        dtype = model_dtype(plan.reference)
         if opt.verify:
             pr.stage("verify", f"engine vs pruned dense model, tolerance {TOLERANCE[dtype]:g}")
             sess, ref_sess = _sessions(stage, plan.reference, exact_providers(providers, dtype), opt.threads)
@@ -221,6 +221,12 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
             "tuning": tuning,
         })
     return report
+
+
+def model_dtype(model) -> str:
+    """fp16 when the model's float weights are half precision (the verification tolerance follows it)."""
+    from onnx import TensorProto
+    return "fp16" if any(t.data_type == TensorProto.FLOAT16 for t in model.graph.initializer) else "fp32"
 
 
 def _sessions(stage: Path, reference, providers, threads: int):

@@ -25,3 +25,30 @@ def test_tune_plan_without_gpu_keeps_cost_model_tiles():
     assert tuned.nodes[0].kernels["cuda"].op_key() == spec.op_key()
     assert "no GPU" in tuned.decided_by
     assert tuned.kernels[0][0].tile in [tuple(t) for t in fam.tile_candidates(pat, 64, 96, "fp16")]
+
+
+def test_measured_decisions_add_the_unfused_epilogue_to_dense():
+    from sparsify_onnx.tune.dense import epilogue_seconds
+    from sparsify_onnx.tune.plan import measured_decisions
+    ep = Epilogue(bias=True, activation="gelu", residual=True)
+    spec = KernelSpec(op="linear", family="cuda_bcsr_tc", device="cuda", dtype="fp16",
+                      pattern=Pattern("block", block=(32, 32)), K=256, N=256, epilogue=ep, tile=(1,),
+                      tables_hash="ab" * 32)
+    node = NodePlan(node="n", op_type="MatMul", action="sparse", kernels={"cuda": spec}, op_key=spec.op_key())
+    plan = Plan(model=None, reference=None, kernels=[], nodes=[node])
+    res = [{"op_key": spec.op_key(), "tile": [2], "seconds": 5e-6, "measured": True, "dense_seconds": 4e-6}]
+    measured, tiles = measured_decisions(plan, res, 4096)
+    extra = epilogue_seconds(4096, 256, "fp16", ep)
+    assert extra > 3 * 2.5e-6  # three passes, each a launch plus memory traffic
+    assert measured["n"] == (5e-6, 4e-6 + extra)
+    assert tiles[("cuda", "cuda_bcsr_tc", "ab" * 32)] == (2,)
+    assert epilogue_seconds(4096, 256, "fp16", Epilogue()) == 0.0
+
+
+def test_model_dtype_follows_the_weights():
+    from onnx import TensorProto, helper
+    from sparsify_onnx.pipeline import model_dtype
+    w16 = helper.make_tensor("w", TensorProto.FLOAT16, [1], [0])
+    w32 = helper.make_tensor("w", TensorProto.FLOAT, [1], [0.0])
+    g = lambda t: helper.make_model(helper.make_graph([], "g", [], [], [t]))  # noqa: E731
+    assert model_dtype(g(w16)) == "fp16" and model_dtype(g(w32)) == "fp32"

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..transform import Plan
 from . import build_candidates, candidates, tune
 from .build import nvcc_path
-from .dense import dense_seconds
+from .dense import dense_seconds, epilogue_seconds
 
 CANDIDATES_PER_KERNEL = 6
 
@@ -76,10 +76,11 @@ def tune_plan(plan: Plan, M: int, progress=None, gpu=None) -> tuple[Plan, list[d
     return dataclasses.replace(plan, kernels=uniq, nodes=nodes, decided_by=decided), results
 
 
-def measured_decisions(plan: Plan, results: list[dict]) -> tuple[dict, dict]:
+def measured_decisions(plan: Plan, results: list[dict], M: int) -> tuple[dict, dict]:
     """From a tuned plan: ({node: (sparse_s, dense_s)}, {(device, family, tables_hash): tile}).
 
-    Only nodes whose CUDA kernel and dense GEMM were both timed get a measured decision."""
+    Only nodes whose CUDA kernel and dense GEMM were both timed get a measured decision. The dense side
+    is the timed cuBLAS GEMM plus the element-wise passes our kernel fuses (tune.dense.epilogue_seconds)."""
     by_key = {r["op_key"]: r for r in results}
     measured, tiles = {}, {}
     for n in plan.nodes:
@@ -91,5 +92,6 @@ def measured_decisions(plan: Plan, results: list[dict]) -> tuple[dict, dict]:
             continue
         tiles[("cuda", spec.family, spec.tables_hash)] = tuple(r["tile"])
         if r.get("measured") and r.get("dense_seconds"):
-            measured[n.node] = (r["seconds"], r["dense_seconds"])
+            measured[n.node] = (r["seconds"], r["dense_seconds"]
+                                + epilogue_seconds(M, spec.N, spec.dtype, spec.epilogue))
     return measured, tiles
