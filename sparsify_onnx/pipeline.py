@@ -196,6 +196,15 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
             sess, ref_sess = _sessions(stage, plan.reference, providers, opt.threads)
             latency = compare({"pruned dense (onnxruntime)": ref_sess, "engine": sess}, feeds,
                               baseline="pruned dense (onnxruntime)")
+            del sess, ref_sess
+            pr.say("per-node times (onnxruntime profiler)")
+            from .bench.profile import attach_node_times, node_times
+            ref_t = node_times(plan.reference.SerializeToString(), feeds, providers=providers,
+                               make_options=lambda: _options(opt.threads))
+            eng_t = node_times(str(stage / "model.onnx"), feeds, providers=providers,
+                               make_options=lambda: _options(opt.threads, stage / "libsparsify_ops.so"))
+            plan_dicts = [p.to_dict() for p in plan.nodes]
+            attach_node_times(plan_dicts, ref_t, eng_t)
         else:
             pr.stage("report")
         from .bench.report import build_report, write_report
@@ -204,7 +213,7 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
                 "spec_sha256": spec.sha256, "devices": list(devices), "decided_by": plan.decided_by,
                 "input_shapes": {k: list(np.asarray(x).shape) for k, x in feeds.items()},
                 "engine": str(out_dir)}
-        report = build_report(plan_nodes=[p.to_dict() for p in plan.nodes],
+        report = build_report(plan_nodes=plan_dicts if opt.bench else [p.to_dict() for p in plan.nodes],
                               propagation=propagation_summary(propagated), latency=latency,
                               verification=verification, meta=meta)
         write_report(report, stage)
@@ -229,13 +238,20 @@ def model_dtype(model) -> str:
     return "fp16" if any(t.data_type == TensorProto.FLOAT16 for t in model.graph.initializer) else "fp32"
 
 
+def _options(threads: int, library: Path | None = None):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    if library is not None:
+        so.register_custom_ops_library(str(Path(library).absolute()))
+    return so
+
+
 def _sessions(stage: Path, reference, providers, threads: int):
     """(engine session, pruned dense reference session) on the same providers and threads."""
     import onnxruntime as ort
-    so, ref_so = ort.SessionOptions(), ort.SessionOptions()
-    if threads:
-        so.intra_op_num_threads = ref_so.intra_op_num_threads = threads
-    so.register_custom_ops_library(str((stage / "libsparsify_ops.so").absolute()))
+    so, ref_so = _options(threads, stage / "libsparsify_ops.so"), _options(threads)
     try:
         sess = ort.InferenceSession(str(stage / "model.onnx"), sess_options=so, providers=providers)
     except Exception as e:

@@ -182,3 +182,30 @@ def test_slower_engine_is_said_plainly():
     r = build_report(plan_nodes=_plan_nodes(), latency=slow, verification=VERIFIED, meta={})
     assert "0.75x (slower)" in r["verdict"] and r["flops_vs_time"]["time_saved_share"] == pytest.approx(-1 / 3)
     assert "33.3% more end-to-end time" in render_markdown(r)
+
+
+def test_per_node_times_from_the_profiler():
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    import numpy as np
+    import onnxruntime as ort
+    from sparsify_onnx.bench.profile import attach_node_times, node_times
+    w = numpy_helper.from_array(np.ones((16, 16), np.float32), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+                           helper.make_node("Relu", ["m"], ["y"], name="act")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 16])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    t = node_times(m.SerializeToString(), {"x": np.ones((4, 16), np.float32)}, providers=["CPUExecutionProvider"],
+                   make_options=lambda: so, runs=3)
+    assert set(t) >= {"mm", "act"} and all(v >= 0 for v in t.values())
+    nodes = [{"node": "mm", "fused": ["act"]}, {"node": "gone", "fused": []}]
+    attach_node_times(nodes, {"mm": 3.0, "act": 1.0}, {"mm": 1.5})
+    assert nodes[0]["time_ref_us"] == 4.0 and nodes[0]["time_engine_us"] == 1.5
+    assert "time_ref_us" not in nodes[1]
+    r = build_report(plan_nodes=[{"node": "mm", "op_type": "MatMul", "action": "sparse",
+                                  "macs_dense_per_row": 10, "macs_live_per_row": 2, **nodes[0]}], meta={})
+    md = render_markdown(r)
+    assert "time saved" in md and "62.5%" in md

@@ -67,6 +67,7 @@ def _node_row(n: dict) -> dict:
         "epilogue": _epilogue(n),
         "reason": n.get("reason", ""), "macs_dense_per_row": dense, "macs_live_per_row": live,
         "macs_saved_per_row": dense - live, "macs_saved_share": (dense - live) / dense if dense else 0.0,
+        "time_ref_us": n.get("time_ref_us"), "time_engine_us": n.get("time_engine_us"),
     }
 
 
@@ -225,12 +226,20 @@ def _n(x) -> str:
 def _node_table(r: dict) -> tuple[list[str], list[list[str]]]:
     head = ["node", "op", "pattern", "density", "action", "kernel", "fused", "MACs/row dense", "MACs/row live",
             "saved"]
+    timed = any(n.get("time_ref_us") is not None for n in r["nodes"])
+    if timed:
+        head += ["time us dense", "time us engine", "time saved"]
     body = []
     for n in r["nodes"]:
         kern = ", ".join(f"{d}: {k}" for d, k in n["kernels"].items()) or (n["op_key"] or "-")
-        body.append([n["node"], n["op_type"], n["pattern"], f"{n['density']:.1%}", n["action"], kern,
-                     n["epilogue"] or "-", _n(n["macs_dense_per_row"]), _n(n["macs_live_per_row"]),
-                     f"{n['macs_saved_share']:.1%}" if n["macs_dense_per_row"] else "-"])
+        row = [n["node"], n["op_type"], n["pattern"], f"{n['density']:.1%}", n["action"], kern,
+               n["epilogue"] or "-", _n(n["macs_dense_per_row"]), _n(n["macs_live_per_row"]),
+               f"{n['macs_saved_share']:.1%}" if n["macs_dense_per_row"] else "-"]
+        if timed:
+            a, b = n.get("time_ref_us"), n.get("time_engine_us")
+            row += [f"{a:.1f}" if a is not None else "-", f"{b:.1f}" if b is not None else "-",
+                    f"{1 - b / a:.1%}" if a and b is not None else "-"]
+        body.append(row)
     return head, body
 
 

@@ -1,0 +1,45 @@
+"""Per-node time from onnxruntime's profiler, so the report can put time saved beside FLOPs saved
+for every node, not only in total.
+
+`node_times(model, feeds, sess_options_factory, providers, runs)` opens a profiling session, runs the
+model, and returns {node name: mean microseconds per run} of the node's kernel time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import defaultdict
+
+
+def node_times(model, feeds: dict, *, make_options, providers, runs: int = 10, warmup: int = 2) -> dict:
+    """`model`: a path or serialized bytes; `make_options()`: a fresh SessionOptions (threads, custom ops)."""
+    import onnxruntime as ort
+    so = make_options()
+    so.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        so.profile_file_prefix = os.path.join(tmp, "sparsify")
+        sess = ort.InferenceSession(model, sess_options=so, providers=list(providers))
+        for _ in range(warmup + runs):
+            sess.run(None, feeds)
+        path = sess.end_profiling()
+        with open(path) as f:
+            events = json.load(f)
+    total: dict[str, float] = defaultdict(float)
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            total[e["name"][: -len("_kernel_time")]] += float(e.get("dur", 0))
+    n = warmup + runs
+    return {k: v / n for k, v in total.items()}
+
+
+def attach_node_times(plan_nodes: list[dict], ref_times: dict, eng_times: dict) -> None:
+    """Per plan node: the reference time of the node and every node fused into it, against the engine's
+    time for the node that replaced them (same name), in microseconds per run."""
+    for p in plan_nodes:
+        group = [p["node"], *p.get("fused", [])]
+        ref = sum(ref_times.get(n, 0.0) for n in group)
+        eng = eng_times.get(p["node"])
+        if ref and eng is not None:
+            p["time_ref_us"] = ref
+            p["time_engine_us"] = eng + eng_times.get(f"{p['node']}/TransposeA", 0.0)
