@@ -55,9 +55,8 @@ class Inspect(Command):
         from .propagate.report import format_propagation
         from .spec import load_spec
         spec = load_spec(args.spec)
-        rows = inspect_spec(lo, spec)
-        print(format_spec_table(rows))
         annotated = annotate(lo, spec)
+        print(format_spec_table(inspect_spec(lo, spec, annotated)))
         prop = propagate(annotated, enabled=spec.propagate, infer_rules=args.infer_rules)
         print()
         print(format_propagation(prop))

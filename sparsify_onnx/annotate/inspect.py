@@ -63,15 +63,16 @@ def inspect_model(loaded: Loaded) -> list[dict]:
     return rows
 
 
-def inspect_spec(loaded: Loaded, spec: Spec) -> list[dict]:
+def inspect_spec(loaded: Loaded, spec: Spec, annotated=None) -> list[dict]:
     """One row per rule: the tensors it selects (it won), those a later rule or `exclude` took away,
     the nodes through which, the pattern, and the size-weighted density before/after pruning.
 
-    Raises the same SparsifyError as `annotate` for a rule that selects nothing or zeros that
-    do not fit."""
+    `annotated`: the result of `annotate(loaded, spec)` when the caller has it (pruning is not
+    repeated). Raises the same SparsifyError as `annotate` for a rule that selects nothing or zeros
+    that do not fit."""
     from .core import annotate  # local: core imports the package
 
-    ann = annotate(loaded, spec)
+    ann = annotated if annotated is not None else annotate(loaded, spec)
     rows = []
     for rule in spec.rules:
         won = [t for t, s in ann.selections.items() if s.rule.index == rule.index]
