@@ -63,20 +63,28 @@ class Inspect(Command):
         return f"inspected {args.model} with {args.spec}: {len(annotated.selections)} tensors selected"
 
 
-class Prune(Command):
-    """Apply the spec's sparsifiers and write the pruned dense model (any runtime can run it)."""
-    name = "prune"
+class ModelSpecCommand(Command):
+    """Base for commands that read MODEL and SPEC and write one .onnx file."""
 
     def add_args(self, p):
         p.add_argument("model")
         p.add_argument("spec")
         p.add_argument("-o", "--output", required=True, help="output .onnx path")
 
-    def run(self, args):
+    def annotated(self, args):
         from .annotate import annotate
-        from .graph import load_model, save_model
+        from .graph import load_model
         from .spec import load_spec
-        annotated = annotate(load_model(args.model), load_spec(args.spec))
+        return annotate(load_model(args.model), load_spec(args.spec))
+
+
+class Prune(ModelSpecCommand):
+    """Apply the spec's sparsifiers and write the pruned dense model (any runtime can run it)."""
+    name = "prune"
+
+    def run(self, args):
+        from .graph import save_model
+        annotated = self.annotated(args)
         save_model(annotated.loaded.model, args.output)
         parts = [f"{t}: {s.density_before:.2f} -> {s.density_after:.2f}" for t, s in annotated.selections.items()]
         for line in parts:
@@ -84,27 +92,20 @@ class Prune(Command):
         return f"pruned {len(parts)} tensors, wrote {args.output}"
 
 
-class Compact(Command):
+class Compact(ModelSpecCommand):
     """Propagate sparsity and remove dead rows, columns and channels: a smaller dense model."""
     name = "compact"
 
-    def add_args(self, p):
-        p.add_argument("model")
-        p.add_argument("spec")
-        p.add_argument("-o", "--output", required=True, help="output .onnx path")
-
     def run(self, args):
-        from .annotate import annotate
-        from .graph import load_model, save_model
-        from .propagate import propagate
-        from .spec import load_spec
-        from .transform.compact import compact
-        lo = load_model(args.model)
-        prop = propagate(annotate(lo, load_spec(args.spec)), enabled=True)
-        res = compact(prop)
-        save_model(res.model, args.output)
         import numpy as np
-        before = sum(int(np.prod(t.dims)) for t in lo.graph.initializer)
+
+        from .graph import save_model
+        from .propagate import propagate
+        from .transform.compact import compact
+        annotated = self.annotated(args)
+        res = compact(propagate(annotated, enabled=True))
+        save_model(res.model, args.output)
+        before = sum(int(np.prod(t.dims)) for t in annotated.source.graph.initializer)
         after = sum(int(np.prod(t.dims)) for t in res.model.graph.initializer)
         for name, what in res.removed.items():
             print(f"  {name}: {what}")
