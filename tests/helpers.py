@@ -57,6 +57,17 @@ def linear_chain(sizes=(64, 96, 64), *, act="relu", seed=0, batch="batch", resid
     return m
 
 
+# every /layers.*/MatMul of linear_chain 80% sparse in 16x16 blocks (the key `sparsity` is on line 6)
+BLOCK16_SPEC = """version: 1
+rules:
+  - select: {node: "/layers.*/MatMul"}
+    pattern: block
+    block: [16, 16]
+    sparsity: 0.8
+propagate: false
+"""
+
+
 def write_spec(path, text: str):
     path.write_text(text)
     return path

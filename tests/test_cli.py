@@ -8,7 +8,7 @@ import sys
 import onnx
 import pytest
 
-from helpers import linear_chain, write_spec
+from helpers import BLOCK16_SPEC, linear_chain, write_spec
 
 
 def cli(*args, env=None, cwd=None):
@@ -26,14 +26,7 @@ def mlp(tmp_path):
     return p
 
 
-GOOD = """version: 1
-rules:
-  - select: {node: "/layers.*/MatMul"}
-    pattern: block
-    block: [16, 16]
-    sparsity: 0.8
-propagate: false
-"""
+GOOD = BLOCK16_SPEC
 
 
 def _user_error(r, *needles):

@@ -8,7 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from helpers import linear_chain, write_spec
+from helpers import BLOCK16_SPEC, linear_chain, write_spec
 from sparsify_onnx import SparsifyError, load_engine
 from sparsify_onnx.annotate import annotate
 from sparsify_onnx.graph import load_model
@@ -41,15 +41,7 @@ def _ops(path):
     return [(n.domain, n.op_type) for n in onnx.load(str(path)).graph.node]
 
 
-BLOCK_SPEC = """
-version: 1
-rules:
-  - select: {node: "/layers.*/MatMul"}
-    pattern: block
-    block: [16, 16]
-    sparsity: 0.8
-propagate: false
-"""
+BLOCK_SPEC = BLOCK16_SPEC
 
 
 def test_block_mlp_engine_matches_pruned_model(tmp_path):

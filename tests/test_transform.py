@@ -1,7 +1,7 @@
 """Transform decisions: measured timings override the cost model; fusion and plan bookkeeping."""
 import pytest
 
-from helpers import linear_chain
+from helpers import BLOCK16_SPEC, linear_chain
 from sparsify_onnx.annotate import annotate
 from sparsify_onnx.graph import index_model
 from sparsify_onnx.propagate import propagate
@@ -9,14 +9,7 @@ from sparsify_onnx.spec import parse_spec
 from sparsify_onnx.transform import transform
 from sparsify_onnx.transform.replace import TransformOptions
 
-SPEC = """version: 1
-rules:
-  - select: {node: "/layers.*/MatMul"}
-    pattern: block
-    block: [16, 16]
-    sparsity: 0.8
-propagate: false
-"""
+SPEC = BLOCK16_SPEC
 
 
 @pytest.fixture
