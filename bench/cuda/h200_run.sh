@@ -33,8 +33,3 @@ for k, r in sorted(best.items()):
     o = f"{o:.1f}" if isinstance(o, float) else str(o)[:12]
     print(f"{k} tile={r['tile']} ours={r['ours_us']:.1f} cublas={r['cublas_us']:.1f} x{r['speedup_vs_cublas']:.2f} torch={o} err={r['rel_err']:.1e} {'lt' if r.get('uses_cusparselt') else ''}")
 PY
-if [ "${LT_SEARCH_TOO:-0}" = 1 ]; then  # 2:4 again with cusparseLtMatmulSearch on (opt-in in the kernel)
-  SPARSIFY_LT_SEARCH=1 SPARSIFY_DEBUG=1 timeout 120 python3 -m sparsify_onnx.bench.kernels --patterns 2:4 \
-    --json $OUT/bench_2to4_search.json > $OUT/bench_2to4_search.log 2>&1; echo "2:4 with search rc=$?"
-  grep "^| " $OUT/bench_2to4_search.log | tail -4
-fi

@@ -16,6 +16,7 @@ result of ours is checked against ``X.float() @ W.float()`` after poisoning Y wi
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import math
 import os
@@ -234,6 +235,9 @@ def run(cases, rendered, libs, reps=20, out_json=None):
             rec["ours_us"] = dev.time(call, reps) * 1e6
             if hasattr(lib.lib, f"{name}_cuda_uses_cusparselt"):
                 rec["uses_cusparselt"] = bool(getattr(lib.lib, f"{name}_cuda_uses_cusparselt")())
+                alg = getattr(lib.lib, f"{name}_cuda_lt_alg")
+                alg.argtypes = [ctypes.c_int64]
+                rec["cusparselt_alg_id"] = int(alg(M))
             rec["speedup_vs_cublas"] = rec["cublas_us"] / rec["ours_us"]
             # the two floors (METHOD.md): bytes at 4.3 TB/s, live FLOPs at 790 TFLOP/s
             byts = 2 * (M * K + M * N) + pk.values.nbytes

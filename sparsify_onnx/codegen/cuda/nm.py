@@ -5,8 +5,11 @@ dlopen (``$SPARSIFY_CUSPARSELT_LIB``, else ``libcusparseLt.so.0`` on the loader 
 ``nvidia-cusparselt-cu13`` wheel ships it), so the op library has no link-time dependency on it.
 Without it (or with ``SPARSIFY_NO_CUSPARSELT=1``) the same launcher runs a plain n:m FMA kernel:
 correct, slow. The group offsets are baked into the source as hex (2 bits each for m <= 4).
-First call per weight: scatter + compress (cuSPARSELt owns that copy); first call per M: plan +
-``cusparseLtMatmulSearch``. Tile: () (cuSPARSELt picks its own).
+First call per weight: scatter + compress (cuSPARSELt owns that copy); first call per M: a plan per
+algorithm id 0..min(max, ``$SPARSIFY_LT_MAX_ALG`` or 33), each timed with CUDA events on the op's stream,
+the fastest kept (the library default ran 2.3x slower than the best id at 8192^3 on the H200, and
+``cusparseLtMatmulSearch`` crashes on ids past 33 there; ``bench/cuda/lt_probe.cu``).
+``$SPARSIFY_LT_ALG`` forces an id (or ``default``). Tile: () (cuSPARSELt's algorithm is chosen at run time).
 """
 from __future__ import annotations
 
