@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # One device call: GPU tests (pycuda), compute-sanitizer memcheck on small cases, kernel benchmark.
-# Kernels are precompiled on the dev machine into .devbuild/cache.tar.zst (carried); see NOTES-cuda.md.
+# Kernels are precompiled on the dev machine (bench.kernels --build-only with SPARSIFY_CACHE_DIR=.devbuild/cacheN)
+# and carried; CACHE=.devbuild/cacheN points here at that folder. See NOTES-cuda.md.
 # usage: bash bench/cuda/h200_run.sh [bench args...]
 set -u
 cd "$(dirname "$0")/../.."
 export SPARSIFY_CACHE_DIR=/tmp/spcache PYTHONUNBUFFERED=1
 mkdir -p $SPARSIFY_CACHE_DIR
 [ -f .devbuild/cache.tar.xz ] && python3 -c "import tarfile; tarfile.open('.devbuild/cache.tar.xz').extractall('/tmp/spcache')"
+[ -n "${CACHE:-}" ] && cp -r "$CACHE"/. $SPARSIFY_CACHE_DIR/   # a precompiled cache folder (carried)
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/py/*.whl 2>&1 | tail -2
 export PYTHONPATH=/tmp/site:$PWD
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT

@@ -97,7 +97,7 @@ def plan_cases(shapes, patterns, densities, sweep=False, seed=0):
                     cases.append(case)
                     continue
                 tiles = [()]
-                if sweep and pat.kind in ("block", "tile") and d == 0.1:
+                if sweep and pat.kind in ("block", "tile") and d in (0.1, 0.25):
                     tiles = fam.tile_candidates(pat, K, N, "fp16")[:12 if M * N * K < 2 ** 36 else 6]
                 for tile in tiles:
                     cases.append(dict(case, tile=tile, seed=seed + zlib.crc32(f"{N},{K},{pname},{d}".encode()) % 100000))
