@@ -132,6 +132,12 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
            f"{sum(p.action == 'dense' for p in plan.nodes)} kept dense")
 
     tuning: list = []
+    if "cuda" in devices and any(r.pattern.kind == "nm" for r in spec.rules):
+        from .codegen.cuda.nm import use_cusparselt
+        lt = use_cusparselt()
+        pr.say(f"n:m on CUDA through cuSPARSELt: {lt}" if lt else
+               "warning: libcusparseLt not found here (pip install nvidia-cusparselt-cu13, or set "
+               "SPARSIFY_CUSPARSELT_LIB): the n:m CUDA kernels run their FMA fallback on hosts without it")
     if "cuda" in devices and opt.tune:
         from .tune.plan import measured_decisions, tune_plan
         if opt.policy == "auto" and gpu_present():

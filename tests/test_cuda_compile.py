@@ -57,3 +57,24 @@ def test_all_cuda_sources_compile(tmp_path):
            "-o", str(tmp_path / "all.o"), str(src)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
+
+
+def test_use_cusparselt_exports_the_wheel_path(monkeypatch):
+    from sparsify_onnx.codegen.cuda import nm
+    monkeypatch.delenv("SPARSIFY_CUSPARSELT_LIB", raising=False)
+    monkeypatch.setattr(nm, "find_cusparselt", lambda: None)
+    assert nm.use_cusparselt() is None
+    assert "SPARSIFY_CUSPARSELT_LIB" not in os.environ
+    monkeypatch.setattr(nm, "find_cusparselt", lambda: "/wheel/lib/libcusparseLt.so.0")
+    assert nm.use_cusparselt() == "/wheel/lib/libcusparseLt.so.0"
+    assert os.environ["SPARSIFY_CUSPARSELT_LIB"] == "/wheel/lib/libcusparseLt.so.0"
+    monkeypatch.setenv("SPARSIFY_CUSPARSELT_LIB", "/mine.so")  # the user's setting wins
+    assert nm.use_cusparselt() == "/mine.so"
+
+
+def test_nm_source_times_algorithms_and_warns_on_fallback():
+    i = next(i for i, c in enumerate(CASES) if c[0] == "cuda_nm_sparselt")
+    text = build_case(i)[3][0].text
+    assert "ALG_CONFIG_ID" in text and "SPARSIFY_LT_MAX_ALG" in text  # per-M algorithm timing
+    assert "libcusparseLt not found" in text and "SPARSIFY_LT_WARNED" in text  # the fallback says so, once
+    assert "cusparseLtMatmulSearch" not in text.split("// ---- cuSPARSELt")[1]  # it crashes on ids past 33

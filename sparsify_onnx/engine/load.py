@@ -57,6 +57,8 @@ def load_engine(path: str | Path, providers: list | None = None, sess_options=No
     import onnxruntime as ort
     root = Path(path)
     m = check_engine(root) if check else read_manifest(root)
+    from ..codegen.cuda.nm import use_cusparselt
+    use_cusparselt()  # n:m kernels on CUDA find libcusparseLt through the environment
     so = session_options(root, sess_options)
     providers = providers or default_providers(m)
     try:

@@ -121,6 +121,8 @@ def tune(kernel_candidates: list[tuple[KernelSpec, PackedWeight]], M: int, gpu=N
                                       [tuple(t) for t in hit.get("table", [])])
 
     from .build import CudaLib
+    from ..codegen.cuda.nm import use_cusparselt
+    use_cusparselt()  # n:m candidates time cuSPARSELt, not their fallback, where the wheel is installed
     lib = CudaLib(build_candidates(cands))
     spec0, packed0 = cands[0]
     rng = np.random.default_rng(0)

@@ -44,13 +44,27 @@ def find_cusparselt() -> str | None:
         for pkg in ("nvidia.cu13", "nvidia.cusparselt", "nvidia"):
             spec = importlib.util.find_spec(pkg)
             for root in (spec.submodule_search_locations or []) if spec else []:
-                for sub in ("lib", "cusparselt/lib", "cu13/lib"):
+                for sub in ("lib", "cusparselt/lib", "cu13/lib", "cusparselt/cu13/lib"):
                     p = os.path.join(root, sub, "libcusparseLt.so.0")
                     if os.path.exists(p):
                         return p
     except Exception:  # noqa: BLE001
         return None
     return None
+
+
+def use_cusparselt() -> str | None:
+    """Point the op library at libcusparseLt for this process: ``$SPARSIFY_CUSPARSELT_LIB`` when set, else the
+    wheel's copy found by :func:`find_cusparselt` (exported into the variable, which the kernels read on
+    their first call). None when neither exists: n:m ops on CUDA then run the FMA fallback, and the
+    library says so once on stderr."""
+    path = os.environ.get("SPARSIFY_CUSPARSELT_LIB")
+    if path:
+        return path
+    path = find_cusparselt()
+    if path:
+        os.environ["SPARSIFY_CUSPARSELT_LIB"] = path
+    return path
 
 
 @register_family
