@@ -9,6 +9,7 @@ export SPARSIFY_CACHE_DIR=/tmp/spcache PYTHONUNBUFFERED=1
 mkdir -p $SPARSIFY_CACHE_DIR
 [ -f .devbuild/cache.tar.xz ] && python3 -c "import tarfile; tarfile.open('.devbuild/cache.tar.xz').extractall('/tmp/spcache')"
 [ -n "${CACHE:-}" ] && cp -r "$CACHE"/. $SPARSIFY_CACHE_DIR/   # a precompiled cache folder (carried)
+[ -n "${CACHE_TAR:-}" ] && tar -xJf "$CACHE_TAR" -C $SPARSIFY_CACHE_DIR  # the same, as .tar.xz (64 MiB carry limit)
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/py/*.whl 2>&1 | tail -2
 export PYTHONPATH=/tmp/site:$PWD
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
