@@ -78,3 +78,24 @@ def test_nm_source_times_algorithms_and_warns_on_fallback():
     assert "ALG_CONFIG_ID" in text and "SPARSIFY_LT_MAX_ALG" in text  # per-M algorithm timing
     assert "libcusparseLt not found" in text and "SPARSIFY_LT_WARNED" in text  # the fallback says so, once
     assert "cusparseLtMatmulSearch" not in text.split("// ---- cuSPARSELt")[1]  # it crashes on ids past 33
+
+
+@pytest.mark.skipif(nvcc_path() is None, reason="nvcc not found")
+def test_nm_libraries_share_one_cusparselt_state():
+    """Two separately loaded libraries (as the tuner loads them, RTLD_LOCAL) adopt one process-wide state;
+    host code only, no GPU needed. The state's address travels in $SPARSIFY_LT_SHARED with this pid."""
+    import ctypes
+    from sparsify_onnx.tune.build import build_shared
+    i = next(i for i, c in enumerate(CASES) if c[0] == "cuda_nm_sparselt")
+    srcs = build_case(i)[3]
+    path_a, path_b = build_shared(srcs, name="nm_share_a"), build_shared(srcs, name="nm_share_b")
+    assert path_a != path_b
+    lib_a, lib_b = ctypes.CDLL(path_a), ctypes.CDLL(path_b)
+    for lib in (lib_a, lib_b):
+        lib.sparsify_lt_shared.restype = ctypes.c_void_p
+    pa, pb = lib_a.sparsify_lt_shared(), lib_b.sparsify_lt_shared()
+    assert pa and pa == pb
+    libc = ctypes.CDLL(None)
+    libc.getenv.restype = ctypes.c_char_p
+    ver, pid, addr = libc.getenv(b"SPARSIFY_LT_SHARED").decode().split(":")
+    assert int(pid) == os.getpid() and int(addr, 16) == pa
