@@ -56,6 +56,10 @@ CASES = [
     ("cuda_csr", "fp32", Pattern("unstructured"), 64, 33, "plain", None),
     ("cuda_nm_sparselt", "fp16", Pattern("nm", n=2, m=4), 128, 64, "plain", None),
     ("cuda_nm_sparselt", "fp16", Pattern("nm", n=2, m=4), 64, 96, "bgr", None),
+    # experimental (SPARSIFY_EXPERIMENTAL_WGMMA=1 in convert); rendered directly here, so CI compiles it and a
+    # GPU host checks it against numpy: kept rows not a multiple of the k-step, N not a multiple of 128
+    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 200, 200, "bgr", None),
+    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 96, 256, "plain", (32, 4)),
 ]
 
 

@@ -53,7 +53,7 @@ def test_all_cuda_sources_compile(tmp_path):
     text = "\n".join(build_case(i)[3][0].text for i in range(len(CASES)))
     src = tmp_path / "all.cu"
     src.write_text(text)
-    cmd = [nvcc_path(), "-c", "-O1", "-std=c++17", "-gencode", "arch=compute_90,code=sm_90", "-Xcompiler", "-fPIC",
+    cmd = [nvcc_path(), "-c", "-O1", "-std=c++17", "-gencode", "arch=compute_90a,code=sm_90a", "-Xcompiler", "-fPIC",
            "-o", str(tmp_path / "all.o"), str(src)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
@@ -99,3 +99,17 @@ def test_nm_libraries_share_one_cusparselt_state():
     libc.getenv.restype = ctypes.c_char_p
     ver, pid, addr = libc.getenv(b"SPARSIFY_LT_SHARED").decode().split(":")
     assert int(pid) == os.getpid() and int(addr, 16) == pa
+
+
+def test_wgmma_family_is_opt_in(monkeypatch):
+    from sparsify_onnx.codegen.registry import get_family
+    from sparsify_onnx.pattern import Pattern
+    fam = get_family("cuda_tile_wgmma")
+    monkeypatch.delenv("SPARSIFY_EXPERIMENTAL_WGMMA", raising=False)
+    assert "experimental" in fam.supports(Pattern("tile", granularity=128), 768, 3072, "fp16")
+    monkeypatch.setenv("SPARSIFY_EXPERIMENTAL_WGMMA", "1")
+    assert fam.supports(Pattern("tile", granularity=128), 768, 3072, "fp16") is None
+    assert "128 columns" in fam.supports(Pattern("tile", granularity=64), 768, 3072, "fp16")
+    from sparsify_onnx.tune.build import gencode_flags
+    assert gencode_flags(("sm_80", "sm_90")) == ["-gencode", "arch=compute_80,code=sm_80",
+                                                  "-gencode", "arch=compute_90a,code=sm_90a"]

@@ -100,11 +100,8 @@ def _cuda_lib_dir(nvcc: str) -> Path | None:
 
 
 def _gencode(cuda_arch) -> list[str]:
-    out = []
-    for a in cuda_arch:
-        num = str(a).replace("sm_", "").replace("compute_", "")
-        out += ["-gencode", f"arch=compute_{num},code=sm_{num}"]
-    return out
+    from ..tune.build import gencode_flags  # one rule for both builds (sm_90 -> sm_90a)
+    return gencode_flags(tuple(cuda_arch))
 
 
 def _fail(what: str, cmd: list[str], output: str, source: Path | None) -> SparsifyError:

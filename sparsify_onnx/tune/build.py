@@ -44,9 +44,12 @@ def nvcc_version() -> str:
 
 
 def gencode_flags(arch=("sm_90",)) -> list[str]:
+    """nvcc -gencode pairs. sm_90 is built as sm_90a (same devices: compute capability 9.0), so Hopper-only
+    instructions (wgmma) are available to the kernels that guard them with __CUDA_ARCH_FEAT_SM90_ALL."""
     out = []
     for a in arch:
-        cc = a.replace("sm_", "")
+        cc = str(a).replace("sm_", "").replace("compute_", "")
+        cc = "90a" if cc == "90" else cc
         out += ["-gencode", f"arch=compute_{cc},code=sm_{cc}"]
     return out
 
