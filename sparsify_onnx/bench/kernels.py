@@ -36,6 +36,8 @@ SHAPES = [(4096, 768, 768), (4096, 3072, 768), (4096, 768, 3072), (8192, 8192, 8
 DENSITIES = [0.5, 0.25, 0.1, 0.05]
 PATTERNS = ["block16", "block32", "block64", "unstructured", "2:4", "tile"]
 FAMILY = {"block": "cuda_bcsr_tc", "unstructured": "cuda_csr", "nm": "cuda_nm_sparselt", "tile": "cuda_tile"}
+# patterns named explicitly for another family: the experimental wgmma tile kernel (G = 128)
+FAMILY_BY_NAME = {"tile-wgmma": "cuda_tile_wgmma"}
 
 
 def make_pattern(name: str) -> Pattern:
@@ -46,6 +48,9 @@ def make_pattern(name: str) -> Pattern:
         return Pattern("unstructured")
     if name == "2:4":
         return Pattern("nm", n=2, m=4)
+    if name == "tile-wgmma":
+        os.environ["SPARSIFY_EXPERIMENTAL_WGMMA"] = "1"  # asked for by name
+        return Pattern("tile", granularity=128)
     if name.startswith("tile"):
         return Pattern("tile", granularity=int(name[4:] or 128))
     raise SystemExit(f"unknown pattern {name}")
@@ -83,7 +88,7 @@ def plan_cases(shapes, patterns, densities, sweep=False, seed=0):
     for (M, N, K) in shapes:
         for pname in patterns:
             pat = make_pattern(pname)
-            fam = get_family(FAMILY[pat.kind])
+            fam = get_family(FAMILY_BY_NAME.get(pname, FAMILY[pat.kind]))
             dens = [0.5] if pat.kind == "nm" else densities
             for d in dens:
                 why = fam.supports(pat, K, N, "fp16")
