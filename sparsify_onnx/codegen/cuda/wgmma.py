@@ -9,7 +9,8 @@ matrix descriptors, and multiplies with ``wgmma.mma_async m64n128k16`` (2 warpgr
 ``bench/cuda/wgmma_probe.cu`` is the same kernel standalone: it checks which descriptor stride convention
 (LBO/SBO) is right and times it; ``DESC`` below must match what it finds.
 
-Tile: (KS, STAGES): kept rows per pipeline stage, stages. G must be 128; the build compiles sm_90 as sm_90a.
+Tile: (KS, STAGES, INFLIGHT): kept rows per pipeline stage, stages, and 1 to keep one wgmma group in flight
+across the stage boundary (0: wait for it before refilling). G must be 128; the build compiles sm_90 as sm_90a.
 """
 from __future__ import annotations
 
@@ -50,25 +51,25 @@ class CudaTileWgmma(KernelFamily):
         return None
 
     def tile_candidates(self, pattern, K, N, dtype):
-        return [(64, 3), (64, 2), (32, 4), (128, 2)]
+        return [(64, 3, 0), (64, 3, 1), (64, 4, 1), (32, 4, 0), (128, 2, 0)]
 
     def _geometry(self, spec):
-        KS, ST = spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0]
-        return KS, ST
+        KS, ST, INF = spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0]
+        return KS, ST, INF
 
     def render(self, spec, packed):
-        KS, ST = self._geometry(spec)
+        KS, ST, INF = self._geometry(spec)
         tptr, units = _tables(spec, packed)
         la, sa, lb, sb = DESC(KS * 128)
         ctx = base_ctx(spec, packed)
-        ctx.update(G=spec.pattern.granularity, KS=KS, STAGES=ST, ntiles=len(tptr) - 1, tptr=fmt_array(tptr),
+        ctx.update(G=spec.pattern.granularity, KS=KS, STAGES=ST, INFLIGHT=INF, ntiles=len(tptr) - 1, tptr=fmt_array(tptr),
                    units=fmt_array(units), nunits=int(units.size),
                    unit_type=index_ctype(int(units.max()) if units.size else 0),
                    LBO_A=la, SBO_A=sa, LBO_B=lb, SBO_B=sb)
         return source(spec, render_template("cuda_tile_wgmma.cu.j2", **ctx))
 
     def cost(self, spec, packed, M):
-        KS, _ = self._geometry(spec)
+        KS, _, _ = self._geometry(spec)
         tptr, _ = _tables(spec, packed)
         steps = sum(-(-int(tptr[i + 1] - tptr[i]) // KS) for i in range(len(tptr) - 1))
         return roofline(M, spec.K, spec.N, steps * KS * spec.pattern.granularity, "tc", 1.0, spec.dtype,
