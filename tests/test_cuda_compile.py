@@ -113,3 +113,21 @@ def test_wgmma_family_is_opt_in(monkeypatch):
     from sparsify_onnx.tune.build import gencode_flags
     assert gencode_flags(("sm_80", "sm_90")) == ["-gencode", "arch=compute_80,code=sm_80",
                                                   "-gencode", "arch=compute_90a,code=sm_90a"]
+
+
+def test_nm_cost_follows_measured_cusparselt_speedups():
+    """Without a GPU the 2:4 decision follows session 2's H200 measurements: slower than cuBLAS at
+    4096x768x768 (0.77x), faster at the FFN shapes (1.08x) and at 8192^3 (1.53x)."""
+    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
+    from sparsify_onnx.codegen.packing import pack
+    from sparsify_onnx.pattern import Pattern
+    from sparsify_onnx.transform.cost import dense_cost
+    import numpy as np
+    fam = get_family("cuda_nm_sparselt")
+    pat = Pattern("nm", n=2, m=4)
+    W = np.ones((64, 64), np.float32)
+    W.reshape(16, 4, 64)[:, :2, :] = 0
+    pk = pack(W, pat, dtype=np.float16)
+    for (M, N, K), sparse_wins in (((4096, 768, 768), False), ((4096, 3072, 768), True), ((8192, 8192, 8192), True)):
+        spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, K, N, Epilogue(), tables_hash="x")
+        assert (fam.cost(spec, pk, M) < dense_cost("cuda", M, K, N, "fp16")) is sparse_wins, (M, N, K)

@@ -9,8 +9,8 @@ Cost model (used when no GPU is present to tune on; `KernelFamily.cost` returns 
 * ``bytes`` = X read once + Y written once (+ residual read) + the packed values, at
   ``BW`` = 4.0e12 B/s (H200 device-to-device copy measured at 4.3 TB/s).
 * ``PEAK`` per compute path: tensor-core fp16 mma.sync 600e12 FLOP/s, CUDA-core fp32
-  FMA 50e12, CUDA-core gathers (CSR) 20e12, cuSPARSELt 2:4 900e12 (dense-equivalent
-  1.6 x 560e12).  ``eff`` penalises narrow CTA tiles: the A operand is re-read from
+  FMA 50e12, CUDA-core gathers (CSR) 20e12. 2:4 on cuSPARSELt is not modelled from a peak:
+  ``nm.lt_speedup`` gives the speedup over cuBLAS measured on the H200 at this size.  ``eff`` penalises narrow CTA tiles: the A operand is re-read from
   shared memory once per BN output columns, so eff = min(1, BN / 64) on tensor cores.
 * ``LAUNCH`` = 3 us per kernel launch.
 
