@@ -30,7 +30,7 @@ TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates"
 
 BW = 4.0e12
 LAUNCH = 3e-6
-PEAK = {"tc": 600e12, "simt": 50e12, "csr": 20e12, "sparselt": 900e12}
+PEAK = {"tc": 600e12, "simt": 50e12, "csr": 20e12}
 
 DEFAULT_ARCH = ("sm_80", "sm_90")
 
