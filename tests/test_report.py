@@ -209,3 +209,13 @@ def test_per_node_times_from_the_profiler():
                                   "macs_dense_per_row": 10, "macs_live_per_row": 2, **nodes[0]}], meta={})
     md = render_markdown(r)
     assert "time saved" in md and "62.5%" in md
+
+
+def test_per_node_times_leave_out_warmup_runs():
+    """A node whose first call does one-time work (cuSPARSELt algorithm timing) is not charged for it."""
+    from sparsify_onnx.bench.profile import aggregate_node_events
+    ev = [{"cat": "Node", "name": "a_kernel_time", "ts": t, "dur": d} for t, d in ((0, 8e6), (10, 30.0), (20, 50.0))]
+    ev += [{"cat": "Node", "name": "b_kernel_time", "ts": 5, "dur": 7.0}, {"cat": "Session", "name": "x", "dur": 1e9}]
+    got = aggregate_node_events(ev, warmup=1)
+    assert got["a"] == 40.0  # the 8-second first run is left out
+    assert got["b"] == 7.0   # fewer runs than the warm-up: keep what there is
