@@ -131,3 +131,11 @@ def test_nm_cost_follows_measured_cusparselt_speedups():
     for (M, N, K), sparse_wins in (((4096, 768, 768), False), ((4096, 3072, 768), True), ((8192, 8192, 8192), True)):
         spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, K, N, Epilogue(), tables_hash="x")
         assert (fam.cost(spec, pk, M) < dense_cost("cuda", M, K, N, "fp16")) is sparse_wins, (M, N, K)
+
+
+def test_sm90a_only_with_cuda12(monkeypatch):
+    from sparsify_onnx.tune import build
+    monkeypatch.setattr(build, "nvcc_version", lambda: "Build cuda_11.8.r11.8/compiler.31833905_0")
+    assert build.gencode_flags(("sm_90",)) == ["-gencode", "arch=compute_90,code=sm_90"]
+    monkeypatch.setattr(build, "nvcc_version", lambda: "Build cuda_12.4.r12.4/compiler.0")
+    assert build.gencode_flags(("sm_90",)) == ["-gencode", "arch=compute_90a,code=sm_90a"]

@@ -49,9 +49,17 @@ def gencode_flags(arch=("sm_90",)) -> list[str]:
     out = []
     for a in arch:
         cc = str(a).replace("sm_", "").replace("compute_", "")
-        cc = "90a" if cc == "90" else cc
+        if cc == "90" and _nvcc_major() >= 12:  # sm_90a needs CUDA 12.0+; older nvcc keeps plain sm_90
+            cc = "90a"
         out += ["-gencode", f"arch=compute_{cc},code=sm_{cc}"]
     return out
+
+
+def _nvcc_major() -> int:
+    """CUDA major version of the nvcc in use ("Build cuda_13.0.r13.0/..."); 99 when unknown (assume new)."""
+    import re
+    m = re.search(r"cuda_(\d+)\.", nvcc_version())
+    return int(m.group(1)) if m else 99
 
 
 def nvcc_command(arch=("sm_90",), shared=True) -> list[str]:
