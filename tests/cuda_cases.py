@@ -59,8 +59,8 @@ CASES = [
     # experimental (SPARSIFY_EXPERIMENTAL_WGMMA=1 in convert); rendered directly here, so CI compiles it and a
     # GPU host checks it against numpy: kept rows not a multiple of the k-step, N not a multiple of 128
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 200, 200, "bgr", None),
-    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 96, 256, "plain", (32, 4, 0)),
-    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 300, 136, "ta", (64, 3, 1)),
+    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 96, 256, "plain", (128, 32, 4, 0)),
+    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 300, 136, "ta", (256, 64, 3, 1)),
 ]
 
 

@@ -9,8 +9,9 @@ matrix descriptors, and multiplies with ``wgmma.mma_async m64n128k16`` (2 warpgr
 ``bench/cuda/wgmma_probe.cu`` is the same kernel standalone: it checks which descriptor stride convention
 (LBO/SBO) is right and times it; ``DESC`` below must match what it finds.
 
-Tile: (KS, STAGES, INFLIGHT): kept rows per pipeline stage, stages, and 1 to keep one wgmma group in flight
-across the stage boundary (0: wait for it before refilling). G must be 128; the build compiles sm_90 as sm_90a.
+Tile: (BM, KS, STAGES, INFLIGHT): rows per CTA (128 or 256: each of the 2 warpgroups owns 1 or 2 m64
+sub-tiles; 256 halves the W tile's L2 traffic per FLOP), kept rows per pipeline stage, stages, and 1 to keep
+one wgmma group in flight across the stage boundary (0: wait for it before refilling). G must be 128; the build compiles sm_90 as sm_90a.
 """
 from __future__ import annotations
 
@@ -51,25 +52,26 @@ class CudaTileWgmma(KernelFamily):
         return None
 
     def tile_candidates(self, pattern, K, N, dtype):
-        return [(64, 3, 0), (64, 3, 1), (64, 4, 1), (32, 4, 0), (128, 2, 0)]
+        return [(128, 64, 3, 0), (128, 64, 3, 1), (256, 64, 3, 1), (256, 64, 4, 1), (256, 32, 4, 1),
+                (128, 32, 4, 0), (128, 128, 2, 0)]
 
     def _geometry(self, spec):
-        KS, ST, INF = spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0]
-        return KS, ST, INF
+        BM, KS, ST, INF = spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0]
+        return BM, KS, ST, INF
 
     def render(self, spec, packed):
-        KS, ST, INF = self._geometry(spec)
+        BM, KS, ST, INF = self._geometry(spec)
         tptr, units = _tables(spec, packed)
         la, sa, lb, sb = DESC(KS * 128)
         ctx = base_ctx(spec, packed)
-        ctx.update(G=spec.pattern.granularity, KS=KS, STAGES=ST, INFLIGHT=INF, ntiles=len(tptr) - 1, tptr=fmt_array(tptr),
+        ctx.update(G=spec.pattern.granularity, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, ntiles=len(tptr) - 1, tptr=fmt_array(tptr),
                    units=fmt_array(units), nunits=int(units.size),
                    unit_type=index_ctype(int(units.max()) if units.size else 0),
                    LBO_A=la, SBO_A=sa, LBO_B=lb, SBO_B=sb)
         return source(spec, render_template("cuda_tile_wgmma.cu.j2", **ctx))
 
     def cost(self, spec, packed, M):
-        KS, _, _ = self._geometry(spec)
+        _, KS, _, _ = self._geometry(spec)
         tptr, _ = _tables(spec, packed)
         steps = sum(-(-int(tptr[i + 1] - tptr[i]) // KS) for i in range(len(tptr) - 1))
         return roofline(M, spec.K, spec.N, steps * KS * spec.pattern.granularity, "tc", 1.0, spec.dtype,
