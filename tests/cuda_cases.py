@@ -61,6 +61,10 @@ CASES = [
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 200, 200, "bgr", None),
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 96, 256, "plain", (128, 32, 4, 0)),
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 300, 136, "ta", (256, 64, 3, 1)),
+    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=64), 136, 200, "br", (128, 32, 4, 1)),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 136, 200, "bgr", None),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(16, 16)), 96, 64, "ta", (256, 32, 4, 1)),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 128, 192, "plain", (128, 64, 3, 1)),
 ]
 
 

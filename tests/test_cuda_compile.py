@@ -109,7 +109,9 @@ def test_wgmma_family_is_opt_in(monkeypatch):
     assert "experimental" in fam.supports(Pattern("tile", granularity=128), 768, 3072, "fp16")
     monkeypatch.setenv("SPARSIFY_EXPERIMENTAL_WGMMA", "1")
     assert fam.supports(Pattern("tile", granularity=128), 768, 3072, "fp16") is None
-    assert "128 columns" in fam.supports(Pattern("tile", granularity=64), 768, 3072, "fp16")
+    assert fam.supports(Pattern("tile", granularity=64), 768, 3072, "fp16") is None
+    assert "64 or 128 columns" in fam.supports(Pattern("tile", granularity=32), 768, 3072, "fp16")
+    assert get_family("cuda_bcsr_wgmma").supports(Pattern("block", block=(32, 32)), 768, 3072, "fp16") is None
     from sparsify_onnx.tune.build import gencode_flags
     assert gencode_flags(("sm_80", "sm_90")) == ["-gencode", "arch=compute_80,code=sm_80",
                                                   "-gencode", "arch=compute_90a,code=sm_90a"]
@@ -139,3 +141,37 @@ def test_sm90a_only_with_cuda12(monkeypatch):
     assert build.gencode_flags(("sm_90",)) == ["-gencode", "arch=compute_90,code=sm_90"]
     monkeypatch.setattr(build, "nvcc_version", lambda: "Build cuda_12.4.r12.4/compiler.0")
     assert build.gencode_flags(("sm_90",)) == ["-gencode", "arch=compute_90a,code=sm_90a"]
+
+
+@pytest.mark.parametrize("i", [i for i, c in enumerate(CASES) if c[0] in ("cuda_tile_wgmma", "cuda_bcsr_wgmma")])
+def test_wgmma_group_tables_rebuild_the_weight(i):
+    """The wgmma kernels' tables, read the way the kernel reads them (group g, kept row q -> row k of W and
+    the source of each 8-column chunk of values), give back exactly the packed weight."""
+    import numpy as np
+    from sparsify_onnx.codegen.cuda.wgmma import group_tables
+    from sparsify_onnx.codegen.registry import get_family
+    spec, pk, W, _ = build_case(i)
+    fam = get_family(spec.family)
+    G = fam.group_width(spec.pattern)
+    H, Wd, gptr, ukb, ubl = group_tables(spec, pk, G)
+    C = G // Wd
+    V = pk.values.reshape(-1).astype(np.float64)
+    K, N = spec.K, spec.N
+    got = np.zeros((K, -(-N // G) * G))
+    for g in range(len(gptr) - 1):
+        nrows = (gptr[g + 1] - gptr[g]) * H
+        for q in range(nrows):
+            e, ii = gptr[g] + q // H, q % H
+            k = int(ukb[e]) * H + ii
+            for cc in range(G // 8):
+                if ubl is None:
+                    u, cw = e, cc
+                else:
+                    u, cw = int(ubl[e * C + cc // (Wd // 8)]), cc % (Wd // 8)
+                if u < 0 or k >= K:
+                    continue
+                row = V[(u * H + ii) * Wd + cw * 8:(u * H + ii) * Wd + cw * 8 + 8]
+                assert not got[k, g * G + cc * 8:g * G + cc * 8 + 8].any(), "a chunk written twice"
+                got[k, g * G + cc * 8:g * G + cc * 8 + 8] = row
+    np.testing.assert_array_equal(got[:, :N], W)
+    assert not got[:, N:].any()

@@ -1,43 +1,77 @@
-"""Tile-wise (SC'20) fp16 on Hopper wgmma: ``cuda_tile_wgmma``. EXPERIMENTAL, off unless
-``SPARSIFY_EXPERIMENTAL_WGMMA=1``: written after session 2's H200 time was spent, not yet run on a GPU.
+"""Hopper wgmma kernels for tile-wise and block-sparse weights: ``cuda_tile_wgmma``, ``cuda_bcsr_wgmma``.
+EXPERIMENTAL, off unless ``SPARSIFY_EXPERIMENTAL_WGMMA=1``: written after session 2's H200 time was spent, not
+yet run on a GPU (the GPU tests in tests/cuda_cases.py check them against numpy whenever a GPU is present).
 
-The mma.sync tile kernel (``cuda_tile``) runs its mainloop at ~200 TFLOP/s of kept work on the H200, while
-cuBLAS's wgmma kernels reach ~710; the issue's tile-wise bar (1.9x at 75% sparsity) needs ~370. This family
-keeps the same data path (X transposed once into scratch, the kept rows of each 128-column tile gathered from
-X^T with cp.async) but stores both operands in the 128-byte-swizzled shared layout that wgmma reads through
-matrix descriptors, and multiplies with ``wgmma.mma_async m64n128k16`` (2 warpgroups, 128 rows per CTA).
-``bench/cuda/wgmma_probe.cu`` is the same kernel standalone: it checks which descriptor stride convention
-(LBO/SBO) is right and times it; ``DESC`` below must match what it finds.
+Why: the mma.sync kernels (``cuda_tile``, ``cuda_bcsr_tc``) run their mainloops at ~200 TFLOP/s of live work on
+the H200, cuBLAS's wgmma kernels at ~710; the tile-wise bar (1.9x at 75% sparsity) needs ~370.
+
+One template (``cuda_wgmma.cu.j2``) serves both. X is transposed once into scratch; a CTA computes BM rows x one
+*group* of G = 64 or 128 output columns from the group's kept rows of W, gathered from X^T and W with cp.async
+into the 128-byte-swizzled shared layout that ``wgmma.mma_async m64nGk16`` reads through matrix descriptors
+(A M-major, B N-major). A tile-wise tile is a group (its kept rows). For blocks h x w, a group is G / w
+adjacent block columns and its kept rows are the union of their live block rows; a block absent from one
+member column is read as zeros (so 32x32 blocks at 90% run ~19% of the rows on n64 tiles, where the
+mma.sync kernel runs 10% on n32 tiles at a fraction of the rate). ``bench/cuda/wgmma_probe.cu`` is the
+tile kernel standalone: it checks which descriptor stride convention is right; ``DESC`` must match it.
 
 Tile: (BM, KS, STAGES, INFLIGHT): rows per CTA (128 or 256: each of the 2 warpgroups owns 1 or 2 m64
-sub-tiles; 256 halves the W tile's L2 traffic per FLOP), kept rows per pipeline stage, stages, and 1 to keep
-one wgmma group in flight across the stage boundary (0: wait for it before refilling). G must be 128; the build compiles sm_90 as sm_90a.
+sub-tiles), kept rows per pipeline stage, stages, and 1 to keep one wgmma group in flight across the stage
+boundary. The build compiles sm_90 as sm_90a.
 """
 from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from ..registry import KernelFamily, register_family
 from .common import base_ctx, fmt_array, index_ctype, render_template, roofline, source
 from .gather import _tables
 
-# (LBO_A, SBO_A, LBO_B, SBO_B) as functions of the panel size (KS * 128 bytes): LBO strides the 64-wide MN
-# panels, SBO the groups of 8 K rows (CUTLASS's canonical MN-major 128-byte-swizzle layout). To be confirmed
-# on the GPU by bench/cuda/wgmma_probe.cu (its variant 0).
+# (LBO_A, SBO_A, LBO_B, SBO_B) for a panel of `panel` bytes: LBO strides the 64-wide MN panels, SBO the groups
+# of 8 K rows (CUTLASS's canonical MN-major 128-byte-swizzle layout). To be confirmed on the GPU by
+# bench/cuda/wgmma_probe.cu (its variant 0).
 DESC = lambda panel: (panel, 1024, panel, 1024)  # noqa: E731
+
+CANDIDATES = [(128, 64, 3, 0), (128, 64, 3, 1), (256, 64, 3, 1), (256, 64, 4, 1), (256, 32, 4, 1),
+              (128, 32, 4, 0), (128, 128, 2, 0)]
 
 
 def enabled() -> bool:
     return os.environ.get("SPARSIFY_EXPERIMENTAL_WGMMA") == "1"
 
 
-@register_family
-class CudaTileWgmma(KernelFamily):
-    """Tile-wise G=128, fp16, Hopper wgmma (experimental: SPARSIFY_EXPERIMENTAL_WGMMA=1)."""
-    name = "cuda_tile_wgmma"
+def group_tables(spec, packed, G: int):
+    """(H, W, gptr, ukb, ubl or None): per group of G columns, its entries (kept row blocks) and, for blocks,
+    which block of each member column holds the values (-1: none)."""
+    if spec.pattern.kind == "tile":
+        tptr, rows = _tables(spec, packed)
+        return 1, G, np.asarray(tptr), np.asarray(rows), None
+    h, w = spec.pattern.block
+    col_ptr, row_idx = (np.asarray(a) for a in _tables(spec, packed))
+    C = G // w
+    nbc = len(col_ptr) - 1
+    gptr, ukb, ubl = [0], [], []
+    for g in range(-(-nbc // C)):
+        members = []
+        for c in range(C):
+            bc = g * C + c
+            members.append({} if bc >= nbc else
+                           {int(row_idx[u]): u for u in range(int(col_ptr[bc]), int(col_ptr[bc + 1]))})
+        union = sorted(set().union(*[m.keys() for m in members]))
+        for kb in union:
+            ukb.append(kb)
+            ubl += [m.get(kb, -1) for m in members]
+        gptr.append(len(ukb))
+    return h, w, np.array(gptr), np.array(ukb, dtype=np.int64), np.array(ubl, dtype=np.int64)
+
+
+class _Wgmma(KernelFamily):
     device = "cuda"
-    patterns = ("tile",)
     dtypes = ("fp16",)
+
+    def group_width(self, pattern) -> int:
+        raise NotImplementedError
 
     def supports(self, pattern, K, N, dtype):
         why = super().supports(pattern, K, N, dtype)
@@ -45,34 +79,68 @@ class CudaTileWgmma(KernelFamily):
             return why
         if not enabled():
             return f"{self.name} is experimental (not yet run on a GPU): set SPARSIFY_EXPERIMENTAL_WGMMA=1"
-        if pattern.granularity != 128:
-            return f"{self.name} needs tiles of 128 columns, not {pattern.granularity}"
         if N % 8:
             return f"{self.name} needs N a multiple of 8, not {N}"
         return None
 
     def tile_candidates(self, pattern, K, N, dtype):
-        return [(128, 64, 3, 0), (128, 64, 3, 1), (256, 64, 3, 1), (256, 64, 4, 1), (256, 32, 4, 1),
-                (128, 32, 4, 0), (128, 128, 2, 0)]
+        return list(CANDIDATES)
 
     def _geometry(self, spec):
-        BM, KS, ST, INF = spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0]
-        return BM, KS, ST, INF
+        return spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0]
 
     def render(self, spec, packed):
         BM, KS, ST, INF = self._geometry(spec)
-        tptr, units = _tables(spec, packed)
+        G = self.group_width(spec.pattern)
+        H, W, gptr, ukb, ubl = group_tables(spec, packed, G)
         la, sa, lb, sb = DESC(KS * 128)
         ctx = base_ctx(spec, packed)
-        ctx.update(G=spec.pattern.granularity, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, ntiles=len(tptr) - 1, tptr=fmt_array(tptr),
-                   units=fmt_array(units), nunits=int(units.size),
-                   unit_type=index_ctype(int(units.max()) if units.size else 0),
-                   LBO_A=la, SBO_A=sa, LBO_B=lb, SBO_B=sb)
-        return source(spec, render_template("cuda_tile_wgmma.cu.j2", **ctx))
+        ctx.update(G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, ngroups=len(gptr) - 1,
+                   gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
+                   kb_type=index_ctype(int(ukb.max()) if ukb.size else 0), IDENT=ubl is None,
+                   ubl=fmt_array(ubl) if ubl is not None else "", LBO_A=la, SBO_A=sa, LBO_B=lb, SBO_B=sb)
+        return source(spec, render_template("cuda_wgmma.cu.j2", **ctx))
 
     def cost(self, spec, packed, M):
         _, KS, _, _ = self._geometry(spec)
-        tptr, _ = _tables(spec, packed)
-        steps = sum(-(-int(tptr[i + 1] - tptr[i]) // KS) for i in range(len(tptr) - 1))
-        return roofline(M, spec.K, spec.N, steps * KS * spec.pattern.granularity, "tc", 1.0, spec.dtype,
-                        packed.values.nbytes, spec.epilogue.residual, launches=2)
+        G = self.group_width(spec.pattern)
+        H, _, gptr, _, _ = group_tables(spec, packed, G)
+        rows = sum(-(-int(gptr[i + 1] - gptr[i]) * H // KS) * KS for i in range(len(gptr) - 1))
+        # unmeasured: priced like the mma.sync kernels until the H200 says otherwise
+        return roofline(M, spec.K, spec.N, rows * G, "tc", 1.0, spec.dtype, packed.values.nbytes,
+                        spec.epilogue.residual, launches=2)
+
+
+@register_family
+class CudaTileWgmma(_Wgmma):
+    """Tile-wise G = 64 or 128, fp16, Hopper wgmma (experimental: SPARSIFY_EXPERIMENTAL_WGMMA=1)."""
+    name = "cuda_tile_wgmma"
+    patterns = ("tile",)
+
+    def group_width(self, pattern):
+        return pattern.granularity
+
+    def supports(self, pattern, K, N, dtype):
+        why = super().supports(pattern, K, N, dtype)
+        if why is None and pattern.granularity not in (64, 128):
+            return f"{self.name} needs tiles of 64 or 128 columns, not {pattern.granularity}"
+        return why
+
+
+@register_family
+class CudaBcsrWgmma(_Wgmma):
+    """Block-sparse fp16 on Hopper wgmma, block columns grouped to 64 (w <= 64) or 128 (w = 128) columns
+    (experimental: SPARSIFY_EXPERIMENTAL_WGMMA=1)."""
+    name = "cuda_bcsr_wgmma"
+    patterns = ("block",)
+
+    def group_width(self, pattern):
+        return 128 if pattern.block[1] == 128 else 64
+
+    def supports(self, pattern, K, N, dtype):
+        why = super().supports(pattern, K, N, dtype)
+        if why is None:
+            h, w = pattern.block
+            if w not in (8, 16, 32, 64, 128):
+                return f"{self.name} needs block widths 8..128 (powers of two), not {w}"
+        return why
