@@ -14,7 +14,7 @@ for r in json.load(open(sys.argv[1]))["results"]:
     if "ours_us" not in r:
         continue
     pat, fam = make_pattern(r["pattern"]), get_family(r["family"])
-    seed = zlib.crc32(f"{r['N']},{r['K']},{r['pattern']},{r['density']}".encode()) % 100000  # as bench.kernels
+    seed = zlib.crc32(f"{r['N']},{r['K']},{r['pattern'].removesuffix('-wgmma')},{r['density']}".encode()) % 100000  # as bench.kernels
     W, pk = _weight(r["pattern"], r["K"], r["N"], r["density"], seed)
     spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, r["K"], r["N"], Epilogue(), tile=tuple(r["tile"]),
                       arch=("sm_90",), tables_hash=pk.tables_hash())

@@ -36,11 +36,17 @@ SHAPES = [(4096, 768, 768), (4096, 3072, 768), (4096, 768, 3072), (8192, 8192, 8
 DENSITIES = [0.5, 0.25, 0.1, 0.05]
 PATTERNS = ["block16", "block32", "block64", "unstructured", "2:4", "tile"]
 FAMILY = {"block": "cuda_bcsr_tc", "unstructured": "cuda_csr", "nm": "cuda_nm_sparselt", "tile": "cuda_tile"}
-# patterns named explicitly for another family: the experimental wgmma tile kernel (G = 128)
-FAMILY_BY_NAME = {"tile-wgmma": "cuda_tile_wgmma"}
+WGMMA_FAMILY = {"block": "cuda_bcsr_wgmma", "tile": "cuda_tile_wgmma"}  # "<pattern>-wgmma": the experimental kernels
+
+
+def family_for(pname: str, pat: Pattern) -> str:
+    return WGMMA_FAMILY[pat.kind] if pname.endswith("-wgmma") else FAMILY[pat.kind]
 
 
 def make_pattern(name: str) -> Pattern:
+    if name.endswith("-wgmma"):  # e.g. block32-wgmma, tile-wgmma: the experimental wgmma kernels, asked for by name
+        os.environ["SPARSIFY_EXPERIMENTAL_WGMMA"] = "1"
+        return make_pattern(name[: -len("-wgmma")])
     if name.startswith("block"):
         b = int(name[5:])
         return Pattern("block", block=(b, b))
@@ -48,9 +54,6 @@ def make_pattern(name: str) -> Pattern:
         return Pattern("unstructured")
     if name == "2:4":
         return Pattern("nm", n=2, m=4)
-    if name == "tile-wgmma":
-        os.environ["SPARSIFY_EXPERIMENTAL_WGMMA"] = "1"  # asked for by name
-        return Pattern("tile", granularity=128)
     if name.startswith("tile"):
         return Pattern("tile", granularity=int(name[4:] or 128))
     raise SystemExit(f"unknown pattern {name}")
@@ -88,7 +91,7 @@ def plan_cases(shapes, patterns, densities, sweep=False, seed=0):
     for (M, N, K) in shapes:
         for pname in patterns:
             pat = make_pattern(pname)
-            fam = get_family(FAMILY_BY_NAME.get(pname, FAMILY[pat.kind]))
+            fam = get_family(family_for(pname, pat))
             dens = [0.5] if pat.kind == "nm" else densities
             for d in dens:
                 why = fam.supports(pat, K, N, "fp16")
@@ -105,7 +108,7 @@ def plan_cases(shapes, patterns, densities, sweep=False, seed=0):
                 if sweep and pat.kind in ("block", "tile") and d in (0.1, 0.25):
                     tiles = fam.tile_candidates(pat, K, N, "fp16")[:12 if M * N * K < 2 ** 36 else 6]
                 for tile in tiles:
-                    cases.append(dict(case, tile=tile, seed=seed + zlib.crc32(f"{N},{K},{pname},{d}".encode()) % 100000))
+                    cases.append(dict(case, tile=tile, seed=seed + zlib.crc32(f"{N},{K},{pname.removesuffix('-wgmma')},{d}".encode()) % 100000))
     return cases
 
 
