@@ -175,3 +175,24 @@ def test_wgmma_group_tables_rebuild_the_weight(i):
                 got[k, g * G + cc * 8:g * G + cc * 8 + 8] = row
     np.testing.assert_array_equal(got[:, :N], W)
     assert not got[:, N:].any()
+
+
+def test_enabled_wgmma_families_win_the_choice(monkeypatch):
+    """With SPARSIFY_EXPERIMENTAL_WGMMA=1 the cost model prefers the wgmma kernels, so convert builds and
+    tunes them (their rate is a target until measured)."""
+    import numpy as np
+    from sparsify_onnx.codegen.packing import pack
+    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
+    from sparsify_onnx.pattern import Pattern
+    monkeypatch.setenv("SPARSIFY_EXPERIMENTAL_WGMMA", "1")
+    rng = np.random.default_rng(0)
+    for pat, old, new in ((Pattern("tile", granularity=128), "cuda_tile", "cuda_tile_wgmma"),
+                          (Pattern("block", block=(32, 32)), "cuda_bcsr_tc", "cuda_bcsr_wgmma")):
+        from cuda_cases import weight
+        W = weight(pat, 768, 768, 0.25, rng)
+        pk = pack(W, pat, dtype=np.float16)
+        cost = {}
+        for fam in (old, new):
+            spec = KernelSpec("linear", fam, "cuda", "fp16", pat, 768, 768, Epilogue(), tables_hash=pk.tables_hash())
+            cost[fam] = get_family(fam).cost(spec, pk, 4096)
+        assert cost[new] < cost[old], cost

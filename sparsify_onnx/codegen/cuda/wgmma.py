@@ -106,8 +106,9 @@ class _Wgmma(KernelFamily):
         G = self.group_width(spec.pattern)
         H, _, gptr, _, _ = group_tables(spec, packed, G)
         rows = sum(-(-int(gptr[i + 1] - gptr[i]) * H // KS) * KS for i in range(len(gptr) - 1))
-        # unmeasured: priced like the mma.sync kernels until the H200 says otherwise
-        return roofline(M, spec.K, spec.N, rows * G, "tc", 1.0, spec.dtype, packed.values.nbytes,
+        # unmeasured: the rate it is written to reach (when enabled it is meant to win the choice of family;
+        # with a GPU the tuner times it against cuBLAS anyway)
+        return roofline(M, spec.K, spec.N, rows * G, "wgmma", 1.0, spec.dtype, packed.values.nbytes,
                         spec.epilogue.residual, launches=2)
 
 
