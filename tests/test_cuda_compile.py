@@ -196,3 +196,21 @@ def test_enabled_wgmma_families_win_the_choice(monkeypatch):
             spec = KernelSpec("linear", fam, "cuda", "fp16", pat, 768, 768, Epilogue(), tables_hash=pk.tables_hash())
             cost[fam] = get_family(fam).cost(spec, pk, 4096)
         assert cost[new] < cost[old], cost
+
+
+def test_tuning_reports_the_cusparselt_algorithm():
+    from sparsify_onnx.tune import _cusparselt_algorithm
+
+    class Fn:
+        def __init__(self, v):
+            self.v = v
+
+        def __call__(self, M):
+            return self.v
+
+    class Lib:
+        def __init__(self, **syms):
+            self.lib = type("L", (), syms)()
+    assert _cusparselt_algorithm(Lib(), "k", 64) is None                 # not an n:m kernel
+    assert _cusparselt_algorithm(Lib(k_cuda_lt_alg=Fn(23)), "k", 64) == 23
+    assert _cusparselt_algorithm(Lib(k_cuda_lt_alg=Fn(-2)), "k", 64) is None  # no plan: the fallback ran

@@ -81,6 +81,18 @@ def _by_cost(cands, M, reason) -> TuneChoice:
     return TuneChoice(cands[i][0], table[i][1], False, reason, table)
 
 
+def _cusparselt_algorithm(lib, name: str, M: int):
+    """The cuSPARSELt algorithm id an n:m kernel chose for M rows (-1: the library default), or None (another
+    kind of kernel, or no cuSPARSELt plan: the FMA fallback ran)."""
+    import ctypes
+    fn = getattr(lib.lib, f"{name}_cuda_lt_alg", None)
+    if fn is None:
+        return None
+    fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_int64]
+    alg = int(fn(M))
+    return None if alg == -2 else alg
+
+
 def build_candidates(cands) -> str:
     """Compile every candidate into one library (cached); its path."""
     from .build import build_shared
@@ -151,7 +163,10 @@ def tune(kernel_candidates: list[tuple[KernelSpec, PackedWeight]], M: int, gpu=N
             table.append(("x".join(map(str, spec.tile)), float("inf")))
             print(f"tune: {name}: {e}")
     i = int(np.argmin([t for _, t in table]))
-    choice = TuneChoice(cands[i][0], table[i][1], True, f"measured on {gpu.name} ({len(cands)} candidates, "
-                        f"CUDA events over {reps} launches)", table)
+    reason = f"measured on {gpu.name} ({len(cands)} candidates, CUDA events over {reps} launches)"
+    lt_alg = _cusparselt_algorithm(lib, cands[i][0].procedural_name(), M)
+    if lt_alg is not None:
+        reason += f"; cuSPARSELt algorithm id {lt_alg}" if lt_alg >= 0 else "; cuSPARSELt default algorithm"
+    choice = TuneChoice(cands[i][0], table[i][1], True, reason, table)
     _store(key, {"tile": list(choice.spec.tile), "seconds": choice.seconds, "table": table})
     return choice
