@@ -33,3 +33,50 @@ def test_policy_always_and_never(propagated):
     never = transform(propagated, TransformOptions(policy="never"))
     assert [p.action for p in never.nodes] == ["dense", "dense"]
     assert not never.kernels
+
+
+def test_a_tuned_family_wins_over_the_cost_model():
+    """When the tuner measured another kernel family fastest for a weight, transform uses that family and tile
+    (fp16 BERT, 32x32 blocks: the cost model picks cuda_bcsr_tc; the tuner may have measured cuda_bcsr_fp32)."""
+    import dataclasses
+    from models.bert import BertConfig, build_bert
+    cfg = dataclasses.replace(BertConfig.preset("tiny"), dtype="fp16")
+    spec_text = """version: 1
+rules:
+  - select: {node: "/encoder/layer.0/intermediate/dense/MatMul"}
+    pattern: block
+    block: [32, 32]
+    sparsity: 0.5
+propagate: false
+"""
+    prop = propagate(annotate(index_model(build_bert(cfg)), parse_spec(spec_text)), enabled=False)
+    opts = dict(devices=("cpu", "cuda"), policy="always")
+    spec = next(p for p in transform(prop, TransformOptions(**opts)).nodes if p.action == "sparse").kernels["cuda"]
+    assert spec.family == "cuda_bcsr_tc"
+    tuned = {("cuda", "cuda_bcsr_fp32", spec.tables_hash): (32,)}
+    got = next(p for p in transform(prop, TransformOptions(**opts, tuned=tuned)).nodes
+               if p.action == "sparse").kernels["cuda"]
+    assert (got.family, got.tile) == ("cuda_bcsr_fp32", (32,))
+    assert got.op_key() == spec.op_key()  # same computation, same graph
+    bad = {("cuda", "cuda_csr", spec.tables_hash): (1,)}  # a family that cannot run this weight is ignored
+    assert next(p for p in transform(prop, TransformOptions(**opts, tuned=bad)).nodes
+                if p.action == "sparse").kernels["cuda"].family == "cuda_bcsr_tc"
+
+
+def test_tuning_candidates_include_other_families_variants(monkeypatch):
+    import numpy as np
+    from cuda_cases import weight
+    from sparsify_onnx.codegen.packing import pack
+    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
+    from sparsify_onnx.pattern import Pattern
+    from sparsify_onnx.tune import candidates
+    monkeypatch.setenv("SPARSIFY_EXPERIMENTAL_WGMMA", "1")
+    pat = Pattern("tile", granularity=128)
+    pk = pack(weight(pat, 768, 768, 0.25, np.random.default_rng(0)), pat, dtype=np.float16)
+    spec = KernelSpec("linear", "cuda_tile", "cuda", "fp16", pat, 768, 768, Epilogue(),
+                      tile=tuple(get_family("cuda_tile").tile_candidates(pat, 768, 768, "fp16")[0]),
+                      tables_hash=pk.tables_hash())
+    fams = [s.family for s, _ in candidates(spec, pk, limit=3, others=2)]
+    assert fams[:3] == ["cuda_tile"] * 3 and fams.count("cuda_tile_wgmma") == 2
+    assert {s.op_key() for s, _ in candidates(spec, pk, limit=3, others=2)} == {spec.op_key()}
+    assert [s.family for s, _ in candidates(spec, pk, limit=3, others=0)] == ["cuda_tile"] * 3

@@ -167,10 +167,16 @@ def replace_sparse_ops(lo: Loaded, selections: dict, options: TransformOptions, 
         reasons = []
         for dev in options.devices:
             best = None
+            # a family the tuner measured for this weight on this device wins over the cost model's choice
+            tuned_fams = {k[1] for k in options.tuned if k[0] == dev and k[2] == packed.tables_hash()}
+            if not any(f.name in tuned_fams and f.supports(kpat, K, N, dtype) is None for f in families(dev)):
+                tuned_fams = set()
             for fam in families(dev):
                 why_not = fam.supports(kpat, K, N, dtype)
                 if why_not:
                     reasons.append(why_not)
+                    continue
+                if tuned_fams and fam.name not in tuned_fams:
                     continue
                 tile = options.tuned.get((dev, fam.name, packed.tables_hash())) or \
                     fam.default_tile(kpat, K, N, dtype, options.M)

@@ -36,14 +36,40 @@ class TuneChoice:
     table: list[tuple[str, float]] = field(default_factory=list)  # (tile, seconds) per candidate
 
     def to_dict(self) -> dict:
-        return {"kernel": self.spec.procedural_name(), "tile": list(self.spec.tile), "seconds": self.seconds,
-                "measured": self.measured, "reason": self.reason, "table": self.table}
+        return {"kernel": self.spec.procedural_name(), "family": self.spec.family, "tile": list(self.spec.tile),
+                "seconds": self.seconds, "measured": self.measured, "reason": self.reason, "table": self.table}
 
 
-def candidates(spec: KernelSpec, packed: PackedWeight, limit: int = 12) -> list[tuple[KernelSpec, PackedWeight]]:
+def candidates(spec: KernelSpec, packed: PackedWeight, limit: int = 12, others: int = 2,
+               M: int = 4096) -> list[tuple[KernelSpec, PackedWeight]]:
+    """``spec``'s family's first ``limit`` tiles, then the first ``others`` tiles of every other family of the
+    same device that supports the pattern and that the cost model does not put at over twice the time
+    (kernel variants: the measurement, not the model, picks the family). Same computation, same packed
+    weight, same op key."""
+    from ..codegen.registry import families
     fam = get_family(spec.family)
-    tiles = fam.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[:limit]
-    return [(dataclasses.replace(spec, tile=tuple(t)), packed) for t in tiles]
+    out = [(dataclasses.replace(spec, tile=tuple(t)), packed)
+           for t in fam.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[:limit]]
+    if others <= 0:
+        return out
+    try:
+        base = fam.cost(out[0][0], packed, M) if out else float("inf")
+    except NotImplementedError:
+        base = float("inf")
+    for f in families(spec.device):
+        if f.name == fam.name or f.supports(spec.pattern, spec.K, spec.N, spec.dtype):
+            continue
+        tiles = f.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[:others]
+        if not tiles:
+            continue
+        first = dataclasses.replace(spec, family=f.name, tile=tuple(tiles[0]))
+        try:
+            if f.cost(first, packed, M) > 2 * base:
+                continue
+        except NotImplementedError:
+            continue
+        out += [(dataclasses.replace(spec, family=f.name, tile=tuple(t)), packed) for t in tiles]
+    return out
 
 
 def cache_path() -> str:
@@ -76,9 +102,15 @@ def _store(key: str, value: dict) -> None:
 def _by_cost(cands, M, reason) -> TuneChoice:
     table = []
     for spec, packed in cands:
-        table.append(("x".join(map(str, spec.tile)), get_family(spec.family).cost(spec, packed, M)))
+        table.append((_label(spec, cands[0][0]), get_family(spec.family).cost(spec, packed, M)))
     i = int(np.argmin([t for _, t in table]))
     return TuneChoice(cands[i][0], table[i][1], False, reason, table)
+
+
+def _label(spec: KernelSpec, first: KernelSpec) -> str:
+    """A candidate's name in the timing table: its tile, prefixed by its family when not the first's."""
+    tile = "x".join(map(str, spec.tile))
+    return tile if spec.family == first.family else f"{spec.family}:{tile}"
 
 
 def _cusparselt_algorithm(lib, name: str, M: int):
@@ -128,7 +160,7 @@ def tune(kernel_candidates: list[tuple[KernelSpec, PackedWeight]], M: int, gpu=N
         hit = _load_cache().get(key)
         if hit:
             for spec, _ in cands:
-                if list(spec.tile) == hit["tile"]:
+                if list(spec.tile) == hit["tile"] and spec.family == hit.get("family", cands[0][0].family):
                     return TuneChoice(spec, hit["seconds"], True, f"measured on {gpu.name} (cached)",
                                       [tuple(t) for t in hit.get("table", [])])
 
@@ -158,9 +190,9 @@ def tune(kernel_candidates: list[tuple[KernelSpec, PackedWeight]], M: int, gpu=N
             if rc:
                 raise RuntimeError(f"{name}: launcher returned {rc}")
         try:
-            table.append(("x".join(map(str, spec.tile)), gpu.time(call, reps)))
+            table.append((_label(spec, cands[0][0]), gpu.time(call, reps)))
         except Exception as e:  # noqa: BLE001  (a candidate that fails to launch is not chosen)
-            table.append(("x".join(map(str, spec.tile)), float("inf")))
+            table.append((_label(spec, cands[0][0]), float("inf")))
             print(f"tune: {name}: {e}")
     i = int(np.argmin([t for _, t in table]))
     reason = f"measured on {gpu.name} ({len(cands)} candidates, CUDA events over {reps} launches)"
@@ -168,5 +200,6 @@ def tune(kernel_candidates: list[tuple[KernelSpec, PackedWeight]], M: int, gpu=N
     if lt_alg is not None:
         reason += f"; cuSPARSELt algorithm id {lt_alg}" if lt_alg >= 0 else "; cuSPARSELt default algorithm"
     choice = TuneChoice(cands[i][0], table[i][1], True, reason, table)
-    _store(key, {"tile": list(choice.spec.tile), "seconds": choice.seconds, "table": table})
+    _store(key, {"family": choice.spec.family, "tile": list(choice.spec.tile), "seconds": choice.seconds,
+                 "table": table})
     return choice

@@ -17,6 +17,7 @@ from .build import nvcc_path
 from .dense import dense_seconds, epilogue_seconds
 
 CANDIDATES_PER_KERNEL = 6
+OTHER_FAMILY_CANDIDATES = 2
 
 
 def _prebuild(cand_lists: list, progress=None) -> None:
@@ -35,7 +36,9 @@ def tune_plan(plan: Plan, M: int, progress=None, gpu=None) -> tuple[Plan, list[d
     if gpu is None:
         from .device import open_device
         gpu = open_device() or False
-    cands = {s.procedural_name(): candidates(s, p, limit=CANDIDATES_PER_KERNEL) for s, p in cuda}
+    # with a GPU to time on, other families' variants compete too (the measurement picks the family)
+    others = OTHER_FAMILY_CANDIDATES if (gpu is not False and nvcc_path()) else 0
+    cands = {s.procedural_name(): candidates(s, p, limit=CANDIDATES_PER_KERNEL, others=others, M=M) for s, p in cuda}
     dense: dict = {}
     if gpu is not False and nvcc_path():
         _prebuild(list(cands.values()), progress)
