@@ -59,6 +59,8 @@ def _run(gpu, cl, spec, pk, W, M, seed):
     gpu.fill(bS, 0xFF)
     rc = cl.launcher(name)(bX.ptr, bV.ptr, bB.ptr if spec.epilogue.bias else None,
                            bR.ptr if spec.epilogue.residual else None, bY.ptr, M, gpu.stream(), bS.ptr, sb)
+    if rc == 5 and "wgmma" in spec.family:
+        pytest.skip("wgmma kernels need a Hopper (compute capability 9.0) GPU")
     assert rc == 0, f"launcher returned {rc}"
     gpu.sync()
     Y = gpu.download(bY, (M, N), npdt).astype(np.float64)
