@@ -324,4 +324,3 @@ def test_where_without_path():
     with pytest.raises(SparsifyError) as ei:
         parse_spec(RULE_HEAD + "    pattern: blok\n")
     assert ei.value.where == "line 4 (rule 1)"
-
