@@ -29,9 +29,8 @@ def gpu():
     dev = open_device(os.environ.get("SPARSIFY_GPU_BACKEND"))
     if dev is None:
         pytest.skip("no GPU (or neither pycuda nor torch with CUDA)")
-    from sparsify_onnx.codegen.cuda.nm import find_cusparselt
-    if not os.environ.get("SPARSIFY_CUSPARSELT_LIB") and find_cusparselt():
-        os.environ["SPARSIFY_CUSPARSELT_LIB"] = find_cusparselt()
+    from sparsify_onnx.codegen.cuda.nm import use_cusparselt
+    use_cusparselt()
     return dev
 
 

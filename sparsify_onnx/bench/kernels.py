@@ -192,9 +192,8 @@ def run(cases, rendered, libs, reps=20, out_json=None):
     import torch
     from ..tune.device import TorchDevice
     dev = TorchDevice()
-    from ..codegen.cuda.nm import find_cusparselt
-    if not os.environ.get("SPARSIFY_CUSPARSELT_LIB") and find_cusparselt():
-        os.environ["SPARSIFY_CUSPARSELT_LIB"] = find_cusparselt()
+    from ..codegen.cuda.nm import use_cusparselt
+    use_cusparselt()
     loaded = {}
     results = []
     dense_cache = {}
