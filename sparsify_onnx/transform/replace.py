@@ -165,25 +165,24 @@ def replace_sparse_ops(lo: Loaded, selections: dict, options: TransformOptions, 
             continue
         chosen: dict[str, KernelSpec] = {}
         reasons = []
+        th = packed.tables_hash()
         for dev in options.devices:
             best = None
-            # a family the tuner measured for this weight on this device wins over the cost model's choice
-            tuned_fams = {k[1] for k in options.tuned if k[0] == dev and k[2] == packed.tables_hash()}
-            if not any(f.name in tuned_fams and f.supports(kpat, K, N, dtype) is None for f in families(dev)):
-                tuned_fams = set()
+            usable = []
             for fam in families(dev):
                 why_not = fam.supports(kpat, K, N, dtype)
                 if why_not:
                     reasons.append(why_not)
-                    continue
-                if tuned_fams and fam.name not in tuned_fams:
-                    continue
-                tile = options.tuned.get((dev, fam.name, packed.tables_hash())) or \
-                    fam.default_tile(kpat, K, N, dtype, options.M)
+                else:
+                    usable.append(fam)
+            # a family the tuner measured for this weight on this device wins over the cost model's choice
+            tuned = [f for f in usable if (dev, f.name, th) in options.tuned]
+            for fam in tuned or usable:
+                tile = options.tuned.get((dev, fam.name, th)) or fam.default_tile(kpat, K, N, dtype, options.M)
                 spec = KernelSpec(op="linear", family=fam.name, device=dev, dtype=dtype, pattern=kpat, K=K, N=N,
                                   epilogue=epilogue, tile=tuple(tile),
                                   arch=options.cuda_arch if dev == "cuda" else (options.cpu_arch,),
-                                  tables_hash=packed.tables_hash())
+                                  tables_hash=th)
                 try:
                     c = fam.cost(spec, packed, options.M)
                 except NotImplementedError:
