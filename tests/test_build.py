@@ -77,17 +77,24 @@ def test_library_needs_no_cuda_runtime(built):
     assert "cudart" not in out and "onnxruntime" not in out
 
 
-def test_runs_in_plain_onnxruntime(built):
-    ort = pytest.importorskip("onnxruntime")
+def _sparse_linear_session_parts(spec, p, library):
+    """(model, session options): one SparseLinear node of `spec` over the values `p`, the library registered."""
+    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
-    res, spec, p, W = built
     g = helper.make_graph(
         [helper.make_node("SparseLinear", ["X", "v"], ["Y"], domain="ai.sparsify", kernel=spec.op_key())], "g",
         [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["M", spec.K])],
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", spec.N])], [numpy_helper.from_array(p.values, "v")])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.sparsify", 1)])
     so = ort.SessionOptions()
-    so.register_custom_ops_library(str(res.path))
+    so.register_custom_ops_library(str(library))
+    return m, so
+
+
+def test_runs_in_plain_onnxruntime(built):
+    ort = pytest.importorskip("onnxruntime")
+    res, spec, p, W = built
+    m, so = _sparse_linear_session_parts(spec, p, res.path)
     x = np.random.default_rng(1).standard_normal((9, spec.K)).astype(np.float32)
     y = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"X": x})[0]
     np.testing.assert_allclose(y, x @ W, rtol=1e-5, atol=1e-4)
@@ -226,7 +233,6 @@ extern "C" int NAME_cuda(const void* X, const void* values, const void* bias, co
 @pytest.mark.skipif(find_nvcc() is None, reason="nvcc not installed")
 def test_cuda_sources_compile_and_link_statically(tmp_path, cache):
     ort = pytest.importorskip("onnxruntime")
-    from onnx import TensorProto, helper, numpy_helper
     spec, p, W = small_kernel()
     cuda_spec = KernelSpec("linear", "cuda_test", "cuda", "fp32", spec.pattern, spec.K, spec.N, spec.epilogue, (),
                            ("sm_80",), spec.tables_hash)
@@ -240,13 +246,7 @@ def test_cuda_sources_compile_and_link_statically(tmp_path, cache):
     ldd = subprocess.run(["ldd", str(res.path)], capture_output=True, text=True).stdout
     assert "libcudart.so" not in ldd
     # the CUDA-enabled library still serves the CPU provider
-    g = helper.make_graph(
-        [helper.make_node("SparseLinear", ["X", "v"], ["Y"], domain="ai.sparsify", kernel=spec.op_key())], "g",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["M", spec.K])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", spec.N])], [numpy_helper.from_array(p.values, "v")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.sparsify", 1)])
-    so = ort.SessionOptions()
-    so.register_custom_ops_library(str(res.path))
+    m, so = _sparse_linear_session_parts(spec, p, res.path)
     x = np.ones((3, spec.K), np.float32)
     y = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"X": x})[0]
     np.testing.assert_allclose(y, x @ W, rtol=1e-5, atol=1e-4)

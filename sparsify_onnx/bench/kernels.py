@@ -27,7 +27,7 @@ import zlib
 
 import numpy as np
 
-from ..codegen.packing import pack, unpack
+from ..codegen.packing import pack
 from ..codegen.registry import Epilogue, KernelSpec, get_family
 from ..pattern import Pattern
 from ..tune.build import CudaLib, build_many

@@ -48,13 +48,7 @@ def _subgraph_refs(graph: onnx.GraphProto) -> set[str]:
         if outer_defined:
             refs.update(o.name for o in g.output if o.name not in local)
 
-    for n in graph.node:
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                walk(a.g, True)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for sg in a.graphs:
-                    walk(sg, True)
+    walk(graph, False)  # the main graph's own names are not outer references; its subgraphs' are
     return refs
 
 

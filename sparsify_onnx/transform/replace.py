@@ -16,8 +16,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..codegen.registry import Epilogue, KernelSpec, PackedWeight, families
-from ..errors import SparsifyError
-from ..graph import Loaded, index_model
+from ..graph import Loaded
 from ..pattern import Pattern
 from . import NodePlan
 from .cost import dense_cost

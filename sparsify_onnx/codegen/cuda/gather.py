@@ -25,7 +25,6 @@ from __future__ import annotations
 import numpy as np
 
 from ...pattern import Pattern
-from ..packing import padded_shape
 from ..registry import GeneratedSource, KernelFamily, KernelSpec, PackedWeight, register_family
 from .common import base_ctx, fmt_array, index_ctype, render_template, roofline, source
 
