@@ -65,6 +65,11 @@ CASES = [
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 136, 200, "bgr", None),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(16, 16)), 96, 64, "ta", (256, 32, 4, 1)),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 128, 192, "plain", (128, 64, 3, 1)),
+    # warp-specialized (5th tile field 1); more k-steps than stages, so every mbarrier goes round its phases
+    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 1024, 256, "bgr", (256, 32, 4, 1, 1)),
+    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=64), 520, 136, "ta", (128, 64, 3, 1, 1)),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 1024, 192, "br", (128, 64, 3, 1, 1)),
+    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 520, "br", (128, 32, 3, 0, 0, 2)),
 ]
 
 
