@@ -17,7 +17,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv 
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   SPARSIFY_GPU_BACKEND=pycuda timeout 150 python3 -m pytest -m gpu -q -rs tests/test_cuda_kernels.py 2>&1 | tee $OUT/tests.log | tail -25
   SPARSIFY_GPU_BACKEND=pycuda timeout 100 compute-sanitizer --tool memcheck --error-exitcode 9 \
-    python3 -m pytest -m gpu -q -x tests/test_cuda_kernels.py -k "37 and (k136n200 or cuda_tile-fp16 or tile_wgmma or csr-fp16 or nm_sparselt-fp16-2of4-k64)" \
+    python3 -m pytest -m gpu -q -x tests/test_cuda_kernels.py -k "(37 and (k136n200 or cuda_tile-fp16 or tile_wgmma or csr-fp16 or nm_sparselt-fp16-2of4-k64)) or (300 and (k264n520 or k1024n192))" \
     > $OUT/memcheck.log 2>&1; echo "memcheck rc=$?" | tee -a $OUT/memcheck.log; tail -4 $OUT/memcheck.log
 fi
 SPARSIFY_DEBUG=1 timeout ${BENCH_TIMEOUT:-300} python3 -m sparsify_onnx.bench.kernels --isolate --json $OUT/bench.json "$@" > $OUT/bench.log 2>&1

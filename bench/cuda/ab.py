@@ -1,0 +1,52 @@
+"""Alternating A/B timing of a few kernel tiles against cuBLAS on one shape, to tell a speedup from run-to-run noise:
+each round times cuBLAS, then every tile (CUDA-graph replay, median of trials, as bench.kernels), and the table
+gives the median over rounds. Kernels come from the compile cache (build them with bench.kernels --build-only).
+usage: python3 bench/cuda/ab.py M N K pattern density ROUNDS tile [tile ...]   (tile as 128x64x3x0; 'auto' = default)"""
+import statistics
+import sys
+
+import numpy as np
+import torch
+
+from sparsify_onnx.bench.kernels import plan_cases, render_case
+from sparsify_onnx.tune.build import CudaLib, build_shared
+from sparsify_onnx.tune.device import TorchDevice
+
+M, N, K = (int(x) for x in sys.argv[1:4])
+pattern, density, rounds = sys.argv[4], float(sys.argv[5]), int(sys.argv[6])
+tiles = [() if t == "auto" else tuple(int(x) for x in t.split("x")) for t in sys.argv[7:]]
+dev = TorchDevice()
+case = [c for c in plan_cases([(M, N, K)], [pattern], [density]) if "skip" not in c][0]
+X = torch.randn((M, K), device="cuda", dtype=torch.float16)
+calls, Wd = {}, None
+for t in tiles:
+    W, pk, spec, srcs = render_case(dict(case, tile=t))
+    lib = CudaLib(build_shared(srcs))
+    name = spec.procedural_name()
+    fn = lib.launcher(name)
+    V = torch.from_numpy(np.ascontiguousarray(pk.values)).cuda()
+    Y = torch.empty((M, N), device="cuda", dtype=torch.float16)
+    sb = lib.scratch(name, M)
+    S = torch.empty(max(sb, 1), device="cuda", dtype=torch.uint8)
+    Wd = torch.from_numpy(W).cuda()
+
+    def call(fn=fn, V=V, Y=Y, S=S, sb=sb):
+        assert fn(X.data_ptr(), V.data_ptr(), None, None, Y.data_ptr(), M, torch.cuda.current_stream().cuda_stream,
+                  S.data_ptr(), sb) == 0
+    call()
+    torch.cuda.synchronize()
+    ref = X.float() @ Wd.float()
+    err = (torch.linalg.norm(Y.float() - ref) / torch.linalg.norm(ref)).item()
+    assert err < 1e-2, (t, err)
+    calls["x".join(map(str, t)) or "auto"] = call
+times = {"cublas": []} | {k: [] for k in calls}
+for r in range(rounds):
+    times["cublas"].append(dev.time(lambda: torch.matmul(X, Wd), 20) * 1e6)
+    for k, c in calls.items():
+        times[k].append(dev.time(c, 20) * 1e6)
+    print(f"round {r}: " + "  ".join(f"{k} {v[-1]:.1f}" for k, v in times.items()), flush=True)
+cb = statistics.median(times["cublas"])
+print(f"\nM={M} N={N} K={K} {pattern} density {density}, {rounds} rounds, median us (min..max):")
+for k, v in times.items():
+    med = statistics.median(v)
+    print(f"  {k:>20}: {med:8.1f} ({min(v):.1f}..{max(v):.1f})  x{cb / med:.2f} vs cuBLAS")
