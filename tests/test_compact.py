@@ -184,3 +184,27 @@ def test_models_mlp_gemm_builder_compacts():
     onnx.checker.check_model(c.model, full_check=True)
     x = np.random.default_rng(0).standard_normal((4, 16)).astype(np.float32)
     assert_same_outputs(m, c.model, {m.graph.input[0].name: x})
+
+
+def test_align_keeps_a_multiple_of_8_channels():
+    """align=8 (CUDA): of 32 channels with 13 dead, 24 stay (5 dead ones kept as zeros), outputs unchanged;
+    a group whose size is not a multiple of 8 is compacted fully."""
+    rng = np.random.default_rng(1)
+    w1 = rng.standard_normal((16, 32)).astype(np.float32)  # MatMul [K, N]
+    w2 = rng.standard_normal((32, 4)).astype(np.float32)
+    dead = [0, 1, 2, 5, 7, 9, 11, 13, 17, 19, 23, 29, 31]
+    w1[:, dead] = 0
+    m = make_model([helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+                    helper.make_node("MatMul", ["r", "w2"], ["y"])],
+                   [vi("x", ["n", 16])], [vi("y", ["n", 4])], [init("w1", w1), init("w2", w2)])
+    full = compact(propagate(annotated_from(m)))
+    assert _inits(full.model)["w1"].shape == (16, 19)
+    c = compact(propagate(annotated_from(m)), align=8)
+    assert _inits(c.model)["w1"].shape == (16, 24) and _inits(c.model)["w2"].shape == (24, 4)
+    assert c.removed["w1"] == {1: dead[:8]}
+    assert_same_outputs(m, c.model, {"x": rng.standard_normal((3, 16)).astype(np.float32)})
+    w1b = np.delete(w1, [30], axis=1)  # 31 channels, 13 dead: not a multiple of 8, so no alignment
+    mb = make_model([helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+                     helper.make_node("MatMul", ["r", "w2"], ["y"])],
+                    [vi("x", ["n", 16])], [vi("y", ["n", 4])], [init("w1", w1b), init("w2", np.delete(w2, [30], 0))])
+    assert _inits(compact(propagate(annotated_from(mb)), align=8).model)["w1"].shape == (16, 18)

@@ -58,7 +58,7 @@ def transform(propagated, options=None) -> Plan:
     compaction: dict = {}
     if options.compact and annotated.spec.propagate:
         from .compact import compact
-        res = compact(propagated)
+        res = compact(propagated, align=8 if "cuda" in options.devices else 1)
         compaction = {"removed": res.removed, "stats": getattr(res, "stats", {})}
         lo = index_model(res.model)
     model, plans, kernels = replace_sparse_ops(lo, annotated.selections, options,

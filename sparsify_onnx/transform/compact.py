@@ -411,11 +411,14 @@ class _Planner:
         return None
 
 
-def compact(propagated, *, fold_constants: bool = True) -> "CompactResult":
+def compact(propagated, *, fold_constants: bool = True, align: int = 1) -> "CompactResult":
     """Remove dead channels; return a smaller dense model (see module docstring).
 
     fold_constants: first fold channels that are constant (a dead weight column with a live bias)
     into the next layer's bias (`fold_constant_channels`), then propagate again and compact.
+    align: keep a multiple of `align` channels in every plain channel group (a few dead channels stay, as
+    zeros). 8 for CUDA: fp16 GEMMs whose dimensions are not multiples of 8 leave cuBLAS's tensor-core
+    kernels (measured on the H200: BERT FFN compacted to 2507 channels made the engine 0.80x of dense).
     """
     folded: dict = {}
     if fold_constants and getattr(propagated, "enabled", True):
@@ -427,7 +430,7 @@ def compact(propagated, *, fold_constants: bool = True) -> "CompactResult":
             an = propagated.annotated
             new_lo = with_new_values(an.loaded, new_model, edits)
             propagated = propagate(dataclasses.replace(an, loaded=new_lo), enabled=True)
-    result = _compact(propagated)
+    result = _compact(propagated, align)
     result.stats["folded_constant_channels"] = {k: len(v) for k, v in folded.items()}
     result.folded = folded
     if folded:
@@ -438,7 +441,7 @@ def compact(propagated, *, fold_constants: bool = True) -> "CompactResult":
     return result
 
 
-def _compact(propagated) -> "CompactResult":
+def _compact(propagated, align: int = 1) -> "CompactResult":
     pl = _Planner(propagated)
     lo = pl.lo
     g = pl.g
@@ -450,7 +453,7 @@ def _compact(propagated) -> "CompactResult":
             pl.blocked.add(s)
     extra: set = set()
     for _ in range(6):
-        removal, sizes, members = _removals(pl, tesas, frozenset(extra))
+        removal, sizes, members = _removals(pl, tesas, frozenset(extra), align)
         edits, bad_slots = _plan_edits(pl, removal)
         if not bad_slots:
             break
@@ -554,7 +557,7 @@ def _compact(propagated) -> "CompactResult":
     return CompactResult(model=model, removed=removed, stats=stats, log=pl.log)
 
 
-def _removals(pl, tesas, extra_blocked=frozenset()):
+def _removals(pl, tesas, extra_blocked=frozenset(), align: int = 1):
     """Group slots, intersect dead sets, resolve head factors: (removal by root, sizes, members, uf)."""
     if True:
 # values read inside subgraphs, and tensors without shape info stay untouched (handled by blocking)
@@ -637,7 +640,11 @@ def _removals(pl, tesas, extra_blocked=frozenset()):
         for r in members:
             if r in blocked_roots or r not in dead or r in rel_by_d or r in factor_roots:
                 continue
-            removal[r] = np.nonzero(dead[r])[0]
+            rm = np.nonzero(dead[r])[0]
+            extra_keep = -(sizes[r] - len(rm)) % align  # round the kept count up to a multiple of align
+            if extra_keep and sizes[r] % align == 0:
+                rm = rm[:len(rm) - extra_keep]
+            removal[r] = rm
         # factors
         factor_rm: dict = {}
         for f in factor_roots:
