@@ -106,7 +106,7 @@ def test_wgmma_family_is_opt_in(monkeypatch):
     from sparsify_onnx.pattern import Pattern
     fam = get_family("cuda_tile_wgmma")
     monkeypatch.delenv("SPARSIFY_EXPERIMENTAL_WGMMA", raising=False)
-    assert "experimental" in fam.supports(Pattern("tile", granularity=128), 768, 3072, "fp16")
+    assert "only on Hopper" in fam.supports(Pattern("tile", granularity=128), 768, 3072, "fp16")
     monkeypatch.setenv("SPARSIFY_EXPERIMENTAL_WGMMA", "1")
     assert fam.supports(Pattern("tile", granularity=128), 768, 3072, "fp16") is None
     assert fam.supports(Pattern("tile", granularity=64), 768, 3072, "fp16") is None

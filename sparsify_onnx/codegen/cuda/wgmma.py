@@ -1,6 +1,10 @@
 """Hopper wgmma kernels for tile-wise and block-sparse weights: ``cuda_tile_wgmma``, ``cuda_bcsr_wgmma``.
-EXPERIMENTAL, off unless ``SPARSIFY_EXPERIMENTAL_WGMMA=1``: written after session 2's H200 time was spent, not
-yet run on a GPU (the GPU tests in tests/cuda_cases.py check them against numpy whenever a GPU is present).
+Opt-in (``SPARSIFY_EXPERIMENTAL_WGMMA=1``): they run only on Hopper (sm_90a), so an engine that uses them does
+not run on other GPUs (its launcher returns 5 there). Checked on the H200 in session 3: the GPU tests
+(tests/cuda_cases.py, numpy reference) and compute-sanitizer memcheck pass; the descriptor convention ``DESC`` is
+variant 0 of ``bench/cuda/wgmma_probe.cu``. Measured (bench/NOTES-cuda.md): tile-wise G=128 at 8192^3 runs
+1.8-1.95x cuBLAS at 75% sparsity and 3.6-4.0x at 90% (mma.sync ``cuda_tile``: 1.15x, 2.6x); at BERT shapes the
+mma.sync kernels are faster, and the tuner picks per node.
 
 Why: the mma.sync kernels (``cuda_tile``, ``cuda_bcsr_tc``) run their mainloops at ~200 TFLOP/s of live work on
 the H200, cuBLAS's wgmma kernels at ~710; the tile-wise bar (1.9x at 75% sparsity) needs ~370.
@@ -33,8 +37,8 @@ from .common import base_ctx, fmt_array, index_ctype, render_template, roofline,
 from .gather import _tables
 
 # (LBO_A, SBO_A, LBO_B, SBO_B) for a panel of `panel` bytes: LBO strides the 64-wide MN panels, SBO the groups
-# of 8 K rows (CUTLASS's canonical MN-major 128-byte-swizzle layout). To be confirmed on the GPU by
-# bench/cuda/wgmma_probe.cu (its variant 0).
+# of 8 K rows (CUTLASS's canonical MN-major 128-byte-swizzle layout). Confirmed on the H200 by
+# bench/cuda/wgmma_probe.cu (variant 0 correct, variants 1-3 wrong).
 DESC = lambda panel: (panel, 1024, panel, 1024)  # noqa: E731
 
 CANDIDATES = [(128, 64, 3, 0), (128, 64, 3, 0, 0, 0, 1), (128, 64, 3, 1, 0, 0, 1), (128, 64, 3, 0, 0, 8),
@@ -82,7 +86,8 @@ class _Wgmma(KernelFamily):
         if why:
             return why
         if not enabled():
-            return f"{self.name} is experimental (not yet run on a GPU): set SPARSIFY_EXPERIMENTAL_WGMMA=1"
+            return (f"{self.name} runs only on Hopper GPUs (an engine using it does not run elsewhere): "
+                    "set SPARSIFY_EXPERIMENTAL_WGMMA=1 to allow it")
         if N % 8:
             return f"{self.name} needs N a multiple of 8, not {N}"
         return None
@@ -115,8 +120,7 @@ class _Wgmma(KernelFamily):
         G = self.group_width(spec.pattern)
         H, _, gptr, _, _ = group_tables(spec, packed, G)
         rows = sum(-(-int(gptr[i + 1] - gptr[i]) * H // KS) * KS for i in range(len(gptr) - 1))
-        # unmeasured: the rate it is written to reach (when enabled it is meant to win the choice of family;
-        # with a GPU the tuner times it against cuBLAS anyway)
+        # PEAK["wgmma"] is the 8192^3 mainloop rate; small shapes run far below it (the tuner times them)
         return roofline(M, spec.K, spec.N, rows * G, "wgmma", 1.0, spec.dtype, packed.values.nbytes,
                         spec.epilogue.residual, launches=2)
 
