@@ -25,7 +25,9 @@ mbarriers, no CTA-wide barrier in the mainloop; always one group in flight), and
 in supertiles of RS m-tiles (consecutive CTAs: the m-tiles of one group) instead of group-fastest, and FT = 1
 to fuse the transpose (each CTA writes a slice of the next m-tile's columns of X^T before waiting for its own;
 K a multiple of 8; plain raster, no WS), and CL = 1 (tile-wise only, plain form) for 2-CTA clusters along M that
-load each stage's W rows once by TMA multicast (half per CTA), A by cp.async as before. The kernel is launched as
+load each stage's W rows once by TMA multicast (half per CTA), A by cp.async as before (correct on the H200, but
+1.33x slower than the plain form at 8192^3: the per-stage cluster barrier couples the two CTAs; not a tuning
+candidate until slots are freed through per-slot remote mbarrier arrivals instead). The kernel is launched as
 a programmatic dependent of the transpose (CL: as a cluster launch instead). The build compiles sm_90 as sm_90a.
 """
 from __future__ import annotations
@@ -138,10 +140,6 @@ class CudaTileWgmma(_Wgmma):
 
     def group_width(self, pattern):
         return pattern.granularity
-
-    def tile_candidates(self, pattern, K, N, dtype):
-        c = list(CANDIDATES)
-        return c[:1] + [(128, 64, 3, 0, 0, 0, 0, 1)] + c[1:] + [(128, 32, 4, 0, 0, 0, 0, 1)]
 
     def supports(self, pattern, K, N, dtype):
         why = super().supports(pattern, K, N, dtype)
