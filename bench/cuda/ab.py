@@ -1,22 +1,31 @@
 """Alternating A/B timing of a few kernel tiles against cuBLAS on one shape, to tell a speedup from run-to-run noise:
 each round times cuBLAS, then every tile (CUDA-graph replay, median of trials, as bench.kernels), and the table
 gives the median over rounds. Kernels come from the compile cache (build them with bench.kernels --build-only).
-usage: python3 bench/cuda/ab.py M N K pattern density ROUNDS tile [tile ...]   (tile as 128x64x3x0; 'auto' = default)"""
+usage: python3 bench/cuda/ab.py M N K pattern density ROUNDS tile [tile ...]   (tile as 128x64x3x0; 'auto' = default)
+AB_BUILD_ONLY=1: only compile the kernels into $SPARSIFY_CACHE_DIR (on the dev machine, no GPU or torch needed)."""
+import os
 import statistics
 import sys
 
 import numpy as np
-import torch
 
 from sparsify_onnx.bench.kernels import plan_cases, render_case
 from sparsify_onnx.tune.build import CudaLib, build_shared
-from sparsify_onnx.tune.device import TorchDevice
 
 M, N, K = (int(x) for x in sys.argv[1:4])
 pattern, density, rounds = sys.argv[4], float(sys.argv[5]), int(sys.argv[6])
 tiles = [() if t == "auto" else tuple(int(x) for x in t.split("x")) for t in sys.argv[7:]]
-dev = TorchDevice()
 case = [c for c in plan_cases([(M, N, K)], [pattern], [density]) if "skip" not in c][0]
+if os.environ.get("AB_BUILD_ONLY") == "1":
+    for t in tiles:
+        print("x".join(map(str, t)) or "auto", build_shared(render_case(dict(case, tile=t))[3]))
+    sys.exit(0)
+
+import torch  # noqa: E402
+
+from sparsify_onnx.tune.device import TorchDevice  # noqa: E402
+
+dev = TorchDevice()
 X = torch.randn((M, K), device="cuda", dtype=torch.float16)
 calls, Wd = {}, None
 for t in tiles:
