@@ -7,11 +7,11 @@
 set -u
 cd "$(dirname "$0")/../.."
 ab() {  # the A/B sets: M N K pattern density rounds tiles...
-  timeout 100 python3 bench/cuda/ab.py 8192 8192 8192 tile-wgmma 0.25 5 128x64x3x0 128x64x3x0x0x0x0x0x1 \
-    128x64x3x0x0x8x0x0x1 128x64x3x0x0x0x1x0x1
-  timeout 60 python3 bench/cuda/ab.py 8192 8192 8192 tile-wgmma 0.1 3 128x64x3x0 128x64x3x0x0x0x0x0x1 128x64x3x0x0x0x1x0x1
-  timeout 30 python3 bench/cuda/ab.py 4096 3072 768 tile-wgmma 0.1 5 128x32x4x0 128x32x4x0x0x0x0x0x1
-  timeout 30 python3 bench/cuda/ab.py 4096 3072 768 tile-wgmma 0.25 5 128x64x3x1 128x64x3x1x0x0x0x0x1
+  timeout 100 python3 bench/cuda/ab.py 8192 8192 8192 tile-wgmma 0.25 5 128x64x3x0 128x64x3x0x0x0x0x1 \
+    128x64x3x0x0x8x0x1 128x64x3x0x0x0x1x1
+  timeout 60 python3 bench/cuda/ab.py 8192 8192 8192 tile-wgmma 0.1 3 128x64x3x0 128x64x3x0x0x0x0x1 128x64x3x0x0x0x1x1
+  timeout 30 python3 bench/cuda/ab.py 4096 3072 768 tile-wgmma 0.1 5 128x32x4x0 128x32x4x0x0x0x0x1
+  timeout 30 python3 bench/cuda/ab.py 4096 3072 768 tile-wgmma 0.25 5 128x64x3x1 128x64x3x1x0x0x0x1
 }
 if [ "${BUILD:-0}" = 1 ]; then
   SPARSIFY_CACHE_DIR=$CACHE SPARSIFY_EXPERIMENTAL_WGMMA=1 AB_BUILD_ONLY=1 PYTHONPATH=$PWD \

@@ -18,19 +18,15 @@ member column is read as zeros (so 32x32 blocks at 90% run ~19% of the rows on n
 mma.sync kernel runs 10% on n32 tiles at a fraction of the rate). ``bench/cuda/wgmma_probe.cu`` is the
 tile kernel standalone: it checks which descriptor stride convention is right; ``DESC`` must match it.
 
-Tile: (BM, KS, STAGES, INFLIGHT[, WS[, RS[, FT[, CL[, E16]]]]]): rows per CTA (128 or 256: each of the 2 math warpgroups owns 1 or 2
+Tile: (BM, KS, STAGES, INFLIGHT[, WS[, RS[, FT[, E16]]]]): rows per CTA (128 or 256: each of the 2 math warpgroups owns 1 or 2
 m64 sub-tiles), kept rows per pipeline stage, stages, 1 to keep one wgmma group in flight across the stage
 boundary, and WS = 1 for the warp-specialized form (a third warpgroup loads; stages handed over through
 mbarriers, no CTA-wide barrier in the mainloop; always one group in flight), and RS > 0 to raster the CTAs
 in supertiles of RS m-tiles (consecutive CTAs: the m-tiles of one group) instead of group-fastest, and FT = 1
 to fuse the transpose (each CTA writes a slice of the next m-tile's columns of X^T before waiting for its own;
-K a multiple of 8; plain raster, no WS), and CL = 1 (tile-wise only, plain form) for 2-CTA clusters along M that
-load each stage's W rows once by TMA multicast (half per CTA), A by cp.async as before (correct on the H200, but
-1.33x slower than the plain form at 8192^3: the per-stage cluster barrier couples the two CTAs; not a tuning
-candidate until slots are freed through per-slot remote mbarrier arrivals instead), and E16 = 1 for 16-byte epilogue
-stores (quad shuffles, as the gather kernels; written after the last H200 run: GPU tests and timing pending, so
-not a tuning candidate yet). The kernel is launched as
-a programmatic dependent of the transpose (CL: as a cluster launch instead). The build compiles sm_90 as sm_90a.
+K a multiple of 8; plain raster, no WS), and E16 = 1 for 16-byte epilogue stores (quad shuffles, as the gather
+kernels; written after the last H200 run: GPU tests and timing pending, so not a tuning candidate yet). The
+kernel is launched as a programmatic dependent of the transpose. The build compiles sm_90 as sm_90a.
 """
 from __future__ import annotations
 
@@ -110,23 +106,20 @@ class _Wgmma(KernelFamily):
         return list(CANDIDATES)
 
     def _geometry(self, spec):
-        """(BM, KS, STAGES, INFLIGHT, WS, RS, FT, CL, E16); the trailing fields default to 0."""
+        """(BM, KS, STAGES, INFLIGHT, WS, RS, FT, E16); the trailing fields default to 0."""
         t = tuple(spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0])
-        t = t + (0,) * (9 - len(t))
+        t = t + (0,) * (8 - len(t))
         if t[6] and (t[4] or t[5]):
             raise ValueError(f"{self.name}: the fused transpose (FT) needs the plain raster and no warp specialization: {t}")
-        if t[7] and (spec.pattern.kind != "tile" or any(t[3:7]) or t[1] % 16):
-            raise ValueError(f"{self.name}: the cluster form (CL) is for tile-wise weights, plain form only "
-                             f"(INFLIGHT, WS, RS, FT 0), KS a multiple of 16: {t}")
         return t
 
     def render(self, spec, packed):
-        BM, KS, ST, INF, WS, RS, FT, CL, E16 = self._geometry(spec)
+        BM, KS, ST, INF, WS, RS, FT, E16 = self._geometry(spec)
         G = self.group_width(spec.pattern)
         H, W, gptr, ukb, ubl = group_tables(spec, packed, G)
         la, sa, lb, sb = DESC(KS * 128)
         ctx = base_ctx(spec, packed)
-        ctx.update(G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, WS=WS, RS=RS, FT=FT, CL=CL, E16=E16, ngroups=len(gptr) - 1,
+        ctx.update(G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, WS=WS, RS=RS, FT=FT, E16=E16, ngroups=len(gptr) - 1,
                    gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
                    kb_type=index_ctype(int(ukb.max()) if ukb.size else 0), IDENT=ubl is None,
                    ubl=fmt_array(ubl) if ubl is not None else "", LBO_A=la, SBO_A=sa, LBO_B=lb, SBO_B=sb)
