@@ -63,7 +63,7 @@ CASES = [
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 300, 136, "ta", (256, 64, 3, 1)),
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=64), 136, 200, "br", (128, 32, 4, 1)),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 136, 200, "bgr", None),
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(16, 16)), 96, 64, "ta", (256, 32, 4, 1)),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(16, 16)), 96, 64, "ta", (256, 64, 4, 1)),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 128, 192, "plain", (128, 64, 3, 1)),
     # warp-specialized (5th tile field 1); more k-steps than stages, so every mbarrier goes round its phases
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 1024, 256, "bgr", (256, 32, 4, 1, 1)),
@@ -73,10 +73,14 @@ CASES = [
     # fused transpose: CTAs write X^T slices for the next m-tile (N 520 -> 5 groups, K 264 -> uneven slices)
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 520, "bgr", (128, 32, 3, 1, 0, 0, 1)),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 1024, 192, "ta", (128, 64, 3, 0, 0, 0, 1)),
-    # 16-byte epilogue stores (N 200, 136: the last group partly outside N)
-    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 200, "bgr", (128, 64, 3, 0, 0, 0, 0, 1)),
-    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=64), 520, 136, "ta", (256, 64, 4, 1, 1, 0, 0, 1)),
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 1024, 200, "br", (128, 32, 4, 0, 0, 0, 0, 1)),
+    # the plain form at BM 256 (4 math warpgroups) and the warp-specialized one at G 64 (N 200, 136: the last
+    # group partly outside N)
+    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 200, "bgr", (256, 64, 4, 1)),
+    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=64), 520, 136, "ta", (256, 64, 4, 1, 1)),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 1024, 200, "br", (256, 64, 3, 0, 0, 0, 1)),
+    # L2 eviction hints (8th field: 7 = values evict_last, Y streamed out, X^T evict_first), with a residual
+    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 200, "ta", (128, 64, 3, 0, 0, 0, 0, 7)),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 136, "br", (128, 32, 4, 1, 1, 0, 0, 3)),
 ]
 
 

@@ -117,6 +117,27 @@ def test_wgmma_family_is_opt_in(monkeypatch):
                                                   "-gencode", "arch=compute_90a,code=sm_90a"]
 
 
+def test_wgmma_rejects_tiles_the_loaders_cannot_split(monkeypatch):
+    """A tile whose stage does not split evenly over the loading threads is refused with the reason (not a
+    static_assert deep in nvcc's output); BM = 256 in the plain form loads with 512 threads."""
+    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
+    from sparsify_onnx.pattern import Pattern
+    monkeypatch.setenv("SPARSIFY_EXPERIMENTAL_WGMMA", "1")
+    fam = get_family("cuda_bcsr_wgmma")
+    pat = Pattern("block", block=(16, 16))
+
+    def geometry(tile):
+        return fam._geometry(KernelSpec("linear", fam.name, "cuda", "fp16", pat, 64, 64, Epilogue(), tile=tile,
+                                        tables_hash="x"))
+    assert geometry((256, 64, 4, 1)) == (256, 64, 4, 1, 0, 0, 0, 0)
+    assert geometry((256, 32, 4, 1, 1))[4] == 1  # warp-specialized: 128 loading threads
+    for bad in ((256, 32, 4, 1), (192, 64, 3, 0), (128, 24, 3, 0)):
+        with pytest.raises(ValueError, match="loading threads"):
+            geometry(bad)
+    with pytest.raises(ValueError, match="fused transpose"):
+        geometry((128, 64, 3, 0, 1, 0, 1))
+
+
 def test_nm_cost_follows_measured_cusparselt_speedups():
     """Without a GPU the 2:4 decision follows session 2's H200 measurements: slower than cuBLAS at
     4096x768x768 (0.77x), faster at the FFN shapes (1.08x) and at 8192^3 (1.53x)."""

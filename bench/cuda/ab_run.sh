@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
-# One device call: the wgmma GPU tests, memcheck on the newest wgmma cases, then alternating A/B timings
-# (bench/cuda/ab.py) of the plain form against the 16-byte epilogue (E16) and its combinations.
-# Kernels prebuilt on the dev machine into CACHE; carry CACHE and .gpu/py.
-# usage: on the dev machine  BUILD=1 CACHE=.devbuild/cache13 bash bench/cuda/ab_run.sh   (compiles the A/B kernels)
-#        on the GPU host     CACHE=.devbuild/cache13 bash bench/cuda/ab_run.sh
+# One device call: the CUDA GPU tests, memcheck on the newest wgmma cases, then alternating A/B timings
+# (bench/cuda/ab.py) of wgmma tile variants against cuBLAS. Kernels prebuilt on the dev machine into CACHE;
+# carry CACHE and .gpu/py.
+# usage: on the dev machine  BUILD=1 CACHE=.devbuild/cacheN bash bench/cuda/ab_run.sh   (compiles every kernel)
+#        on the GPU host     CACHE=.devbuild/cacheN bash bench/cuda/ab_run.sh
 set -u
 cd "$(dirname "$0")/../.."
+T75="128x64x3x0 128x64x3x1 128x64x3x0x0x8 128x64x3x0x0x0x1 128x64x3x1x0x0x1 256x64x4x1 256x64x4x0 128x64x3x0x0x0x0x1"
 ab() {  # the A/B sets: M N K pattern density rounds tiles...
-  timeout 100 python3 bench/cuda/ab.py 8192 8192 8192 tile-wgmma 0.25 5 128x64x3x0 128x64x3x0x0x0x0x1 \
-    128x64x3x0x0x8x0x1 128x64x3x0x0x0x1x1
-  timeout 60 python3 bench/cuda/ab.py 8192 8192 8192 tile-wgmma 0.1 3 128x64x3x0 128x64x3x0x0x0x0x1 128x64x3x0x0x0x1x1
-  timeout 30 python3 bench/cuda/ab.py 4096 3072 768 tile-wgmma 0.1 5 128x32x4x0 128x32x4x0x0x0x0x1
-  timeout 30 python3 bench/cuda/ab.py 4096 3072 768 tile-wgmma 0.25 5 128x64x3x1 128x64x3x1x0x0x0x1
+  timeout 150 python3 bench/cuda/ab.py 8192 8192 8192 tile-wgmma 0.25 7 $T75
+  timeout 60 python3 bench/cuda/ab.py 8192 8192 8192 tile-wgmma 0.1 3 128x64x3x0 128x64x3x0x0x0x1 128x64x3x0x0x0x1x7 256x64x4x1
+  timeout 40 python3 bench/cuda/ab.py 4096 3072 768 tile-wgmma 0.25 5 128x32x4x0 128x64x3x1 128x64x3x0 256x64x4x1
+  timeout 40 python3 bench/cuda/ab.py 4096 768 3072 tile-wgmma 0.25 5 128x32x4x0 128x64x3x1 128x64x3x0
 }
 if [ "${BUILD:-0}" = 1 ]; then
-  SPARSIFY_CACHE_DIR=$CACHE SPARSIFY_EXPERIMENTAL_WGMMA=1 AB_BUILD_ONLY=1 PYTHONPATH=$PWD \
-    PATH=$PWD/.venv/bin:$PATH ab
+  export SPARSIFY_CACHE_DIR=$CACHE SPARSIFY_EXPERIMENTAL_WGMMA=1 PYTHONPATH=$PWD PATH=$PWD/.venv/bin:$PATH
+  python3 - <<'PY'  # the GPU tests' libraries, as tests/test_cuda_kernels.py builds them
+import os, sys
+sys.path.insert(0, "tests")
+from cuda_cases import CASES, build_case
+from sparsify_onnx.tune.build import build_shared
+print(build_shared([build_case(i)[3][0] for i in range(len(CASES))], name="test_cuda_kernels"))
+srcs = build_case([c[0] for c in CASES].index("cuda_nm_sparselt"), seed=99)[3]
+os.environ["SPARSIFY_NO_CUSPARSELT"] = "1"
+print(build_shared(srcs, name="test_nm_fallback"))
+PY
+  AB_BUILD_ONLY=1 ab
   exit
 fi
 export SPARSIFY_CACHE_DIR=/tmp/spcache SPARSIFY_EXPERIMENTAL_WGMMA=1 SPARSIFY_GPU_BACKEND=pycuda PYTHONUNBUFFERED=1
@@ -23,7 +33,17 @@ mkdir -p $SPARSIFY_CACHE_DIR && cp -r "$CACHE"/. $SPARSIFY_CACHE_DIR/
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/py/*.whl 2>&1 | tail -1
 export PYTHONPATH=/tmp/site:$PWD
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
-timeout 90 python3 -m pytest -m gpu -q tests/test_cuda_kernels.py -k wgmma 2>&1 | tail -4 | tee $OUT/tests.log
-timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest -m gpu -q -x tests/test_cuda_kernels.py \
-  -k "300 and (k264n200 or k520n136 or k1024n200)" > $OUT/memcheck.log 2>&1; echo "memcheck rc=$?"; tail -2 $OUT/memcheck.log
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  timeout 150 python3 -m pytest -m gpu -q tests/test_cuda_kernels.py 2>&1 | tail -6 | tee $OUT/tests.log
+  timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest -m gpu -q -x tests/test_cuda_kernels.py \
+    -k "300 and (k264n200 or k520n136 or k1024n200 or k96n64 or k264n520)" > $OUT/memcheck.log 2>&1
+  echo "memcheck rc=$?"; tail -2 $OUT/memcheck.log
+fi
 ab 2>&1 | grep -v Warn | tee $OUT/ab.log | grep -v "^round"
+if [ -n "${NCU:-}" ]; then  # tiles to profile at 8192^3, 75%: L2 hit rate and throughputs
+  for t in $NCU; do
+    timeout 120 ncu --kernel-name kernel -c 1 --section SpeedOfLight --section MemoryWorkloadAnalysis --section SchedulerStats \
+      python3 bench/cuda/one.py 8192 8192 8192 tile-wgmma 0.25 $t > $OUT/ncu-$t.txt 2>&1
+    grep -E "Duration|L2 Hit|DRAM Through|L2 Cache Through|Issued Warp|Eligible Warps" $OUT/ncu-$t.txt | sed "s/^/$t /"
+  done
+fi

@@ -1,7 +1,10 @@
 // sparsify-onnx: the ABI between generated kernels and the custom-op layer.
 // Every generated kernel exports C launchers with these signatures, named
 // <procedural_name>_cpu and <procedural_name>_cuda. Return 0 on success,
-// non-zero on failure (the op layer turns it into an onnxruntime error status).
+// non-zero on failure (the op layer turns it into an onnxruntime error status):
+//   1 a CUDA launch or runtime call failed, 2 scratch missing or smaller than _cuda_scratch(M),
+//   3 M too large for this kernel (grid or 32-bit index limits), 4 the kernel's shared memory could not be
+//   configured, 5 the kernel needs another GPU architecture (the wgmma kernels: Hopper, sm_90a).
 // Pointers are to contiguous row-major data; X is [M, K], Y and residual [M, N],
 // bias [N], values is the packed weight (codegen/packing.py).
 #pragma once

@@ -30,6 +30,18 @@ OrtStatus* make_status(OrtErrorCode code, const std::string& msg) {
   return g_api->CreateStatus(code, ("ai.sparsify::SparseLinear: " + msg).c_str());
 }
 
+// the launchers' return codes (abi.h), in words
+std::string launcher_error(int rc) {
+  switch (rc) {
+    case 1: return "a CUDA launch or runtime call failed (code 1)";
+    case 2: return "scratch memory missing or too small (code 2)";
+    case 3: return "the batch (M rows) is too large for this kernel; split the input (code 3)";
+    case 4: return "the kernel's shared memory could not be configured (code 4)";
+    case 5: return "the kernel needs another GPU architecture (the wgmma kernels run only on Hopper, sm_90a) (code 5)";
+    default: return "code " + std::to_string(rc);
+  }
+}
+
 const sp_kernel_entry_t* find_kernel(const char* name) {
   for (size_t i = 0; i < sp_kernel_count; ++i)
     if (sp_kernel_table[i].name && strcmp(sp_kernel_table[i].name, name) == 0) return &sp_kernel_table[i];
@@ -196,7 +208,7 @@ struct SparseLinearKernel {
       return make_status(ORT_FAIL, who + "this library was built without CUDA");
 #endif
     }
-    if (rc != 0) return make_status(ORT_FAIL, who + "launcher failed with code " + std::to_string(rc));
+    if (rc != 0) return make_status(ORT_FAIL, who + "launcher failed: " + launcher_error(rc));
     return nullptr;
   }
 
@@ -219,7 +231,7 @@ struct SparseLinearKernel {
     pc.par.ctx = &pc;
     pc.ctx = ctx;
     int rc = e->cpu(hx.data(), hv.data(), bias ? hb.data() : nullptr, res ? hr.data() : nullptr, hy.data(), M, &pc.par);
-    if (rc != 0) return make_status(ORT_FAIL, who + "launcher failed with code " + std::to_string(rc));
+    if (rc != 0) return make_status(ORT_FAIL, who + "launcher failed: " + launcher_error(rc));
     err = cudaMemcpyAsync(Y, hy.data(), ny * sizeof(float), cudaMemcpyHostToDevice, s);
     if (err == cudaSuccess) err = cudaStreamSynchronize(s);  // hy must outlive the copy
     if (err != cudaSuccess) return make_status(ORT_FAIL, who + "host fallback: " + cudaGetErrorString(err));

@@ -18,14 +18,16 @@ member column is read as zeros (so 32x32 blocks at 90% run ~19% of the rows on n
 mma.sync kernel runs 10% on n32 tiles at a fraction of the rate). ``bench/cuda/wgmma_probe.cu`` is the
 tile kernel standalone: it checks which descriptor stride convention is right; ``DESC`` must match it.
 
-Tile: (BM, KS, STAGES, INFLIGHT[, WS[, RS[, FT[, E16]]]]): rows per CTA (128 or 256: each of the 2 math warpgroups owns 1 or 2
-m64 sub-tiles), kept rows per pipeline stage, stages, 1 to keep one wgmma group in flight across the stage
-boundary, and WS = 1 for the warp-specialized form (a third warpgroup loads; stages handed over through
-mbarriers, no CTA-wide barrier in the mainloop; always one group in flight), and RS > 0 to raster the CTAs
-in supertiles of RS m-tiles (consecutive CTAs: the m-tiles of one group) instead of group-fastest, and FT = 1
-to fuse the transpose (each CTA writes a slice of the next m-tile's columns of X^T before waiting for its own;
-K a multiple of 8; plain raster, no WS), and E16 = 1 for 16-byte epilogue stores (quad shuffles, as the gather
-kernels; written after the last H200 run: GPU tests and timing pending, so not a tuning candidate yet). The
+Tile: (BM, KS, STAGES, INFLIGHT[, WS[, RS[, FT[, LH]]]]): rows per CTA (128 or 256), kept rows per pipeline stage,
+stages, 1 to keep one wgmma group in flight across the stage boundary, and WS = 1 for the warp-specialized form
+(2 math warpgroups of BM / 128 m64 sub-tiles and a third warpgroup that loads; stages handed over through
+mbarriers, no CTA-wide barrier in the mainloop; always one group in flight; otherwise every thread loads and
+computes, one math warpgroup per m64 sub-tile, so BM = 256 runs 512 threads), and RS > 0 to raster the CTAs in
+supertiles of RS m-tiles (consecutive CTAs: the m-tiles of one group) instead of group-fastest, and FT = 1 to
+fuse the transpose (each CTA writes a slice of the next m-tile's columns of X^T before waiting for its own;
+K a multiple of 8; plain raster, no WS), and LH the L2 eviction hints (bits: 1 keeps W's values with
+evict_last, 2 stores Y with evict-first, 4 loads X^T with evict_first). The epilogue stores 16 bytes per lane (quad shuffles, as the gather
+kernels; 4-byte stores were 1.05x slower at 8192^3 and 1.4-1.7x at BERT shapes on the H200). The
 kernel is launched as a programmatic dependent of the transpose. The build compiles sm_90 as sm_90a.
 """
 from __future__ import annotations
@@ -106,20 +108,25 @@ class _Wgmma(KernelFamily):
         return list(CANDIDATES)
 
     def _geometry(self, spec):
-        """(BM, KS, STAGES, INFLIGHT, WS, RS, FT, E16); the trailing fields default to 0."""
+        """(BM, KS, STAGES, INFLIGHT, WS, RS, FT, LH); the trailing fields default to 0."""
         t = tuple(spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0])
         t = t + (0,) * (8 - len(t))
+        BM, KS, WS, G = t[0], t[1], t[4], self.group_width(spec.pattern)
+        pt = 128 if WS else 2 * BM  # loading threads
+        if BM not in (128, 256) or KS % 16 or (KS * BM // 8) % pt or (KS * G // 8) % pt:
+            raise ValueError(f"{self.name}: tile {t}: BM must be 128 or 256 and each stage's 16-byte chunks "
+                             f"({KS} rows x {BM} + {G} columns) a multiple of the {pt} loading threads")
         if t[6] and (t[4] or t[5]):
             raise ValueError(f"{self.name}: the fused transpose (FT) needs the plain raster and no warp specialization: {t}")
         return t
 
     def render(self, spec, packed):
-        BM, KS, ST, INF, WS, RS, FT, E16 = self._geometry(spec)
+        BM, KS, ST, INF, WS, RS, FT, LH = self._geometry(spec)
         G = self.group_width(spec.pattern)
         H, W, gptr, ukb, ubl = group_tables(spec, packed, G)
         la, sa, lb, sb = DESC(KS * 128)
         ctx = base_ctx(spec, packed)
-        ctx.update(G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, WS=WS, RS=RS, FT=FT, E16=E16, ngroups=len(gptr) - 1,
+        ctx.update(G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, WS=WS, RS=RS, FT=FT, LH=LH, ngroups=len(gptr) - 1,
                    gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
                    kb_type=index_ctype(int(ukb.max()) if ukb.size else 0), IDENT=ubl is None,
                    ubl=fmt_array(ubl) if ubl is not None else "", LBO_A=la, SBO_A=sa, LBO_B=lb, SBO_B=sb)
