@@ -56,8 +56,8 @@ CASES = [
     ("cuda_csr", "fp32", Pattern("unstructured"), 64, 33, "plain", None),
     ("cuda_nm_sparselt", "fp16", Pattern("nm", n=2, m=4), 128, 64, "plain", None),
     ("cuda_nm_sparselt", "fp16", Pattern("nm", n=2, m=4), 64, 96, "bgr", None),
-    # experimental (SPARSIFY_EXPERIMENTAL_WGMMA=1 in convert); rendered directly here, so CI compiles it and a
-    # GPU host checks it against numpy: kept rows not a multiple of the k-step, N not a multiple of 128
+    # Hopper wgmma (each source also carries its portable fallback); CI compiles them and a GPU host checks them
+    # against numpy: kept rows not a multiple of the k-step, N not a multiple of 128
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 200, 200, "bgr", None),
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 96, 256, "plain", (128, 32, 4, 0)),
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 300, 136, "ta", (256, 64, 3, 1)),

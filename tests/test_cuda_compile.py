@@ -101,17 +101,46 @@ def test_nm_libraries_share_one_cusparselt_state():
     assert int(pid) == os.getpid() and int(addr, 16) == pa
 
 
-def test_wgmma_family_is_opt_in(monkeypatch):
-    from sparsify_onnx.codegen.registry import get_family
+def test_wgmma_family_is_on_by_default_with_a_portable_fallback(monkeypatch):
+    """The wgmma families are chosen like any other unless SPARSIFY_WGMMA=0; each node's source carries the
+    mma.sync kernel of the same node, and the launcher hands over to it off Hopper (or past its index limits),
+    so an engine using them runs on any GPU. Block widths the fallback does not take keep code 5 there."""
+    import numpy as np
+    from sparsify_onnx.codegen.packing import pack
+    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
     from sparsify_onnx.pattern import Pattern
     fam = get_family("cuda_tile_wgmma")
-    monkeypatch.delenv("SPARSIFY_EXPERIMENTAL_WGMMA", raising=False)
-    assert "only on Hopper" in fam.supports(Pattern("tile", granularity=128), 768, 3072, "fp16")
-    monkeypatch.setenv("SPARSIFY_EXPERIMENTAL_WGMMA", "1")
+    monkeypatch.setenv("SPARSIFY_WGMMA", "0")
+    assert "turned off" in fam.supports(Pattern("tile", granularity=128), 768, 3072, "fp16")
+    monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
     assert fam.supports(Pattern("tile", granularity=128), 768, 3072, "fp16") is None
     assert fam.supports(Pattern("tile", granularity=64), 768, 3072, "fp16") is None
     assert "64 or 128 columns" in fam.supports(Pattern("tile", granularity=32), 768, 3072, "fp16")
     assert get_family("cuda_bcsr_wgmma").supports(Pattern("block", block=(32, 32)), 768, 3072, "fp16") is None
+    rng = np.random.default_rng(3)
+    for fname, pat, fb_family in (("cuda_tile_wgmma", Pattern("tile", granularity=128), "cuda_tile"),
+                                  ("cuda_bcsr_wgmma", Pattern("block", block=(32, 32)), "cuda_bcsr_tc"),
+                                  ("cuda_bcsr_wgmma", Pattern("block", block=(8, 8)), None)):
+        f = get_family(fname)
+        W = rng.standard_normal((64, 128)).astype(np.float32)
+        if pat.kind == "tile":
+            W[rng.random(64) < 0.5, :] = 0
+        else:
+            h, w = pat.block
+            W *= np.repeat(np.repeat(rng.random((64 // h, 128 // w)) < 0.5, h, 0), w, 1)
+        pk = pack(W, pat, dtype=np.float16)
+        spec = KernelSpec("linear", fname, "cuda", "fp16", pat, 64, 128, Epilogue(bias=True), arch=("sm_90",),
+                          tables_hash=pk.tables_hash())
+        fb = f.fallback_spec(spec)
+        text = f.render(spec, pk)[0].text
+        if fb_family is None:
+            assert fb is None and "return 5;" in text
+            continue
+        assert fb.family == fb_family and fb.tile == () and fb.pattern == spec.pattern
+        fb_name = fb.procedural_name()
+        assert f"int {fb_name}_cuda(" in text, "the fallback's launcher is defined in the same source"
+        assert f"return {fb_name}_cuda(X, values, bias, residual, Y, M, stream, scratch, scratch_bytes);" in text
+        assert "return 5;" not in text
     from sparsify_onnx.tune.build import gencode_flags
     assert gencode_flags(("sm_80", "sm_90")) == ["-gencode", "arch=compute_80,code=sm_80",
                                                   "-gencode", "arch=compute_90a,code=sm_90a"]
@@ -122,7 +151,7 @@ def test_wgmma_rejects_tiles_the_loaders_cannot_split(monkeypatch):
     static_assert deep in nvcc's output); BM = 256 in the plain form loads with 512 threads."""
     from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
     from sparsify_onnx.pattern import Pattern
-    monkeypatch.setenv("SPARSIFY_EXPERIMENTAL_WGMMA", "1")
+    monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
     fam = get_family("cuda_bcsr_wgmma")
     pat = Pattern("block", block=(16, 16))
 
@@ -206,7 +235,7 @@ def test_wgmma_cost_model_follows_the_h200(monkeypatch):
     from sparsify_onnx.codegen.packing import pack
     from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
     from sparsify_onnx.pattern import Pattern
-    monkeypatch.setenv("SPARSIFY_EXPERIMENTAL_WGMMA", "1")
+    monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
     rng = np.random.default_rng(0)
     pat = Pattern("tile", granularity=128)
     for (M, K, N, d, want, measured) in ((8192, 8192, 8192, 0.25, "cuda_tile_wgmma", 841e-6),

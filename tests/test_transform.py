@@ -70,7 +70,7 @@ def test_tuning_candidates_include_other_families_variants(monkeypatch):
     from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
     from sparsify_onnx.pattern import Pattern
     from sparsify_onnx.tune import candidates
-    monkeypatch.setenv("SPARSIFY_EXPERIMENTAL_WGMMA", "1")
+    monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
     pat = Pattern("tile", granularity=128)
     pk = pack(weight(pat, 768, 768, 0.25, np.random.default_rng(0)), pat, dtype=np.float16)
     spec = KernelSpec("linear", "cuda_tile", "cuda", "fp16", pat, 768, 768, Epilogue(),

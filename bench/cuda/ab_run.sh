@@ -14,7 +14,7 @@ ab() {  # the A/B sets: M N K pattern density rounds tiles...
   timeout 40 python3 bench/cuda/ab.py 4096 768 3072 tile-wgmma 0.25 5 128x32x4x0 128x64x3x1 128x64x3x0
 }
 if [ "${BUILD:-0}" = 1 ]; then
-  export SPARSIFY_CACHE_DIR=$CACHE SPARSIFY_EXPERIMENTAL_WGMMA=1 PYTHONPATH=$PWD PATH=$PWD/.venv/bin:$PATH
+  export SPARSIFY_CACHE_DIR=$CACHE PYTHONPATH=$PWD PATH=$PWD/.venv/bin:$PATH
   python3 - <<'PY'  # the GPU tests' libraries, as tests/test_cuda_kernels.py builds them
 import os, sys
 sys.path.insert(0, "tests")
@@ -28,7 +28,7 @@ PY
   AB_BUILD_ONLY=1 ab
   exit
 fi
-export SPARSIFY_CACHE_DIR=/tmp/spcache SPARSIFY_EXPERIMENTAL_WGMMA=1 SPARSIFY_GPU_BACKEND=pycuda PYTHONUNBUFFERED=1
+export SPARSIFY_CACHE_DIR=/tmp/spcache SPARSIFY_GPU_BACKEND=pycuda PYTHONUNBUFFERED=1
 mkdir -p $SPARSIFY_CACHE_DIR && cp -r "$CACHE"/. $SPARSIFY_CACHE_DIR/
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/py/*.whl 2>&1 | tail -1
 export PYTHONPATH=/tmp/site:$PWD

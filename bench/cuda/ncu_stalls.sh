@@ -3,7 +3,7 @@
 # CACHE=.devbuild/cacheN bash bench/cuda/ncu_stalls.sh TILE [TILE ...]   (GPU host; carry CACHE and .gpu/py)
 set -u
 cd "$(dirname "$0")/../.."
-export SPARSIFY_CACHE_DIR=/tmp/spcache SPARSIFY_EXPERIMENTAL_WGMMA=1 PYTHONUNBUFFERED=1
+export SPARSIFY_CACHE_DIR=/tmp/spcache PYTHONUNBUFFERED=1
 mkdir -p $SPARSIFY_CACHE_DIR && cp -r "$CACHE"/. $SPARSIFY_CACHE_DIR/
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/py/*.whl 2>&1 | tail -1
 export PYTHONPATH=/tmp/site:$PWD

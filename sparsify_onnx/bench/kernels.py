@@ -45,7 +45,7 @@ def family_for(pname: str, pat: Pattern) -> str:
 
 def make_pattern(name: str) -> Pattern:
     if name.endswith("-wgmma"):  # e.g. block32-wgmma, tile-wgmma: the experimental wgmma kernels, asked for by name
-        os.environ["SPARSIFY_EXPERIMENTAL_WGMMA"] = "1"
+        os.environ["SPARSIFY_WGMMA"] = "1"
         return make_pattern(name[: -len("-wgmma")])
     if name.startswith("block"):
         b = int(name[5:])

@@ -27,6 +27,7 @@ class TorchDevice:
             raise RuntimeError("torch sees no CUDA device")
         self.torch = torch
         self.name = torch.cuda.get_device_name(0)
+        self.capability = tuple(torch.cuda.get_device_capability(0))  # (major, minor)
         torch.cuda.init()
 
     def empty(self, nbytes: int) -> Buffer:
@@ -103,6 +104,7 @@ class PycudaDevice:
         import atexit
         atexit.register(self.close)
         self.name = dev.name()
+        self.capability = tuple(dev.compute_capability())  # (major, minor)
         self._stream = drv.Stream()
 
     def close(self):

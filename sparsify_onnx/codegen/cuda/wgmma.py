@@ -1,10 +1,11 @@
 """Hopper wgmma kernels for tile-wise and block-sparse weights: ``cuda_tile_wgmma``, ``cuda_bcsr_wgmma``.
-Opt-in (``SPARSIFY_EXPERIMENTAL_WGMMA=1``): they run only on Hopper (sm_90a), so an engine that uses them does
-not run on other GPUs (its launcher returns 5 there). Checked on the H200 in session 3: the GPU tests
+On by default (``SPARSIFY_WGMMA=0`` turns them off). The wgmma code runs only on Hopper (sm_90a), so each node's
+source also carries the portable mma.sync kernel of the same node (``cuda_tile`` / ``cuda_bcsr_tc``, same packed
+weights): the launcher hands over to it on other GPUs, and where M exceeds the wgmma kernel's index limits, so an
+engine that uses them still runs everywhere. Checked on the H200 (sessions 3 and 4): the GPU tests
 (tests/cuda_cases.py, numpy reference) and compute-sanitizer memcheck pass; the descriptor convention ``DESC`` is
-variant 0 of ``bench/cuda/wgmma_probe.cu``. Measured (bench/NOTES-cuda.md): tile-wise G=128 at 8192^3 runs
-1.8-1.95x cuBLAS at 75% sparsity and 3.6-4.0x at 90% (mma.sync ``cuda_tile``: 1.15x, 2.6x); at BERT shapes the
-mma.sync kernels are faster, and the tuner picks per node.
+variant 0 of ``bench/cuda/wgmma_probe.cu``. Measured (bench/NOTES-cuda.md, session 4): tile-wise G=128 at 8192^3
+runs 2.3x cuBLAS at 75% sparsity and 4.7x at 90% (mma.sync ``cuda_tile``: 1.15x, 2.6x).
 
 Why: the mma.sync kernels (``cuda_tile``, ``cuda_bcsr_tc``) run their mainloops at ~200 TFLOP/s of live work on
 the H200, cuBLAS's wgmma kernels at ~710; the tile-wise bar (1.9x at 75% sparsity) needs ~370.
@@ -32,11 +33,12 @@ kernel is launched as a programmatic dependent of the transpose. The build compi
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 
-from ..registry import KernelFamily, register_family
+from ..registry import KernelFamily, get_family, register_family
 from .common import BW, LAUNCH, base_ctx, fmt_array, index_ctype, render_template, source
 from .gather import _tables
 
@@ -57,8 +59,13 @@ CANDIDATES = [(128, 64, 3, 0), (128, 64, 3, 0, 0, 0, 1), (128, 64, 3, 1), (128, 
               (256, 64, 4, 1, 1)]
 
 
+# the portable (mma.sync) family each wgmma family carries for GPUs other than Hopper
+FALLBACK = {"cuda_tile_wgmma": "cuda_tile", "cuda_bcsr_wgmma": "cuda_bcsr_tc"}
+
+
 def enabled() -> bool:
-    return os.environ.get("SPARSIFY_EXPERIMENTAL_WGMMA") == "1"
+    """On unless SPARSIFY_WGMMA=0 (then conversion never picks the wgmma families)."""
+    return os.environ.get("SPARSIFY_WGMMA", "1") != "0"
 
 
 def group_tables(spec, packed, G: int):
@@ -98,8 +105,7 @@ class _Wgmma(KernelFamily):
         if why:
             return why
         if not enabled():
-            return (f"{self.name} runs only on Hopper GPUs (an engine using it does not run elsewhere): "
-                    "set SPARSIFY_EXPERIMENTAL_WGMMA=1 to allow it")
+            return f"{self.name} is turned off (SPARSIFY_WGMMA=0)"
         if N % 8:
             return f"{self.name} needs N a multiple of 8, not {N}"
         return None
@@ -125,12 +131,24 @@ class _Wgmma(KernelFamily):
         G = self.group_width(spec.pattern)
         H, W, gptr, ukb, ubl = group_tables(spec, packed, G)
         la, sa, lb, sb = DESC(KS * 128)
+        fb = self.fallback_spec(spec)
+        fb_text = get_family(fb.family).render(fb, packed)[0].text if fb else ""
         ctx = base_ctx(spec, packed)
+        ctx.update(FALLBACK=fb.procedural_name() if fb else "", FALLBACK_FAMILY=fb.family if fb else "",
+                   FALLBACK_SCRATCH=bool(fb) and f"{fb.procedural_name()}_cuda_scratch" in fb_text)
         ctx.update(G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, WS=WS, RS=RS, FT=FT, LH=LH, ngroups=len(gptr) - 1,
                    gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
                    kb_type=index_ctype(int(ukb.max()) if ukb.size else 0), IDENT=ubl is None,
                    ubl=fmt_array(ubl) if ubl is not None else "", LBO_A=la, SBO_A=sa, LBO_B=lb, SBO_B=sb)
-        return source(spec, render_template("cuda_wgmma.cu.j2", **ctx))
+        return source(spec, render_template("cuda_wgmma.cu.j2", **ctx) + ("\n" + fb_text if fb else ""))
+
+    def fallback_spec(self, spec):
+        """The node's portable kernel (the mma.sync family at its default tile), or None where that family
+        does not take the pattern: the wgmma launcher hands over to it off Hopper."""
+        fam = get_family(FALLBACK[self.name])
+        if fam.supports(spec.pattern, spec.K, spec.N, spec.dtype):
+            return None
+        return dataclasses.replace(spec, family=fam.name, tile=())
 
     def cost(self, spec, packed, M):
         """A wave model fitted to the H200 (session 3, bench/NOTES-cuda.md): every CTA (one group x BM rows) runs
@@ -153,7 +171,7 @@ class _Wgmma(KernelFamily):
 
 @register_family
 class CudaTileWgmma(_Wgmma):
-    """Tile-wise G = 64 or 128, fp16, Hopper wgmma (experimental: SPARSIFY_EXPERIMENTAL_WGMMA=1)."""
+    """Tile-wise G = 64 or 128, fp16, Hopper wgmma (portable fallback: cuda_tile)."""
     name = "cuda_tile_wgmma"
     patterns = ("tile",)
 
@@ -170,7 +188,7 @@ class CudaTileWgmma(_Wgmma):
 @register_family
 class CudaBcsrWgmma(_Wgmma):
     """Block-sparse fp16 on Hopper wgmma, block columns grouped to 64 (w <= 64) or 128 (w = 128) columns
-    (experimental: SPARSIFY_EXPERIMENTAL_WGMMA=1)."""
+    (portable fallback: cuda_bcsr_tc where it takes the blocks)."""
     name = "cuda_bcsr_wgmma"
     patterns = ("block",)
 
