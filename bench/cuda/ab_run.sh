@@ -22,10 +22,12 @@ from cuda_cases import CASES, build_case
 from sparsify_onnx.tune.build import build_shared
 print(build_shared([build_case(i)[3][0] for i in range(len(CASES))], name="test_cuda_kernels"))
 srcs = build_case([c[0] for c in CASES].index("cuda_nm_sparselt"), seed=99)[3]
+for fam in ("cuda_tile_wgmma", "cuda_bcsr_wgmma"):
+    print(build_shared(build_case([c[0] for c in CASES].index(fam), seed=5)[3], name=f"test_wgmma_fallback_{fam}"))
 os.environ["SPARSIFY_NO_CUSPARSELT"] = "1"
 print(build_shared(srcs, name="test_nm_fallback"))
 PY
-  AB_BUILD_ONLY=1 ab
+  [ "${AB:-1}" = 1 ] && AB_BUILD_ONLY=1 ab
   exit
 fi
 export SPARSIFY_CACHE_DIR=/tmp/spcache SPARSIFY_GPU_BACKEND=pycuda PYTHONUNBUFFERED=1
