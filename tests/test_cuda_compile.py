@@ -229,9 +229,11 @@ def test_wgmma_group_tables_rebuild_the_weight(i):
 
 
 def test_wgmma_cost_model_follows_the_h200(monkeypatch):
-    """The wgmma wave model against session 3's H200 measurements (tile-wise G=128, plain form 128x64x3x0):
-    8192^3 at 75% measured 841 us (mma.sync cuda_tile 1343 us) -> the model is within 25% and picks wgmma;
-    4096x768x768 at 90% measured 13.1 us against cuda_tile's 10.8 us -> the model picks cuda_tile."""
+    """The wgmma wave model against session 4's H200 measurements (tile-wise G=128, plain form 128x64x3x0,
+    bench/cuda/s4/run6-default-on): 8192^3 at 75% measured 604 us (cuda_tile 1337 us) and (4096, 3072, 768) at
+    75% 22.2 us (cuda_tile 35.7 us) -> the model is within 25% at 8192^3 and picks wgmma at both. (At
+    (4096, 768, 768), 90%, wgmma 8.5 us and cuda_tile 10.8 us are both within 20% of cuBLAS, and the model, which
+    does not see the small transpose staying in L2, ranks them the other way: tuning on the GPU decides there.)"""
     import numpy as np
     from sparsify_onnx.codegen.packing import pack
     from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
@@ -239,8 +241,8 @@ def test_wgmma_cost_model_follows_the_h200(monkeypatch):
     monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
     rng = np.random.default_rng(0)
     pat = Pattern("tile", granularity=128)
-    for (M, K, N, d, want, measured) in ((8192, 8192, 8192, 0.25, "cuda_tile_wgmma", 668e-6),
-                                         (4096, 768, 768, 0.1, "cuda_tile", None)):
+    for (M, K, N, d, want, measured) in ((8192, 8192, 8192, 0.25, "cuda_tile_wgmma", 604e-6),
+                                         (4096, 768, 3072, 0.25, "cuda_tile_wgmma", None)):
         keep = rng.random((K, N // 128)) < d
         W = (np.repeat(keep, 128, axis=1) * 0.5).astype(np.float32)
         pk = pack(W, pat, dtype=np.float16)

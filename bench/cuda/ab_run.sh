@@ -6,12 +6,13 @@
 #        on the GPU host     CACHE=.devbuild/cacheN bash bench/cuda/ab_run.sh
 set -u
 cd "$(dirname "$0")/../.."
-T75="128x64x3x0 128x64x3x1 128x64x3x0x0x8 128x64x3x0x0x0x1 128x64x3x1x0x0x1 256x64x4x1 256x64x4x0 128x64x3x0x0x0x0x1"
 ab() {  # the A/B sets: M N K pattern density rounds tiles...
-  timeout 150 python3 bench/cuda/ab.py 8192 8192 8192 tile-wgmma 0.25 7 $T75
-  timeout 60 python3 bench/cuda/ab.py 8192 8192 8192 tile-wgmma 0.1 3 128x64x3x0 128x64x3x0x0x0x1 128x64x3x0x0x0x1x7 256x64x4x1
-  timeout 40 python3 bench/cuda/ab.py 4096 3072 768 tile-wgmma 0.25 5 128x32x4x0 128x64x3x1 128x64x3x0 256x64x4x1
-  timeout 40 python3 bench/cuda/ab.py 4096 768 3072 tile-wgmma 0.25 5 128x32x4x0 128x64x3x1 128x64x3x0
+  timeout 60 python3 bench/cuda/ab.py 8192 8192 8192 tile-wgmma 0.25 5 128x64x3x0 128x64x3x1 256x64x4x0
+  timeout 60 python3 bench/cuda/ab.py 8192 8192 8192 block32-wgmma 0.1 3 128x64x3x0 128x32x4x0 256x64x4x1
+  timeout 40 python3 bench/cuda/ab.py 8192 8192 8192 block32 0.1 3 auto
+  timeout 40 python3 bench/cuda/ab.py 8192 8192 8192 block64-wgmma 0.1 3 128x64x3x0 256x64x4x1
+  timeout 30 python3 bench/cuda/ab.py 4096 3072 768 block32-wgmma 0.1 5 128x64x3x0 128x32x4x0
+  timeout 30 python3 bench/cuda/ab.py 4096 3072 768 block32 0.1 5 auto
 }
 if [ "${BUILD:-0}" = 1 ]; then
   export SPARSIFY_CACHE_DIR=$CACHE PYTHONPATH=$PWD PATH=$PWD/.venv/bin:$PATH
@@ -41,7 +42,11 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
     -k "300 and (k264n200 or k520n136 or k1024n200 or k96n64 or k264n520)" > $OUT/memcheck.log 2>&1
   echo "memcheck rc=$?"; tail -2 $OUT/memcheck.log
 fi
-ab 2>&1 | grep -v Warn | tee $OUT/ab.log | grep -v "^round"
+[ "${AB:-1}" = 1 ] && ab 2>&1 | grep -v Warn | tee $OUT/ab.log | grep -v "^round"
+if [ -n "${BENCH:-}" ]; then  # the kernel benchmark (python -m sparsify_onnx.bench.kernels) with these arguments
+  timeout ${BENCH_TIMEOUT:-300} python3 -m sparsify_onnx.bench.kernels --isolate --json $OUT/bench.json $BENCH > $OUT/bench.log 2>&1
+  echo "bench rc=$?"; grep -v Warning $OUT/bench.log | tail -40
+fi
 if [ -n "${NCU:-}" ]; then  # tiles to profile at 8192^3, 75%: L2 hit rate and throughputs
   for t in $NCU; do
     timeout 120 ncu --kernel-name kernel -c 1 --section SpeedOfLight --section MemoryWorkloadAnalysis --section SchedulerStats \
