@@ -65,22 +65,20 @@ CASES = [
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 136, 200, "bgr", None),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(16, 16)), 96, 64, "ta", (256, 64, 4, 1)),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 128, 192, "plain", (128, 64, 3, 1)),
-    # warp-specialized (5th tile field 1); more k-steps than stages, so every mbarrier goes round its phases
-    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 1024, 256, "bgr", (256, 32, 4, 1, 1)),
-    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=64), 520, 136, "ta", (128, 64, 3, 1, 1)),
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 1024, 192, "br", (128, 64, 3, 1, 1)),
-    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 520, "br", (128, 32, 3, 0, 0, 2)),
-    # fused transpose: CTAs write X^T slices for the next m-tile (N 520 -> 5 groups, K 264 -> uneven slices)
-    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 520, "bgr", (128, 32, 3, 1, 0, 0, 1)),
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 1024, 192, "ta", (128, 64, 3, 0, 0, 0, 1)),
-    # the plain form at BM 256 (4 math warpgroups) and the warp-specialized one at G 64 (N 200, 136: the last
-    # group partly outside N)
+    # more k-steps than stages, so every slot is refilled several times; kept rows not a multiple of the k-step
+    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 1024, 256, "bgr", (256, 32, 4, 1)),
+    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=64), 520, 136, "ta", (128, 64, 3, 1)),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 1024, 192, "br", (128, 64, 3, 0)),
+    # raster in supertiles of 2 m-tiles (N 520 -> 5 groups)
+    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 520, "br", (128, 32, 3, 0, 2)),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 1024, 192, "ta", (128, 64, 3, 1, 3)),
+    # BM 256 (4 warpgroups) at G 64 and 128 (N 200, 136: the last group partly outside N)
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 200, "bgr", (256, 64, 4, 1)),
-    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=64), 520, 136, "ta", (256, 64, 4, 1, 1)),
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 1024, 200, "br", (256, 64, 3, 0, 0, 0, 1)),
-    # L2 eviction hints (8th field: 7 = values evict_last, Y streamed out, X^T evict_first), with a residual
-    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 200, "ta", (128, 64, 3, 0, 0, 0, 0, 7)),
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 136, "br", (128, 32, 4, 1, 1, 0, 0, 3)),
+    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=64), 520, 136, "ta", (256, 64, 4, 0)),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 1024, 200, "br", (256, 64, 3, 0)),
+    # L2 eviction hints (6th field: 7 = values evict_last, Y streamed out, X^T evict_first), with a residual
+    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 200, "ta", (128, 64, 3, 0, 0, 7)),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 136, "br", (128, 32, 4, 1, 0, 3)),
 ]
 
 

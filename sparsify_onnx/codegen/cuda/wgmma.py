@@ -19,16 +19,16 @@ member column is read as zeros (so 32x32 blocks at 90% run ~19% of the rows on n
 mma.sync kernel runs 10% on n32 tiles at a fraction of the rate). ``bench/cuda/wgmma_probe.cu`` is the
 tile kernel standalone: it checks which descriptor stride convention is right; ``DESC`` must match it.
 
-Tile: (BM, KS, STAGES, INFLIGHT[, WS[, RS[, FT[, LH]]]]): rows per CTA (128 or 256), kept rows per pipeline stage,
-stages, 1 to keep one wgmma group in flight across the stage boundary, and WS = 1 for the warp-specialized form
-(2 math warpgroups of BM / 128 m64 sub-tiles and a third warpgroup that loads; stages handed over through
-mbarriers, no CTA-wide barrier in the mainloop; always one group in flight; otherwise every thread loads and
-computes, one math warpgroup per m64 sub-tile, so BM = 256 runs 512 threads), and RS > 0 to raster the CTAs in
-supertiles of RS m-tiles (consecutive CTAs: the m-tiles of one group) instead of group-fastest, and FT = 1 to
-fuse the transpose (each CTA writes a slice of the next m-tile's columns of X^T before waiting for its own;
-K a multiple of 8; plain raster, no WS), and LH the L2 eviction hints (bits: 1 keeps W's values with
-evict_last, 2 stores Y with evict-first, 4 loads X^T with evict_first). The epilogue stores 16 bytes per lane (quad shuffles, as the gather
-kernels; 4-byte stores were 1.05x slower at 8192^3 and 1.4-1.7x at BERT shapes on the H200). The
+Tile: (BM, KS, STAGES, INFLIGHT[, RS[, LH]]): rows per CTA (128 or 256: one warpgroup per m64 sub-tile, every
+thread loads and computes), kept rows per pipeline stage, stages, 1 to keep one wgmma group in flight across the
+stage boundary, RS > 0 to raster the CTAs in supertiles of RS m-tiles (consecutive CTAs: the m-tiles of one
+group) instead of group-fastest, and LH the L2 eviction hints (bits: 1 keeps W's values with evict_last, 2 stores
+Y with evict-first, 4 loads X^T with evict_first). The mainloop sets each thread's addresses up once and only adds
+stage offsets (233 -> 128 SASS instructions per k-step at 8192^3 tile-wise, 1.25x faster on the H200). The
+epilogue stores 16 bytes per lane (quad shuffles, as the gather kernels; 4-byte stores were 1.05x slower at
+8192^3 and 1.4-1.7x at BERT shapes). A warp-specialized form (a loading warpgroup, mbarrier pipeline) and a fused
+transpose were measured and lost at every benchmark shape after that change (bench/NOTES-cuda.md, session 4);
+they are in git history (commit c70aca7), as is a 2-CTA cluster form with TMA multicast (3d5d7c0). The
 kernel is launched as a programmatic dependent of the transpose. The build compiles sm_90 as sm_90a.
 """
 from __future__ import annotations
@@ -55,10 +55,11 @@ WGMMA_SM_RATE = 4.2e12
 TRANSPOSE_BW = 3.2e12
 H200_SMS = 132
 
-# the tiles that won somewhere in session 3's H200 sweeps (bench/cuda/s3): first the plain form, which won at
-# 8192^3; (128, 32, 4, 0) won most BERT shapes; the warp-specialized form is kept as the BM = 256 option
-CANDIDATES = [(128, 64, 3, 0), (128, 64, 3, 0, 0, 0, 1), (128, 64, 3, 1), (128, 64, 3, 0, 0, 8), (128, 32, 4, 0),
-              (256, 64, 4, 1, 1)]
+# the tiles that won or came within 5% somewhere in session 4's H200 sweep (bench/cuda/s4/run6-default-on):
+# (128, 64, 3, 0) at 8192^3 75% and most BERT shapes, (128, 64, 3, 1) at 90%, (128, 32, 4, 0) at small K,
+# the raster and BM = 256 forms close behind at 8192^3; all L2 hints (LH 7) 1.5-3% faster at BERT shapes (run7)
+CANDIDATES = [(128, 64, 3, 0), (128, 64, 3, 0, 0, 7), (128, 64, 3, 1), (128, 32, 4, 0), (128, 64, 3, 0, 8),
+              (256, 64, 4, 0)]
 
 
 # the portable (mma.sync) family each wgmma family carries for GPUs other than Hopper
@@ -116,20 +117,20 @@ class _Wgmma(KernelFamily):
         return list(CANDIDATES)
 
     def _geometry(self, spec):
-        """(BM, KS, STAGES, INFLIGHT, WS, RS, FT, LH); the trailing fields default to 0."""
+        """(BM, KS, STAGES, INFLIGHT, RS, LH); the trailing fields default to 0."""
         t = tuple(spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0])
-        t = t + (0,) * (8 - len(t))
-        BM, KS, WS, G = t[0], t[1], t[4], self.group_width(spec.pattern)
-        pt = 128 if WS else 2 * BM  # loading threads
+        if len(t) < 4 or len(t) > 6:
+            raise ValueError(f"{self.name}: tile {t}: (BM, KS, STAGES, INFLIGHT[, RS[, LH]]) expected")
+        t = t + (0,) * (6 - len(t))
+        BM, KS, G = t[0], t[1], self.group_width(spec.pattern)
+        pt = 2 * BM  # loading threads
         if BM not in (128, 256) or KS % 16 or (KS * BM // 8) % pt or (KS * G // 8) % pt:
             raise ValueError(f"{self.name}: tile {t}: BM must be 128 or 256 and each stage's 16-byte chunks "
                              f"({KS} rows x {BM} + {G} columns) a multiple of the {pt} loading threads")
-        if t[6] and (t[4] or t[5]):
-            raise ValueError(f"{self.name}: the fused transpose (FT) needs the plain raster and no warp specialization: {t}")
         return t
 
     def render(self, spec, packed):
-        BM, KS, ST, INF, WS, RS, FT, LH = self._geometry(spec)
+        BM, KS, ST, INF, RS, LH = self._geometry(spec)
         G = self.group_width(spec.pattern)
         H, W, gptr, ukb, ubl = group_tables(spec, packed, G)
         la, sa, lb, sb = DESC(KS * 128)
@@ -141,7 +142,7 @@ class _Wgmma(KernelFamily):
         ctx = base_ctx(spec, packed)
         ctx.update(FALLBACK=fb_name, FALLBACK_FAMILY=fb.family if fb else "",
                    FALLBACK_SCRATCH=bool(fb) and f"{fb_name}_cuda_scratch" in fb_text)
-        ctx.update(G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, WS=WS, RS=RS, FT=FT, LH=LH, ngroups=len(gptr) - 1,
+        ctx.update(G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, RS=RS, LH=LH, ngroups=len(gptr) - 1,
                    gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
                    kb_type=index_ctype(int(ukb.max()) if ukb.size else 0), IDENT=ubl is None,
                    ubl=fmt_array(ubl) if ubl is not None else "", LBO_A=la, SBO_A=sa, LBO_B=lb, SBO_B=sb)
@@ -160,10 +161,10 @@ class _Wgmma(KernelFamily):
         runs its k-steps at a per-SM rate, CTAs fill the SMs' slots, and the transpose of X runs before. Within
         0.70-1.27x of the measured plain-form times at 8192^3 and the BERT shapes (the FLOP roofline it replaced
         was 1.5-4x optimistic)."""
-        BM, KS, _, _, WS = self._geometry(spec)[:5]
+        BM, KS = self._geometry(spec)[:2]
         G = self.group_width(spec.pattern)
         H, _, gptr, _, _ = group_tables(spec, packed, G)
-        per_sm = 2 if BM == 128 and not WS else 1
+        per_sm = 2 if BM == 128 else 1
         t_step = 2.0 * BM * G * KS / (WGMMA_SM_RATE / per_sm)
         steps = -(-(np.diff(np.asarray(gptr)) * H) // KS)
         cta = steps * t_step  # per group
