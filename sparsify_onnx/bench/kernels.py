@@ -10,6 +10,9 @@ time is the median over trials of CUDA-graph replay of ``--reps`` back-to-back c
 (events around a plain loop where capture fails), inputs resident on the device. Every
 result of ours is checked against ``X.float() @ W.float()`` after poisoning Y with NaN.
 
+Patterns ending in ``-wgmma`` use the Hopper families (``cuda_tile_wgmma``, ``cuda_bcsr_wgmma``); on other GPUs
+their launchers run the portable kernel they carry, and the row says "fallback ran".
+
 ``--build-only`` renders and compiles every kernel into the cache
 (``$SPARSIFY_CACHE_DIR/cuda-dev``) without a GPU, so a GPU run only loads them.
 """
@@ -34,7 +37,8 @@ from ..tune.build import CudaLib, build_many
 
 SHAPES = [(4096, 768, 768), (4096, 3072, 768), (4096, 768, 3072), (8192, 8192, 8192)]
 DENSITIES = [0.5, 0.25, 0.1, 0.05]
-PATTERNS = ["block16", "block32", "block64", "unstructured", "2:4", "tile"]
+PATTERNS = ["block16", "block32", "block64", "unstructured", "2:4", "tile",
+            "block32-wgmma", "block64-wgmma", "tile-wgmma"]  # -wgmma: the Hopper families (off Hopper: their fallback)
 FAMILY = {"block": "cuda_bcsr_tc", "unstructured": "cuda_csr", "nm": "cuda_nm_sparselt", "tile": "cuda_tile"}
 WGMMA_FAMILY = {"block": "cuda_bcsr_wgmma", "tile": "cuda_tile_wgmma"}  # "<pattern>-wgmma": the experimental kernels
 
@@ -245,6 +249,8 @@ def run(cases, rendered, libs, reps=20, out_json=None):
                 alg = getattr(lib.lib, f"{name}_cuda_lt_alg")
                 alg.argtypes = [ctypes.c_int64]
                 rec["cusparselt_alg_id"] = int(alg(M))
+            if hasattr(lib.lib, f"{name}_cuda_uses_wgmma"):  # False: the portable kernel ran (not a Hopper GPU)
+                rec["uses_wgmma"] = bool(getattr(lib.lib, f"{name}_cuda_uses_wgmma")())
             rec["speedup_vs_cublas"] = rec["cublas_us"] / rec["ours_us"]
             # the two floors (METHOD.md): bytes at 4.3 TB/s, live FLOPs at 790 TFLOP/s
             byts = 2 * (M * K + M * N) + pk.values.nbytes
@@ -277,7 +283,8 @@ def _row(r):
         return f"| {r['M']},{r['N']},{r['K']} | {r['pattern']} | {r['density']} | error: {r['error']} |"
     other = r.get("torch_bsr_triton_us", r.get("cusparse_csr_us", r.get("torch_2to4_cusparselt_us")))
     tile = "x".join(map(str, r["tile"])) or "default"
-    return (f"| {r['M']},{r['N']},{r['K']} | {r['pattern']} | {r['density']} | {tile} | {_f(r['ours_us'])} | "
+    pname = r["pattern"] + (" (fallback ran)" if r.get("uses_wgmma") is False else "")
+    return (f"| {r['M']},{r['N']},{r['K']} | {pname} | {r['density']} | {tile} | {_f(r['ours_us'])} | "
             f"{_f(r['cublas_us'])} | {_f(r['speedup_vs_cublas'], 2)}x | {_f(other)} | {_f(r['floor_mem_us'])} / "
             f"{_f(r['floor_flop_us'])} | {r['rel_err']:.1e}{'' if r['ok'] else ' FAIL'} |")
 
