@@ -104,7 +104,8 @@ def test_nm_libraries_share_one_cusparselt_state():
 def test_wgmma_family_is_on_by_default_with_a_portable_fallback(monkeypatch):
     """The wgmma families are chosen like any other unless SPARSIFY_WGMMA=0; each node's source carries the
     mma.sync kernel of the same node, and the launcher hands over to it off Hopper (or past its index limits),
-    so an engine using them runs on any GPU. Block widths the fallback does not take keep code 5 there."""
+    so an engine using them runs on any GPU. Conversion never picks them where the fallback does not take the
+    pattern (rendered anyway, such a source keeps code 5 off Hopper)."""
     import numpy as np
     from sparsify_onnx.codegen.packing import pack
     from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
@@ -117,6 +118,8 @@ def test_wgmma_family_is_on_by_default_with_a_portable_fallback(monkeypatch):
     assert fam.supports(Pattern("tile", granularity=64), 768, 3072, "fp16") is None
     assert "64 or 128 columns" in fam.supports(Pattern("tile", granularity=32), 768, 3072, "fp16")
     assert get_family("cuda_bcsr_wgmma").supports(Pattern("block", block=(32, 32)), 768, 3072, "fp16") is None
+    why = get_family("cuda_bcsr_wgmma").supports(Pattern("block", block=(8, 8)), 768, 3072, "fp16")
+    assert "no portable fallback" in why, "never chosen where an engine would not run off Hopper"
     rng = np.random.default_rng(3)
     for fname, pat, fb_family in (("cuda_tile_wgmma", Pattern("tile", granularity=128), "cuda_tile"),
                                   ("cuda_bcsr_wgmma", Pattern("block", block=(32, 32)), "cuda_bcsr_tc"),

@@ -111,6 +111,9 @@ class _Wgmma(KernelFamily):
             return f"{self.name} is turned off (SPARSIFY_WGMMA=0)"
         if N % 8:
             return f"{self.name} needs N a multiple of 8, not {N}"
+        fb = get_family(FALLBACK[self.name]).supports(pattern, K, N, dtype)
+        if fb:  # an engine must run off Hopper too
+            return f"{self.name}: no portable fallback for this node ({fb})"
         return None
 
     def tile_candidates(self, pattern, K, N, dtype):
