@@ -137,6 +137,9 @@ class _Wgmma(KernelFamily):
         G = self.group_width(spec.pattern)
         H, W, gptr, ukb, ubl = group_tables(spec, packed, G)
         la, sa, lb, sb = DESC(KS * 128)
+        XK = self.reads_x_directly(spec, H, KS)
+        if XK:
+            la = 16  # K-major swizzled A: the leading byte offset is not used
         fb = self.fallback_spec(spec)
         fb_name = f"{spec.procedural_name()}_fallback" if fb else ""
         # the embedded copy gets its own name (namespace, launchers), so an engine that also runs the same
@@ -145,11 +148,18 @@ class _Wgmma(KernelFamily):
         ctx = base_ctx(spec, packed)
         ctx.update(FALLBACK=fb_name, FALLBACK_FAMILY=fb.family if fb else "",
                    FALLBACK_SCRATCH=bool(fb) and f"{fb_name}_cuda_scratch" in fb_text)
-        ctx.update(G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, RS=RS, LH=LH, ngroups=len(gptr) - 1,
+        ctx.update(G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, RS=RS, LH=LH, XK=XK, ngroups=len(gptr) - 1,
                    gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
                    kb_type=index_ctype(int(ukb.max()) if ukb.size else 0), IDENT=ubl is None,
                    ubl=fmt_array(ubl) if ubl is not None else "", LBO_A=la, SBO_A=sa, LBO_B=lb, SBO_B=sb)
         return source(spec, render_template("cuda_wgmma.cu.j2", **ctx) + ("\n" + fb_text if fb else ""))
+
+    @staticmethod
+    def reads_x_directly(spec, H: int, KS: int) -> bool:
+        """Block rows come in runs of H >= 8 consecutive k, so with 64 kept rows per stage the kernel loads A
+        K-major straight from X (16-byte pieces of 8 consecutive k) and skips the transpose; tile-wise rows are
+        single, so that family always transposes."""
+        return spec.pattern.kind == "block" and H % 8 == 0 and KS == 64 and spec.K % 8 == 0
 
     def fallback_spec(self, spec):
         """The node's portable kernel (the mma.sync family at its default tile), or None where that family
@@ -173,7 +183,7 @@ class _Wgmma(KernelFamily):
         cta = steps * t_step  # per group
         mt = -(-M // BM)
         t_gemm = max(mt * float(cta.sum()) / (H200_SMS * per_sm), float(cta.max()) if cta.size else 0.0)
-        t_transpose = 2.0 * M * spec.K * 2 / TRANSPOSE_BW
+        t_transpose = 0.0 if self.reads_x_directly(spec, H, KS) else 2.0 * M * spec.K * 2 / TRANSPOSE_BW
         byts = 2 * (M * spec.K + M * spec.N * (2 if spec.epilogue.residual else 1)) + packed.values.nbytes
         return LAUNCH + t_transpose + max(t_gemm, byts / BW)  # (one launch: the GEMM's overlaps the transpose, PDL)
 
