@@ -10,10 +10,11 @@ runs 2.3x cuBLAS at 75% sparsity and 4.7x at 90% (mma.sync ``cuda_tile``: 1.15x,
 Why: the mma.sync kernels (``cuda_tile``, ``cuda_bcsr_tc``) run their mainloops at ~200 TFLOP/s of live work on
 the H200, cuBLAS's wgmma kernels at ~710; the tile-wise bar (1.9x at 75% sparsity) needs ~370.
 
-One template (``cuda_wgmma.cu.j2``) serves both. X is transposed once into scratch; a CTA computes BM rows x one
-*group* of G = 64 or 128 output columns from the group's kept rows of W, gathered from X^T and W with cp.async
-into the 128-byte-swizzled shared layout that ``wgmma.mma_async m64nGk16`` reads through matrix descriptors
-(A M-major, B N-major). A tile-wise tile is a group (its kept rows). For blocks h x w, a group is G / w
+One template (``cuda_wgmma.cu.j2``) serves both. A CTA computes BM rows x one *group* of G = 64 or 128 output
+columns from the group's kept rows of W, gathered with cp.async into the 128-byte-swizzled shared layout that
+``wgmma.mma_async m64nGk16`` reads through matrix descriptors (B N-major). Tile-wise kept rows are single k, so X
+is first transposed into scratch and A gathered M-major from X^T; block kept rows come in runs of H >= 8
+consecutive k, so at 64 kept rows per stage A is read K-major straight from X (no transpose, no scratch). A tile-wise tile is a group (its kept rows). For blocks h x w, a group is G / w
 adjacent block columns and its kept rows are the union of their live block rows; a block absent from one
 member column is read as zeros (so 32x32 blocks at 90% run ~19% of the rows on n64 tiles, where the
 mma.sync kernel runs 10% on n32 tiles at a fraction of the rate). ``bench/cuda/wgmma_probe.cu`` is the
