@@ -76,6 +76,9 @@ CASES = [
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 200, "bgr", (256, 64, 4, 1)),
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=64), 520, 136, "ta", (256, 64, 4, 0)),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 1024, 200, "br", (256, 64, 3, 0)),
+    # BM 64 (one warpgroup, up to 4 CTAs per SM)
+    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 200, "bgr", (64, 64, 3, 0)),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 136, "ta", (64, 64, 4, 1)),
     # L2 eviction hints (6th field: 7 = values evict_last, Y streamed out, X^T evict_first), with a residual
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 200, "ta", (128, 64, 3, 0, 0, 7)),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 136, "br", (128, 32, 4, 1, 0, 3)),

@@ -7,11 +7,12 @@
 set -u
 cd "$(dirname "$0")/../.."
 ab() {  # the A/B sets: M N K pattern density rounds tiles... (tile fields: BM x KS x STAGES x INFLIGHT x RS x LH)
-  timeout 60 python3 bench/cuda/ab.py 8192 8192 8192 block32-wgmma 0.1 3 128x64x3x0 128x64x3x1 128x32x4x0 256x64x4x0
-  timeout 40 python3 bench/cuda/ab.py 8192 8192 8192 block64-wgmma 0.1 3 128x64x3x0 128x64x3x1
-  timeout 30 python3 bench/cuda/ab.py 4096 3072 768 block32-wgmma 0.1 5 128x64x3x0 128x64x3x1 128x32x4x0
-  timeout 30 python3 bench/cuda/ab.py 4096 768 3072 block32-wgmma 0.1 5 128x64x3x0 128x32x4x0
-  timeout 30 python3 bench/cuda/ab.py 4096 768 768 block32-wgmma 0.1 5 128x64x3x0 128x32x4x0
+  timeout 40 python3 bench/cuda/ab.py 4096 768 3072 tile-wgmma 0.25 5 128x64x3x0 64x64x3x0 64x64x4x1 64x64x3x0x0x7
+  timeout 30 python3 bench/cuda/ab.py 4096 768 768 tile-wgmma 0.25 5 128x64x3x0 64x64x3x0
+  timeout 30 python3 bench/cuda/ab.py 4096 3072 768 tile-wgmma 0.25 5 128x64x3x0 64x64x3x0
+  timeout 30 python3 bench/cuda/ab.py 4096 768 3072 block32-wgmma 0.1 5 128x64x3x0 64x64x3x0
+  timeout 30 python3 bench/cuda/ab.py 4096 768 768 block32-wgmma 0.1 5 128x64x3x0 64x64x3x0
+  timeout 40 python3 bench/cuda/ab.py 8192 8192 8192 tile-wgmma 0.25 3 128x64x3x0 64x64x3x0
 }
 if [ "${BUILD:-0}" = 1 ]; then
   export SPARSIFY_CACHE_DIR=$CACHE PYTHONPATH=$PWD PATH=$PWD/.venv/bin:$PATH

@@ -20,7 +20,7 @@ member column is read as zeros (so 32x32 blocks at 90% run ~19% of the rows on n
 mma.sync kernel runs 10% on n32 tiles at a fraction of the rate). ``bench/cuda/wgmma_probe.cu`` is the
 tile kernel standalone: it checks which descriptor stride convention is right; ``DESC`` must match it.
 
-Tile: (BM, KS, STAGES, INFLIGHT[, RS[, LH]]): rows per CTA (128 or 256: one warpgroup per m64 sub-tile, every
+Tile: (BM, KS, STAGES, INFLIGHT[, RS[, LH]]): rows per CTA (64, 128 or 256: one warpgroup per m64 sub-tile, every
 thread loads and computes), kept rows per pipeline stage, stages, 1 to keep one wgmma group in flight across the
 stage boundary, RS > 0 to raster the CTAs in supertiles of RS m-tiles (consecutive CTAs: the m-tiles of one
 group) instead of group-fastest, and LH the L2 eviction hints (bits: 1 keeps W's values with evict_last, 2 stores
@@ -58,9 +58,10 @@ H200_SMS = 132
 
 # the tiles that won or came within 5% somewhere in session 4's H200 sweep (bench/cuda/s4/run6-default-on):
 # (128, 64, 3, 0) at 8192^3 75% and most BERT shapes, (128, 64, 3, 1) at 90%, (128, 32, 4, 0) at small K,
-# the raster and BM = 256 forms close behind at 8192^3; all L2 hints (LH 7) 1.5-3% faster at BERT shapes (run7)
+# the raster and BM = 256 forms close behind at 8192^3; all L2 hints (LH 7) 1.5-3% faster at BERT shapes (run7);
+# BM 64 (3 CTAs per SM) 7% faster at (4096, 768, 768) and slower elsewhere (run10)
 CANDIDATES = [(128, 64, 3, 0), (128, 64, 3, 0, 0, 7), (128, 64, 3, 1), (128, 32, 4, 0), (128, 64, 3, 0, 8),
-              (256, 64, 4, 0)]
+              (256, 64, 4, 0), (64, 64, 3, 0)]
 
 
 # the portable (mma.sync) family each wgmma family carries for GPUs other than Hopper
@@ -128,8 +129,8 @@ class _Wgmma(KernelFamily):
         t = t + (0,) * (6 - len(t))
         BM, KS, G = t[0], t[1], self.group_width(spec.pattern)
         pt = 2 * BM  # loading threads
-        if BM not in (128, 256) or KS % 16 or (KS * BM // 8) % pt or (KS * G // 8) % pt:
-            raise ValueError(f"{self.name}: tile {t}: BM must be 128 or 256 and each stage's 16-byte chunks "
+        if BM not in (64, 128, 256) or KS % 16 or (KS * BM // 8) % pt or (KS * G // 8) % pt:
+            raise ValueError(f"{self.name}: tile {t}: BM must be 64, 128 or 256 and each stage's 16-byte chunks "
                              f"({KS} rows x {BM} + {G} columns) a multiple of the {pt} loading threads")
         return t
 
@@ -149,11 +150,19 @@ class _Wgmma(KernelFamily):
         ctx = base_ctx(spec, packed)
         ctx.update(FALLBACK=fb_name, FALLBACK_FAMILY=fb.family if fb else "",
                    FALLBACK_SCRATCH=bool(fb) and f"{fb_name}_cuda_scratch" in fb_text)
-        ctx.update(G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, RS=RS, LH=LH, XK=XK, ngroups=len(gptr) - 1,
+        ctx.update(MINB=self.ctas_per_sm(BM, KS, ST, G), G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, RS=RS, LH=LH, XK=XK, ngroups=len(gptr) - 1,
                    gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
                    kb_type=index_ctype(int(ukb.max()) if ukb.size else 0), IDENT=ubl is None,
                    ubl=fmt_array(ubl) if ubl is not None else "", LBO_A=la, SBO_A=sa, LBO_B=lb, SBO_B=sb)
         return source(spec, render_template("cuda_wgmma.cu.j2", **ctx) + ("\n" + fb_text if fb else ""))
+
+    @staticmethod
+    def ctas_per_sm(BM: int, KS: int, ST: int, G: int) -> int:
+        """CTAs per SM the kernel is built for (__launch_bounds__): as many as 228 KB of shared memory hold (each
+        CTA: its stages, 1 KB of alignment slack, 1 KB the system keeps), at most what leaves ~110 registers a
+        thread (4, 2, 1 for 1, 2, 4 warpgroups)."""
+        smem = ST * KS * (BM + G) * 2 + 2048
+        return max(1, min(228 * 1024 // smem, {64: 4, 128: 2, 256: 1}[BM]))
 
     @staticmethod
     def reads_x_directly(spec, H: int, KS: int) -> bool:
@@ -178,7 +187,7 @@ class _Wgmma(KernelFamily):
         BM, KS = self._geometry(spec)[:2]
         G = self.group_width(spec.pattern)
         H, _, gptr, _, _ = group_tables(spec, packed, G)
-        per_sm = 2 if BM == 128 else 1
+        per_sm = self.ctas_per_sm(BM, KS, self._geometry(spec)[2], G)
         t_step = 2.0 * BM * G * KS / (WGMMA_SM_RATE / per_sm)
         steps = -(-(np.diff(np.asarray(gptr)) * H) // KS)
         cta = steps * t_step  # per group
