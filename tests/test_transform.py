@@ -80,3 +80,27 @@ def test_tuning_candidates_include_other_families_variants(monkeypatch):
     assert fams[:3] == ["cuda_tile"] * 3 and fams.count("cuda_tile_wgmma") == 2
     assert {s.op_key() for s, _ in candidates(spec, pk, limit=3, others=2)} == {spec.op_key()}
     assert [s.family for s, _ in candidates(spec, pk, limit=3, others=0)] == ["cuda_tile"] * 3
+
+
+def test_tuning_on_another_gpu_leaves_the_hopper_families_out(monkeypatch):
+    """Timed on a GPU other than Hopper, the wgmma families would only run their portable fallback: tuning
+    leaves them out of the variants, and a wgmma spec is tuned as its portable family (cuda_tile)."""
+    import dataclasses
+    import numpy as np
+    from cuda_cases import weight
+    from sparsify_onnx.codegen.packing import pack
+    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec
+    from sparsify_onnx.pattern import Pattern
+    from sparsify_onnx.tune import candidates
+    monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
+    pat = Pattern("tile", granularity=128)
+    pk = pack(weight(pat, 768, 768, 0.25, np.random.default_rng(0)), pat, dtype=np.float16)
+    tile = KernelSpec("linear", "cuda_tile", "cuda", "fp16", pat, 768, 768, Epilogue(), tables_hash=pk.tables_hash())
+    wg = dataclasses.replace(tile, family="cuda_tile_wgmma")
+    on_a100 = [s.family for s, _ in candidates(tile, pk, limit=3, others=2, capability=(8, 0))]
+    assert "cuda_tile_wgmma" not in on_a100 and on_a100[:3] == ["cuda_tile"] * 3
+    assert {s.family for s, _ in candidates(wg, pk, limit=3, others=2, capability=(8, 0))} <= {"cuda_tile", "cuda_tile_fp32"}
+    assert candidates(wg, pk, limit=3, others=0, capability=(8, 0))[0][0].family == "cuda_tile"
+    on_h200 = [s.family for s, _ in candidates(wg, pk, limit=3, others=0, capability=(9, 0))]
+    assert on_h200 == ["cuda_tile_wgmma"] * 3
+    assert {s.op_key() for s, _ in candidates(wg, pk, limit=3, others=2, capability=(8, 0))} == {wg.op_key()}

@@ -126,6 +126,10 @@ class KernelFamily:
     device: ClassVar[str] = "cpu"
     patterns: ClassVar[tuple[str, ...]] = ()
     dtypes: ClassVar[tuple[str, ...]] = ("fp32",)
+    # a family whose fast path runs only on one GPU generation: its compute capability, and the family its
+    # kernels fall back to elsewhere (tuning on another GPU times that one instead)
+    needs_capability: ClassVar[tuple[int, int] | None] = None
+    portable: ClassVar[str | None] = None
 
     def supports(self, pattern: Pattern, K: int, N: int, dtype: str) -> str | None:
         """None when supported, else the reason why not (for --explain)."""

@@ -41,13 +41,20 @@ class TuneChoice:
 
 
 def candidates(spec: KernelSpec, packed: PackedWeight, limit: int = 12, others: int = 2,
-               M: int = 4096) -> list[tuple[KernelSpec, PackedWeight]]:
+               M: int = 4096, capability: tuple[int, int] | None = None) -> list[tuple[KernelSpec, PackedWeight]]:
     """``spec``'s family's first ``limit`` tiles, then the first ``others`` tiles of every other family of the
     same device that supports the pattern and that the cost model does not put at over twice the time
     (kernel variants: the measurement, not the model, picks the family). Same computation, same packed
-    weight, same op key."""
+    weight, same op key. ``capability``: the GPU that will time them; families built for another GPU
+    generation (the Hopper wgmma ones) are left out there, and a spec of one becomes its portable family's."""
     from ..codegen.registry import families
+
+    def runs_here(f) -> bool:
+        return capability is None or f.needs_capability is None or tuple(f.needs_capability) == tuple(capability)
     fam = get_family(spec.family)
+    if not runs_here(fam) and fam.portable:
+        fam = get_family(fam.portable)
+        spec = dataclasses.replace(spec, family=fam.name, tile=())
     out = [(dataclasses.replace(spec, tile=tuple(t)), packed)
            for t in fam.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[:limit]]
     if others <= 0:
@@ -57,7 +64,7 @@ def candidates(spec: KernelSpec, packed: PackedWeight, limit: int = 12, others: 
     except NotImplementedError:
         base = float("inf")
     for f in families(spec.device):
-        if f.name == fam.name or f.supports(spec.pattern, spec.K, spec.N, spec.dtype):
+        if f.name == fam.name or not runs_here(f) or f.supports(spec.pattern, spec.K, spec.N, spec.dtype):
             continue
         tiles = f.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[:others]
         if not tiles:

@@ -38,7 +38,9 @@ def tune_plan(plan: Plan, M: int, progress=None, gpu=None) -> tuple[Plan, list[d
         gpu = open_device() or False
     # with a GPU to time on, other families' variants compete too (the measurement picks the family)
     others = OTHER_FAMILY_CANDIDATES if (gpu is not False and nvcc_path()) else 0
-    cands = {s.procedural_name(): candidates(s, p, limit=CANDIDATES_PER_KERNEL, others=others, M=M) for s, p in cuda}
+    cap = getattr(gpu, "capability", None) if gpu is not False else None  # Hopper-only families: on Hopper only
+    cands = {s.procedural_name(): candidates(s, p, limit=CANDIDATES_PER_KERNEL, others=others, M=M, capability=cap)
+             for s, p in cuda}
     dense: dict = {}
     if gpu is not False and nvcc_path():
         _prebuild(list(cands.values()), progress)

@@ -60,8 +60,9 @@ H200_SMS = 132
 # (128, 64, 3, 0) at 8192^3 75% and most BERT shapes, (128, 64, 3, 1) at 90%, (128, 32, 4, 0) at small K,
 # the raster and BM = 256 forms close behind at 8192^3; all L2 hints (LH 7) 1.5-3% faster at BERT shapes (run7);
 # BM 64 (3 CTAs per SM) 7% faster at (4096, 768, 768) and slower elsewhere (run10)
-CANDIDATES = [(128, 64, 3, 0), (128, 64, 3, 0, 0, 7), (128, 64, 3, 1), (128, 32, 4, 0), (128, 64, 3, 0, 8),
-              (256, 64, 4, 0), (64, 64, 3, 0)]
+# (in the order tuning tries them: the first two when the family competes as another family's variant)
+CANDIDATES = [(128, 64, 3, 0), (128, 64, 3, 1), (64, 64, 3, 0), (128, 64, 3, 0, 0, 7), (128, 32, 4, 0),
+              (128, 64, 3, 0, 8), (256, 64, 4, 0)]
 
 
 # the portable (mma.sync) family each wgmma family carries for GPUs other than Hopper
@@ -101,6 +102,7 @@ def group_tables(spec, packed, G: int):
 class _Wgmma(KernelFamily):
     device = "cuda"
     dtypes = ("fp16",)
+    needs_capability = (9, 0)
 
     def group_width(self, pattern) -> int:
         raise NotImplementedError
@@ -203,6 +205,7 @@ class CudaTileWgmma(_Wgmma):
     """Tile-wise G = 64 or 128, fp16, Hopper wgmma (portable fallback: cuda_tile)."""
     name = "cuda_tile_wgmma"
     patterns = ("tile",)
+    portable = FALLBACK["cuda_tile_wgmma"]
 
     def group_width(self, pattern):
         return pattern.granularity
@@ -220,6 +223,7 @@ class CudaBcsrWgmma(_Wgmma):
     (portable fallback: cuda_bcsr_tc where it takes the blocks)."""
     name = "cuda_bcsr_wgmma"
     patterns = ("block",)
+    portable = FALLBACK["cuda_bcsr_wgmma"]
 
     def group_width(self, pattern):
         return 128 if pattern.block[1] == 128 else 64
