@@ -59,6 +59,25 @@ def test_all_cuda_sources_compile(tmp_path):
     assert r.returncode == 0, r.stderr[-4000:]
 
 
+@pytest.mark.skipif(nvcc_path() is None, reason="nvcc not found")
+def test_wgmma_node_and_the_same_nodes_mma_kernel_in_one_library(tmp_path):
+    """A library with a wgmma node and, for the same weight, the mma.sync kernel at its default tile (tuning
+    may pick either per node) compiles: the wgmma source's embedded fallback has its own name (before, the
+    kernel benchmark's library failed with redefinitions)."""
+    import dataclasses
+    i = [c[0] for c in CASES].index("cuda_tile_wgmma")
+    spec, pk, _, srcs = build_case(i)
+    fb = dataclasses.replace(spec, family="cuda_tile", tile=())
+    from sparsify_onnx.codegen.registry import get_family
+    text = srcs[0].text + "\n" + get_family("cuda_tile").render(fb, pk)[0].text
+    src = tmp_path / "both.cu"
+    src.write_text(text)
+    cmd = [nvcc_path(), "-c", "-O1", "-std=c++17", "-gencode", "arch=compute_90a,code=sm_90a", "-Xcompiler", "-fPIC",
+           "-o", str(tmp_path / "both.o"), str(src)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-4000:]
+
+
 def test_use_cusparselt_exports_the_wheel_path(monkeypatch):
     from sparsify_onnx.codegen.cuda import nm
     monkeypatch.delenv("SPARSIFY_CUSPARSELT_LIB", raising=False)
