@@ -1,4 +1,6 @@
 """tune_plan without a GPU: tiles stay the cost model's, the plan says so, op keys unchanged."""
+import dataclasses
+
 import numpy as np
 
 from sparsify_onnx.codegen.packing import pack
@@ -52,3 +54,19 @@ def test_model_dtype_follows_the_weights():
     w32 = helper.make_tensor("w", TensorProto.FLOAT, [1], [0.0])
     g = lambda t: helper.make_model(helper.make_graph([], "g", [], [], [t]))  # noqa: E731
     assert model_dtype(g(w16)) == "fp16" and model_dtype(g(w32)) == "fp32"
+
+
+def test_tuning_cache_is_keyed_by_the_kernel_code(monkeypatch):
+    """A timing cached for one version of the kernel templates is not reused for another (a faster mainloop
+    would otherwise keep losing to cuBLAS on old numbers)."""
+    from sparsify_onnx import tune
+    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec
+    from sparsify_onnx.pattern import Pattern
+    spec = KernelSpec("linear", "cuda_tile", "cuda", "fp16", Pattern("tile", granularity=128), 64, 128,
+                      Epilogue(), tile=(1,), tables_hash="x")
+    v = tune.code_version()
+    assert len(v) == 12 and v == tune.code_version()
+    k1 = tune._key("NVIDIA H200", spec, 4096)
+    assert v in k1 and k1 == tune._key("NVIDIA H200", dataclasses.replace(spec, tile=(2,)), 4096)
+    monkeypatch.setattr(tune, "_CODE_VERSION", "0" * 12)
+    assert tune._key("NVIDIA H200", spec, 4096) != k1

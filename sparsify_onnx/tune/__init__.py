@@ -7,7 +7,8 @@
 Every candidate is rendered, compiled with nvcc into one library (tune.build, cached),
 loaded, and timed on the real shape (M rows, random data, inputs resident on the device)
 with CUDA events over many launches; the fastest wins. Results are cached per (GPU name,
-kernel spec without its tile, M) in ``$SPARSIFY_CACHE_DIR/tune.json`` (default
+kernel spec without its tile, M, and a hash of the kernel-generating code, so a changed kernel is timed
+again) in ``$SPARSIFY_CACHE_DIR/tune.json`` (default
 ``~/.cache/sparsify-onnx/tune.json``). Without a GPU (or nvcc) the family's documented cost
 model chooses, and the choice says so (``measured=False``).
 """
@@ -83,9 +84,30 @@ def cache_path() -> str:
     return os.path.join(cache_dir(), "tune.json")
 
 
+_CODE_VERSION: str | None = None
+
+
+def code_version() -> str:
+    """Hash of the code that generates the CUDA kernels (templates and families): cached timings are keyed by it,
+    so a changed kernel is timed again instead of being judged by an older version's numbers."""
+    global _CODE_VERSION
+    if _CODE_VERSION is None:
+        import hashlib
+        root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "codegen")
+        h = hashlib.sha256()
+        for sub, ext in (("templates", ".j2"), ("cuda", ".py")):
+            d = os.path.join(root, sub)
+            for f in sorted(os.listdir(d)):
+                if f.endswith(ext):
+                    with open(os.path.join(d, f), "rb") as fh:
+                        h.update(f.encode() + b"\0" + fh.read())
+        _CODE_VERSION = h.hexdigest()[:12]
+    return _CODE_VERSION
+
+
 def _key(gpu_name: str, spec: KernelSpec, M: int) -> str:
     s = dataclasses.replace(spec, tile=())
-    return f"{gpu_name}|{s.procedural_name()}|{s.spec_hash()[:16]}|M={M}"
+    return f"{gpu_name}|{code_version()}|{s.procedural_name()}|{s.spec_hash()[:16]}|M={M}"
 
 
 def _load_cache() -> dict:
