@@ -50,11 +50,15 @@ def test_cost_model_orders_densities():
 
 @pytest.mark.skipif(nvcc_path() is None, reason="nvcc not found")
 def test_all_cuda_sources_compile(tmp_path):
-    text = "\n".join(build_case(i)[3][0].text for i in range(len(CASES)))
-    src = tmp_path / "all.cu"
+    _assert_compiles(tmp_path, "\n".join(build_case(i)[3][0].text for i in range(len(CASES))))
+
+
+def _assert_compiles(tmp_path, text: str):
+    """nvcc compiles ``text`` for sm_90a (one translation unit, as the op library and the tuner build)."""
+    src = tmp_path / "src.cu"
     src.write_text(text)
     cmd = [nvcc_path(), "-c", "-O1", "-std=c++17", "-gencode", "arch=compute_90a,code=sm_90a", "-Xcompiler", "-fPIC",
-           "-o", str(tmp_path / "all.o"), str(src)]
+           "-o", str(tmp_path / "src.o"), str(src)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
 
@@ -69,13 +73,7 @@ def test_wgmma_node_and_the_same_nodes_mma_kernel_in_one_library(tmp_path):
     spec, pk, _, srcs = build_case(i)
     fb = dataclasses.replace(spec, family="cuda_tile", tile=())
     from sparsify_onnx.codegen.registry import get_family
-    text = srcs[0].text + "\n" + get_family("cuda_tile").render(fb, pk)[0].text
-    src = tmp_path / "both.cu"
-    src.write_text(text)
-    cmd = [nvcc_path(), "-c", "-O1", "-std=c++17", "-gencode", "arch=compute_90a,code=sm_90a", "-Xcompiler", "-fPIC",
-           "-o", str(tmp_path / "both.o"), str(src)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-4000:]
+    _assert_compiles(tmp_path, srcs[0].text + "\n" + get_family("cuda_tile").render(fb, pk)[0].text)
 
 
 def test_use_cusparselt_exports_the_wheel_path(monkeypatch):

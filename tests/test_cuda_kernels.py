@@ -95,42 +95,27 @@ def test_scratch_is_checked(gpu, lib):
     pytest.skip("no family with scratch")
 
 
+def _fallback_run(gpu, monkeypatch, env: str, family: str, seed: int, lib_name: str, flag: str):
+    """Build the first case of ``family`` into its own library with ``env``=1 set (launchers read it once per
+    library), run it at M = 45 and check it against numpy; returns the launcher's ``_cuda_<flag>()`` value."""
+    from sparsify_onnx.tune.build import CudaLib, build_shared
+    spec, pk, W, srcs = build_case([c[0] for c in CASES].index(family), seed=seed)
+    monkeypatch.setenv(env, "1")
+    cl = CudaLib(build_shared(srcs, name=lib_name))
+    Y, ref = _run(gpu, cl, spec, pk, W, 45, 7)
+    assert np.isfinite(Y).all()
+    assert np.linalg.norm(Y - ref) / np.linalg.norm(ref) < 5e-3
+    return getattr(cl.lib, f"{spec.procedural_name()}_cuda_{flag}")()
+
+
 @pytest.mark.parametrize("fam", ["cuda_tile_wgmma", "cuda_bcsr_wgmma"])
-def test_wgmma_portable_fallback(gpu, fam):
-    """SPARSIFY_NO_WGMMA=1 (read once per library): the wgmma launcher runs the node's portable mma.sync
-    kernel, as it does off Hopper; same results."""
-    from sparsify_onnx.tune.build import CudaLib, build_shared
-    i = [c[0] for c in CASES].index(fam)
-    spec, pk, W, srcs = build_case(i, seed=5)
-    old = os.environ.get("SPARSIFY_NO_WGMMA")
-    os.environ["SPARSIFY_NO_WGMMA"] = "1"
-    try:
-        cl = CudaLib(build_shared(srcs, name=f"test_wgmma_fallback_{fam}"))
-        Y, ref = _run(gpu, cl, spec, pk, W, 45, 7)
-        assert getattr(cl.lib, f"{spec.procedural_name()}_cuda_uses_wgmma")() == 0
-    finally:
-        if old is None:
-            os.environ.pop("SPARSIFY_NO_WGMMA")
-        else:
-            os.environ["SPARSIFY_NO_WGMMA"] = old
-    assert np.isfinite(Y).all()
-    assert np.linalg.norm(Y - ref) / np.linalg.norm(ref) < 5e-3
+def test_wgmma_portable_fallback(gpu, monkeypatch, fam):
+    """SPARSIFY_NO_WGMMA=1: the wgmma launcher runs the node's portable mma.sync kernel, as it does off Hopper;
+    same results."""
+    assert _fallback_run(gpu, monkeypatch, "SPARSIFY_NO_WGMMA", fam, 5, f"test_wgmma_fallback_{fam}", "uses_wgmma") == 0
 
 
-def test_nm_fallback_without_cusparselt(gpu):
+def test_nm_fallback_without_cusparselt(gpu, monkeypatch):
     """The n:m launcher without cuSPARSELt: plain FMA fallback, same results."""
-    from sparsify_onnx.tune.build import CudaLib, build_shared
-    spec, pk, W, srcs = build_case([c[0] for c in CASES].index("cuda_nm_sparselt"), seed=99)
-    old = os.environ.get("SPARSIFY_NO_CUSPARSELT")
-    os.environ["SPARSIFY_NO_CUSPARSELT"] = "1"
-    try:
-        cl = CudaLib(build_shared(srcs, name="test_nm_fallback"))
-        Y, ref = _run(gpu, cl, spec, pk, W, 45, 7)
-        assert getattr(cl.lib, f"{spec.procedural_name()}_cuda_uses_cusparselt")() == 0
-    finally:
-        if old is None:
-            os.environ.pop("SPARSIFY_NO_CUSPARSELT")
-        else:
-            os.environ["SPARSIFY_NO_CUSPARSELT"] = old
-    assert np.isfinite(Y).all()
-    assert np.linalg.norm(Y - ref) / np.linalg.norm(ref) < 5e-3
+    assert _fallback_run(gpu, monkeypatch, "SPARSIFY_NO_CUSPARSELT", "cuda_nm_sparselt", 99, "test_nm_fallback",
+                         "uses_cusparselt") == 0

@@ -189,10 +189,10 @@ class _Wgmma(KernelFamily):
         runs its k-steps at a per-SM rate, CTAs fill the SMs' slots, and the transpose of X runs before. Within
         0.70-1.27x of the measured plain-form times at 8192^3 and the BERT shapes (the FLOP roofline it replaced
         was 1.5-4x optimistic)."""
-        BM, KS = self._geometry(spec)[:2]
+        BM, KS, ST = self._geometry(spec)[:3]
         G = self.group_width(spec.pattern)
         H, _, gptr, _, _ = group_tables(spec, packed, G)
-        per_sm = self.ctas_per_sm(BM, KS, self._geometry(spec)[2], G)
+        per_sm = self.ctas_per_sm(BM, KS, ST, G)
         rate = WGMMA_SM_RATE if spec.pattern.kind == "tile" else WGMMA_SM_RATE_BLOCK
         t_step = 2.0 * BM * G * KS / (rate / per_sm)
         steps = -(-(np.diff(np.asarray(gptr)) * H) // KS)
