@@ -56,6 +56,15 @@ CASES = [
     ("cuda_csr", "fp32", Pattern("unstructured"), 64, 33, "plain", None),
     ("cuda_nm_sparselt", "fp16", Pattern("nm", n=2, m=4), 128, 64, "plain", None),
     ("cuda_nm_sparselt", "fp16", Pattern("nm", n=2, m=4), 64, 96, "bgr", None),
+    # Hopper sparse wgmma, 2:4 (carries cuda_nm_sparselt): partial k-steps, column tiles and m-tiles, raster
+    ("cuda_nm_wgmma", "fp16", Pattern("nm", n=2, m=4), 128, 64, "plain", None),
+    ("cuda_nm_wgmma", "fp16", Pattern("nm", n=2, m=4), 200, 136, "bgr", (2, 128, 64, 4, 0, 0)),
+    ("cuda_nm_wgmma", "fp16", Pattern("nm", n=2, m=4), 264, 520, "ta", (2, 256, 64, 3, 0, 8)),
+    ("cuda_nm_wgmma", "fp16", Pattern("nm", n=2, m=4), 520, 200, "br", (1, 128, 128, 3, 1, 0)),
+    ("cuda_nm_wgmma", "fp16", Pattern("nm", n=2, m=4), 96, 72, "bgr", (2, 64, 64, 4, 0, 0)),
+    ("cuda_nm_wgmma", "fp16", Pattern("nm", n=2, m=4), 1024, 192, "ta", (2, 128, 128, 3, 1, 2)),
+    ("cuda_nm_wgmma", "fp16", Pattern("nm", n=2, m=4), 136, 200, "bgr", (3, 128, 64, 4, 1, 0)),
+    ("cuda_nm_wgmma", "fp16", Pattern("nm", n=2, m=4), 264, 264, "ta", (4, 96, 64, 4, 0, 0)),
     # Hopper wgmma (each source also carries its portable fallback); CI compiles them and a GPU host checks them
     # against numpy: kept rows not a multiple of the k-step, N not a multiple of 128
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 200, 200, "bgr", None),

@@ -140,11 +140,14 @@ def test_wgmma_family_is_on_by_default_with_a_portable_fallback(monkeypatch):
     rng = np.random.default_rng(3)
     for fname, pat, fb_family in (("cuda_tile_wgmma", Pattern("tile", granularity=128), "cuda_tile"),
                                   ("cuda_bcsr_wgmma", Pattern("block", block=(32, 32)), "cuda_bcsr_tc"),
-                                  ("cuda_bcsr_wgmma", Pattern("block", block=(8, 8)), None)):
+                                  ("cuda_bcsr_wgmma", Pattern("block", block=(8, 8)), None),
+                                  ("cuda_nm_wgmma", Pattern("nm", n=2, m=4), "cuda_nm_sparselt")):
         f = get_family(fname)
         W = rng.standard_normal((64, 128)).astype(np.float32)
         if pat.kind == "tile":
             W[rng.random(64) < 0.5, :] = 0
+        elif pat.kind == "nm":
+            W *= (rng.random((16, 4, 128)).argsort(axis=1) < 2).reshape(64, 128)
         else:
             h, w = pat.block
             W *= np.repeat(np.repeat(rng.random((64 // h, 128 // w)) < 0.5, h, 0), w, 1)
@@ -185,6 +188,32 @@ def test_wgmma_rejects_tiles_the_loaders_cannot_split(monkeypatch):
             geometry(bad)
     with pytest.raises(ValueError, match="expected"):
         geometry((128, 64, 3, 0, 0, 0, 1))  # a 7-field tile of the removed forms
+
+
+def test_nm_wgmma_takes_2of4_and_checks_its_tiles(monkeypatch):
+    """The Hopper 2:4 family takes 2:4 with K and N multiples of 8 (16-byte rows), nothing else, and refuses a
+    tile it cannot build with the reason (not a static_assert in nvcc's output)."""
+    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
+    from sparsify_onnx.pattern import Pattern
+    monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
+    fam = get_family("cuda_nm_wgmma")
+    pat = Pattern("nm", n=2, m=4)
+    assert fam.supports(pat, 768, 3072, "fp16") is None
+    assert "2:4" in fam.supports(Pattern("nm", n=1, m=4), 768, 3072, "fp16")
+    assert "multiples of 8" in fam.supports(pat, 772, 3072, "fp16")
+    assert "fp16" in fam.supports(pat, 768, 3072, "fp32")
+
+    def geometry(tile):
+        return fam.geometry(KernelSpec("linear", fam.name, "cuda", "fp16", pat, 64, 64, Epilogue(), tile=tile,
+                                       tables_hash="x"))
+    assert geometry((2, 128, 64, 4)) == (2, 128, 64, 4, 0, 0)
+    assert geometry((4, 96, 64, 4, 1, 0)) == (4, 96, 64, 4, 1, 0)
+    for bad in ((5, 128, 64, 4), (2, 100, 64, 4), (2, 128, 32, 4), (2, 128, 64, 1), (4, 256, 64, 2),
+                (2, 256, 128, 4)):
+        with pytest.raises(ValueError, match="NWG 1 to 4"):
+            geometry(bad)
+    with pytest.raises(ValueError, match="expected"):
+        geometry((2, 128, 64))
 
 
 def test_nm_cost_follows_measured_cusparselt_speedups():

@@ -72,6 +72,14 @@ CANDIDATES = [(128, 64, 3, 0), (128, 64, 3, 1), (64, 64, 3, 0), (128, 64, 3, 0, 
 FALLBACK = {"cuda_tile_wgmma": "cuda_tile", "cuda_bcsr_wgmma": "cuda_bcsr_tc"}
 
 
+def embedded_fallback(spec, fb, packed) -> tuple[str, str]:
+    """(name, source) of the portable kernel ``fb`` (a spec of the fallback family for the same node) as a Hopper
+    kernel's source carries it: under its own name, ``<node>_fallback`` (namespace, launchers), so an engine
+    that also runs the same node's portable kernel on its own compiles and links both."""
+    name = f"{spec.procedural_name()}_fallback"
+    return name, get_family(fb.family).render(fb, packed)[0].text.replace(fb.procedural_name(), name)
+
+
 def enabled() -> bool:
     """On unless SPARSIFY_WGMMA=0 (then conversion never picks the wgmma families)."""
     return os.environ.get("SPARSIFY_WGMMA", "1") != "0"
@@ -148,10 +156,7 @@ class _Wgmma(KernelFamily):
         if XK:
             la = 16  # K-major swizzled A: the leading byte offset is not used
         fb = self.fallback_spec(spec)
-        fb_name = f"{spec.procedural_name()}_fallback" if fb else ""
-        # the embedded copy gets its own name (namespace, launchers), so an engine that also runs the same
-        # node's mma.sync kernel on its own compiles and links both
-        fb_text = get_family(fb.family).render(fb, packed)[0].text.replace(fb.procedural_name(), fb_name) if fb else ""
+        fb_name, fb_text = embedded_fallback(spec, fb, packed) if fb else ("", "")
         ctx = base_ctx(spec, packed)
         ctx.update(FALLBACK=fb_name, FALLBACK_FAMILY=fb.family if fb else "",
                    FALLBACK_SCRATCH=bool(fb) and f"{fb_name}_cuda_scratch" in fb_text)

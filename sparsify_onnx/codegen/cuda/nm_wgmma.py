@@ -1,0 +1,116 @@
+"""2:4 weights on Hopper's sparse tensor cores: ``cuda_nm_wgmma`` (``wgmma.mma_async.sp``, template
+``cuda_nm_wgmma.cu.j2``). On by default with the other wgmma families (``SPARSIFY_WGMMA=0`` turns them off).
+
+Why: cuSPARSELt (``cuda_nm_sparselt``) is slower than dense cuBLAS at BERT's smallest GEMM, (4096, 768, 768),
+with every one of its algorithms (0.76x on the H200, bench/NOTES.md), and needs a separate epilogue pass.
+
+How: the sparse operand of ``wgmma.sp`` is A, so a CTA computes a tile of Y^T = W^T X^T. A is W^T, read
+MN-major straight from the packed n:m values ``[K/2, N]`` (the same initializer every n:m kernel uses); B is
+X^T, read K-major from X's rows (no transpose, no scratch). The 2-bit offsets become wgmma metadata words
+(CuTe's ``ELayout_64x32``; ``bench/cuda/wgmma_sp_probe.cu`` checked that layout, the MN-major A and the
+k-offsets inside a swizzle atom on the H200), built on the host from the node's offset table on the first
+call. The epilogue (bias, activation) transposes the tile through shared memory with ``stmatrix .trans`` and
+writes Y with 16-byte stores, adding the residual. The source also carries the node's ``cuda_nm_sparselt``
+kernel (cuSPARSELt, or its FMA kernel), which the launcher runs off Hopper or with ``SPARSIFY_NO_WGMMA=1``.
+
+Tile: (NWG, BM, KS, STAGES, INFLIGHT, RS): warpgroups per CTA (1 to 4, each 64 output columns), rows of X per CTA
+(the wgmma n: a multiple of 32 from 64 to 256), k per pipeline stage (64 or 128), stages, 1 to keep one wgmma group in flight across
+the stage boundary, RS > 0 to raster CTAs in supertiles of RS m-tiles (for weights larger than the L2).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from ..registry import KernelFamily, get_family, register_family
+from .common import LAUNCH, BW, base_ctx, render_template, source
+from .wgmma import H200_SMS, embedded_fallback, enabled
+
+# dense-equivalent FLOP/s per SM of the sparse mainloop (2 * M * N * K counted as if W were dense); a first
+# estimate (twice the dense wgmma family's rate, less a margin), to be refitted to H200 measurements
+NM_WGMMA_SM_RATE = 7.0e12
+
+CANDIDATES = [(2, 128, 64, 4, 0, 0), (2, 128, 128, 3, 0, 0), (2, 256, 64, 3, 0, 8), (1, 128, 64, 4, 0, 0),
+              (2, 64, 64, 4, 0, 0), (2, 128, 64, 4, 1, 0), (2, 128, 64, 4, 0, 8)]
+
+
+@register_family
+class CudaNmWgmma(KernelFamily):
+    """2:4 fp16 on Hopper sparse wgmma (portable fallback: cuda_nm_sparselt)."""
+    name = "cuda_nm_wgmma"
+    device = "cuda"
+    patterns = ("nm",)
+    dtypes = ("fp16",)
+    needs_capability = (9, 0)
+    portable = "cuda_nm_sparselt"
+
+    def supports(self, pattern, K, N, dtype):
+        why = super().supports(pattern, K, N, dtype)
+        if why:
+            return why
+        if not enabled():
+            return f"{self.name} is turned off (SPARSIFY_WGMMA=0)"
+        if (pattern.n, pattern.m) != (2, 4):
+            return f"{self.name} handles 2:4, not {pattern.n}:{pattern.m}"
+        if K % 8 or N % 8:
+            return f"{self.name} needs K and N multiples of 8, not {K} and {N}"
+        fb = get_family(self.portable).supports(pattern, K, N, dtype)
+        if fb:
+            return f"{self.name}: no portable fallback for this node ({fb})"
+        return None
+
+    def tile_candidates(self, pattern, K, N, dtype):
+        return list(CANDIDATES)
+
+    def geometry(self, spec):
+        """(NWG, BM, KS, STAGES, INFLIGHT, RS); missing trailing fields are 0."""
+        t = tuple(spec.tile or CANDIDATES[0])
+        if not 4 <= len(t) <= 6:
+            raise ValueError(f"{self.name}: tile {t}: (NWG, BM, KS, STAGES[, INFLIGHT[, RS]]) expected")
+        t = t + (0,) * (6 - len(t))
+        nwg, bm, ks, st = t[:4]
+        if nwg not in (1, 2, 3, 4) or bm % 32 or not 64 <= bm <= 256 or ks not in (64, 128) or st < 2 or \
+                self.smem_bytes(t) > 227 * 1024 or self.regs(bm) * 128 * nwg > 65536:
+            raise ValueError(f"{self.name}: tile {t}: NWG 1 to 4, BM a multiple of 32 from 64 to 256, KS 64 or 128, "
+                             f"STAGES >= 2, within 227 KB of shared memory and the registers of one SM")
+        return t
+
+    @staticmethod
+    def smem_bytes(t) -> int:
+        nwg, bm, ks, st = t[:4]
+        stage = -(-(nwg * ks // 2 * 128 + ks // 64 * bm * 128 + nwg * ks // 32 * 256) // 1024) * 1024
+        return max(st * stage, bm * 64 * nwg * 2) + 1024
+
+    @staticmethod
+    def regs(bm: int) -> int:
+        """Registers a thread needs: its BM / 2 accumulators and ~48 more."""
+        return min(255, -(-(bm // 2 + 48) // 8) * 8)
+
+    def ctas_per_sm(self, t) -> int:
+        """As many CTAs as 228 KB of shared memory and the SM's 64K registers hold."""
+        nwg, bm = t[:2]
+        return max(1, min(228 * 1024 // (self.smem_bytes(t) + 1024), 65536 // (128 * nwg * self.regs(bm))))
+
+    def fallback_spec(self, spec):
+        return dataclasses.replace(spec, family=self.portable, tile=())
+
+    def render(self, spec, packed):
+        t = self.geometry(spec)
+        nwg, bm, ks, st, inf, rs = t
+        fb = self.fallback_spec(spec)
+        fb_name, fb_text = embedded_fallback(spec, fb, packed)
+        ctx = base_ctx(spec, packed)
+        ctx.update(NWG=nwg, BM=bm, KS=ks, STAGES=st, INFLIGHT=inf, RS=rs, MINB=self.ctas_per_sm(t),
+                   FALLBACK=fb_name, FALLBACK_FAMILY=fb.family)
+        return source(spec, render_template("cuda_nm_wgmma.cu.j2", **ctx) + "\n" + fb_text)
+
+    def cost(self, spec, packed, M):
+        """Wave model: CTAs (64 NWG columns x BM rows, all of K) share the SMs' slots at a per-SM rate of
+        dense-equivalent work; the bytes moved bound it from below."""
+        t = self.geometry(spec)
+        nwg, bm = t[:2]
+        per_sm = self.ctas_per_sm(t)
+        t_cta = 2.0 * 64 * nwg * bm * spec.K / (NM_WGMMA_SM_RATE / per_sm)
+        ctas = -(-spec.N // (64 * nwg)) * -(-M // bm)
+        t_gemm = max(ctas * t_cta / (H200_SMS * per_sm), t_cta)
+        byts = 2 * (M * spec.K + M * spec.N * (2 if spec.epilogue.residual else 1)) + packed.values.nbytes
+        return LAUNCH + max(t_gemm, byts / BW)
