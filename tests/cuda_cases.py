@@ -65,6 +65,10 @@ CASES = [
     ("cuda_nm_wgmma", "fp16", Pattern("nm", n=2, m=4), 1024, 192, "ta", (2, 128, 128, 3, 1, 2)),
     ("cuda_nm_wgmma", "fp16", Pattern("nm", n=2, m=4), 136, 200, "bgr", (3, 128, 64, 4, 1, 0)),
     ("cuda_nm_wgmma", "fp16", Pattern("nm", n=2, m=4), 264, 264, "ta", (4, 96, 64, 4, 0, 0)),
+    # unstructured on the sparse tensor cores: 2:4 cover + overflow (at density 0.3 ~8% of the non-zeros overflow)
+    ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 200, 136, "bgr", None),
+    ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 264, 200, "ta", (2, 128, 128, 3, 0, 0)),
+    ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 520, 72, "plain", (4, 96, 64, 4, 0, 8)),
     # Hopper wgmma (each source also carries its portable fallback); CI compiles them and a GPU host checks them
     # against numpy: kept rows not a multiple of the k-step, N not a multiple of 128
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 200, 200, "bgr", None),

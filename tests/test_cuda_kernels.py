@@ -108,7 +108,7 @@ def _fallback_run(gpu, monkeypatch, env: str, family: str, seed: int, lib_name: 
     return getattr(cl.lib, f"{spec.procedural_name()}_cuda_{flag}")()
 
 
-@pytest.mark.parametrize("fam", ["cuda_tile_wgmma", "cuda_bcsr_wgmma", "cuda_nm_wgmma"])
+@pytest.mark.parametrize("fam", ["cuda_tile_wgmma", "cuda_bcsr_wgmma", "cuda_nm_wgmma", "cuda_cover_wgmma"])
 def test_wgmma_portable_fallback(gpu, monkeypatch, fam):
     """SPARSIFY_NO_WGMMA=1: the wgmma launcher runs the node's portable mma.sync kernel, as it does off Hopper;
     same results."""

@@ -6,10 +6,12 @@
 #        on the GPU host     CACHE=.devbuild/cacheN bash bench/cuda/ab_run.sh
 set -u
 cd "$(dirname "$0")/../.."
-ab() {  # the A/B sets: M N K pattern density rounds tiles... (2:4-wgmma tile fields: NWG x BM x KS x STAGES x INFLIGHT x RS)
-  timeout 60 python3 bench/cuda/ab.py 4096 768 768 2:4-wgmma 0.5 5 2x128x64x4x0x0 2x128x64x4x1x0 3x128x64x4x1x0 4x128x64x4x1x0 4x96x64x4x1x0 3x96x64x4x1x0 2x96x64x4x1x0 3x128x128x3x1x0
-  timeout 60 python3 bench/cuda/ab.py 4096 3072 768 2:4-wgmma 0.5 5 2x128x64x4x1x0 3x128x64x4x1x0 4x128x64x4x1x0 2x192x64x4x1x0 4x96x64x4x1x0 2x256x64x3x1x0
-  timeout 60 python3 bench/cuda/ab.py 4096 768 3072 2:4-wgmma 0.5 5 2x128x64x4x0x0 2x128x64x4x1x0 3x128x64x4x1x0 4x128x64x4x1x0 4x96x64x4x1x0 3x96x64x4x1x0 4x128x128x3x1x0
+ab() {  # the A/B sets: M N K pattern density rounds tiles... (-wgmma 2:4 and cover tile fields: NWG x BM x KS x STAGES x INFLIGHT x RS)
+  timeout 60 python3 bench/cuda/ab.py 4096 768 768 unstructured-wgmma 0.1 5 3x128x64x4x1x0 3x128x128x3x1x0 3x128x128x3x0x0 2x128x64x4x1x0
+  timeout 60 python3 bench/cuda/ab.py 4096 3072 768 unstructured-wgmma 0.1 5 3x128x64x4x1x0 4x128x64x4x1x0 3x128x128x3x1x0
+  timeout 60 python3 bench/cuda/ab.py 4096 768 3072 unstructured-wgmma 0.1 5 3x128x64x4x1x0 3x128x128x3x1x0 3x128x128x3x0x0
+  timeout 60 python3 bench/cuda/ab.py 4096 768 768 unstructured-wgmma 0.05 3 3x128x64x4x1x0 3x128x128x3x1x0
+  timeout 60 python3 bench/cuda/ab.py 4096 768 768 unstructured-wgmma 0.25 3 3x128x64x4x1x0 3x128x128x3x1x0
   [ "${BIG:-0}" = 1 ] && timeout 150 python3 bench/cuda/ab.py 8192 8192 8192 2:4-wgmma 0.5 3 2x128x64x4x1x8 4x128x64x4x1x8 2x256x64x3x1x8 3x128x64x4x1x8
 }
 if [ "${BUILD:-0}" = 1 ]; then
@@ -21,7 +23,7 @@ from cuda_cases import CASES, build_case
 from sparsify_onnx.tune.build import build_shared
 print(build_shared([build_case(i)[3][0] for i in range(len(CASES))], name="test_cuda_kernels"))
 srcs = build_case([c[0] for c in CASES].index("cuda_nm_sparselt"), seed=99)[3]
-for fam in ("cuda_tile_wgmma", "cuda_bcsr_wgmma", "cuda_nm_wgmma"):
+for fam in ("cuda_tile_wgmma", "cuda_bcsr_wgmma", "cuda_nm_wgmma", "cuda_cover_wgmma"):
     print(build_shared(build_case([c[0] for c in CASES].index(fam), seed=5)[3], name=f"test_wgmma_fallback_{fam}"))
 os.environ["SPARSIFY_NO_CUSPARSELT"] = "1"
 print(build_shared(srcs, name="test_nm_fallback"))
@@ -38,7 +40,7 @@ OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   timeout 150 python3 -m pytest -m gpu -q tests/test_cuda_kernels.py 2>&1 | tail -6 | tee $OUT/tests.log
   timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest -m gpu -q -x tests/test_cuda_kernels.py \
-    -k "300 and cuda_nm_wgmma" > $OUT/memcheck.log 2>&1
+    -k "300 and (cuda_nm_wgmma or cuda_cover_wgmma)" > $OUT/memcheck.log 2>&1
   echo "memcheck rc=$?"; tail -2 $OUT/memcheck.log
 fi
 [ "${AB:-1}" = 1 ] && ab 2>&1 | grep -v Warn | tee $OUT/ab.log | grep -v "^round"

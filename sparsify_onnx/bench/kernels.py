@@ -10,7 +10,8 @@ time is the median over trials of CUDA-graph replay of ``--reps`` back-to-back c
 (events around a plain loop where capture fails), inputs resident on the device. Every
 result of ours is checked against ``X.float() @ W.float()`` after poisoning Y with NaN.
 
-Patterns ending in ``-wgmma`` use the Hopper families (``cuda_tile_wgmma``, ``cuda_bcsr_wgmma``, ``cuda_nm_wgmma``); on other GPUs
+Patterns ending in ``-wgmma`` use the Hopper families (``cuda_tile_wgmma``, ``cuda_bcsr_wgmma``, ``cuda_nm_wgmma``,
+``cuda_cover_wgmma``); on other GPUs
 their launchers run the portable kernel they carry, and the row says "fallback ran".
 
 ``--build-only`` renders and compiles every kernel into the cache
@@ -38,9 +39,10 @@ from ..tune.build import CudaLib, build_many
 SHAPES = [(4096, 768, 768), (4096, 3072, 768), (4096, 768, 3072), (8192, 8192, 8192)]
 DENSITIES = [0.5, 0.25, 0.1, 0.05]
 PATTERNS = ["block16", "block32", "block64", "unstructured", "2:4", "tile",
-            "block32-wgmma", "block64-wgmma", "tile-wgmma", "2:4-wgmma"]  # -wgmma: the Hopper families (off Hopper: their fallback)
+            "block32-wgmma", "block64-wgmma", "tile-wgmma", "2:4-wgmma", "unstructured-wgmma"]  # -wgmma: the Hopper families (off Hopper: their fallback)
 FAMILY = {"block": "cuda_bcsr_tc", "unstructured": "cuda_csr", "nm": "cuda_nm_sparselt", "tile": "cuda_tile"}
-WGMMA_FAMILY = {"block": "cuda_bcsr_wgmma", "tile": "cuda_tile_wgmma", "nm": "cuda_nm_wgmma"}  # "<pattern>-wgmma": the experimental kernels
+WGMMA_FAMILY = {"block": "cuda_bcsr_wgmma", "tile": "cuda_tile_wgmma", "nm": "cuda_nm_wgmma",
+                "unstructured": "cuda_cover_wgmma"}  # "<pattern>-wgmma": the experimental kernels
 
 
 def family_for(pname: str, pat: Pattern) -> str:

@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from ..registry import KernelFamily, get_family, register_family
-from .common import LAUNCH, BW, base_ctx, render_template, source
+from .common import LAUNCH, BW, base_ctx, fmt_array, render_template, source
+from .csr import MAX_BAKED_NNZ
+from .nm import hex_lines
 from .wgmma import H200_SMS, embedded_fallback, enabled
 
 # dense-equivalent FLOP/s per SM of the mainloop (2 * M * N * K counted as if W were dense), fitted to the H200
@@ -69,7 +73,7 @@ class CudaNmWgmma(KernelFamily):
 
     def geometry(self, spec):
         """(NWG, BM, KS, STAGES, INFLIGHT, RS); missing trailing fields are 0."""
-        t = tuple(spec.tile or CANDIDATES[0])
+        t = tuple(spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0])
         if not 4 <= len(t) <= 6:
             raise ValueError(f"{self.name}: tile {t}: (NWG, BM, KS, STAGES[, INFLIGHT[, RS]]) expected")
         t = t + (0,) * (6 - len(t))
@@ -106,8 +110,12 @@ class CudaNmWgmma(KernelFamily):
         fb_name, fb_text = embedded_fallback(spec, fb, packed)
         ctx = base_ctx(spec, packed)
         ctx.update(NWG=nwg, BM=bm, KS=ks, STAGES=st, INFLIGHT=inf, RS=rs, MINB=self.ctas_per_sm(t),
-                   FALLBACK=fb_name, FALLBACK_FAMILY=fb.family)
+                   FALLBACK=fb_name, FALLBACK_FAMILY=fb.family, COVER=False)
+        ctx.update(self.extra_ctx(spec, packed, t))
         return source(spec, render_template("cuda_nm_wgmma.cu.j2", **ctx) + "\n" + fb_text)
+
+    def extra_ctx(self, spec, packed, t) -> dict:
+        return {}
 
     def cost(self, spec, packed, M):
         """Wave model: CTAs (64 NWG columns x BM rows, all of K) share the SMs' slots at a per-SM rate of
@@ -120,3 +128,112 @@ class CudaNmWgmma(KernelFamily):
         t_gemm = max(ctas * t_cta / (H200_SMS * per_sm), t_cta)
         byts = 2 * (M * spec.K + M * spec.N * (2 if spec.epilogue.residual else 1)) + packed.values.nbytes
         return LAUNCH + max(t_gemm, byts / BW)
+
+
+def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int) -> dict:
+    """The 2:4 cover of an unstructured [K, N] weight given as CSC (``col_ptr``, ``row_idx``, rows ascending in each
+    column): in every group of 4 along K of column n, its first two non-zeros go to the cover's two slots (the
+    other offsets fill the slots left, with zeros); the rest is the overflow. Returns
+    ``idx`` [K/2, N] (the slots' offsets, ascending, distinct); ``dst`` per CSC entry: ``(2 g + slot) * N + n`` in
+    the cover, ``-1 - j`` for overflow entry j. The overflow is ordered by (column tile of BN, k-step of KS, quad
+    of threads that holds the column's accumulators, column, k): quad q of a tile holds columns
+    16 (q // 8) + q % 8 and that + 8. ``ovf_ptr`` [ceil(N / BN) * ceil(K / KS) * BN / 2 + 1] starts each (tile,
+    step, quad); ``ovf_meta`` per entry ``(k within the step) << 16 | (the quad's second column) << 24`` (the
+    kernel puts the fp16 value in the low 16 bits); ``maxov`` the most entries of one (tile, step)."""
+    col_ptr, row_idx = np.asarray(col_ptr, np.int64), np.asarray(row_idx, np.int64)
+    nnz, G = row_idx.size, K // 4
+    cols = np.repeat(np.arange(N), np.diff(col_ptr))
+    grp, off = row_idx // 4, row_idx % 4
+    key = cols * G + grp
+    first = np.r_[True, key[1:] != key[:-1]] if nnz else np.zeros(0, bool)
+    rank = np.arange(nnz) - np.maximum.accumulate(np.where(first, np.arange(nnz), 0))
+    cov = rank < 2
+    occ = np.zeros((G, 4, N), bool)
+    occ[grp[cov], off[cov], cols[cov]] = True
+    need = 2 - occ.sum(axis=1)
+    for o in range(4):  # pad with the lowest free offsets
+        add = ~occ[:, o, :] & (need > 0)
+        occ[:, o, :] |= add
+        need -= add
+    slots = np.argsort(~occ, axis=1, kind="stable")[:, :2, :]  # [G, 2, N]: the two offsets, ascending
+    dst = np.empty(nnz, np.int64)
+    slot = (slots[grp[cov], 1, cols[cov]] == off[cov]).astype(np.int64)
+    dst[cov] = (2 * grp[cov] + slot) * N + cols[cov]
+    nsteps, ntiles, nq = -(-K // KS), -(-N // BN), BN // 2
+    ov = np.nonzero(~cov)[0]
+    c = cols[ov] % BN  # column within the tile; its quad of threads: (c // 16) * 8 + c % 8, row c % 16 >= 8
+    quad = (c // 16) * 8 + c % 8
+    cell = ((cols[ov] // BN) * nsteps + row_idx[ov] // KS) * nq + quad
+    order = np.lexsort((row_idx[ov], c, cell))
+    ov, c, cell = ov[order], c[order], cell[order]
+    dst[ov] = -1 - np.arange(ov.size)
+    counts = np.bincount(cell, minlength=ntiles * nsteps * nq)
+    per_step = counts.reshape(ntiles * nsteps, nq).sum(axis=1)
+    return {"idx": slots.reshape(G * 2, N).astype(np.uint8), "dst": dst,
+            "ovf_ptr": np.r_[0, np.cumsum(counts)], "maxov": int(per_step.max()) if per_step.size else 0,
+            "ovf_meta": ((row_idx[ov] % KS) << 16) | (((c % 16) >= 8).astype(np.int64) << 24), "nov": int(ov.size)}
+
+
+COVER_STEP_FACTOR = 1.3
+COVER_ENTRY_ROW_S = 6.7e-13
+
+
+@register_family
+class CudaCoverWgmma(CudaNmWgmma):
+    """Unstructured fp16 on Hopper sparse wgmma: a 2:4 cover plus an overflow list (portable fallback: cuda_csr).
+
+    At 90% random sparsity only 0.37% of the groups of 4 along K hold more than two non-zeros (binomial), so
+    the cover carries all but ~0.1% of the weight's elements on the sparse tensor cores at the 2:4 kernel's
+    speed, and the overflow costs a few shared-memory reads per k-step. The cover's values are scattered from
+    the CSC values (the unstructured pattern's one packed format) on the first call."""
+    name = "cuda_cover_wgmma"
+    patterns = ("unstructured",)
+    portable = "cuda_csr"
+
+    def supports(self, pattern, K, N, dtype):
+        why = KernelFamily.supports(self, pattern, K, N, dtype)
+        if why:
+            return why
+        if not enabled():
+            return f"{self.name} is turned off (SPARSIFY_WGMMA=0)"
+        if K % 8 or N % 8:
+            return f"{self.name} needs K and N multiples of 8, not {K} and {N}"
+        fb = get_family(self.portable).supports(pattern, K, N, dtype)
+        if fb:
+            return f"{self.name}: no portable fallback for this node ({fb})"
+        return None
+
+    def geometry(self, spec):
+        t = super().geometry(spec)
+        if t[4]:
+            raise ValueError(f"{self.name}: tile {t}: no in-flight form (the overflow adds into the accumulators "
+                             f"after each k-step's wgmma)")
+        return t
+
+    def tile_candidates(self, pattern, K, N, dtype):
+        """The 2:4 kernel's tiles in their waited-each-step form; 3 x 128 x 128 first (session 5's H200 sweep)."""
+        return list(dict.fromkeys([(3, 128, 128, 3, 0, 0)] + [t[:4] + (0,) + t[5:] for t in CANDIDATES]))
+
+    def tables(self, spec, packed, t):
+        return cover_tables(spec.K, spec.N, packed.tables["col_ptr"], packed.tables["row_idx"], t[2], 64 * t[0])
+
+    def extra_ctx(self, spec, packed, t):
+        if packed.nnz > MAX_BAKED_NNZ:
+            raise ValueError(f"{self.name}: {packed.nnz} non-zeros is over the {MAX_BAKED_NNZ} baked-table limit")
+        c = self.tables(spec, packed, t)
+        nsteps = -(-spec.K // t[2])
+        ov_bytes = -(-c["maxov"] * 4 // 16) * 16 + -(-(32 * t[0] + 1) // 4) * 16
+        smem = self.smem_bytes(t) + t[3] * ov_bytes + 1024 * t[3] + 4 * (nsteps + 1)  # (+ stage rounding)
+        if smem > 227 * 1024:
+            raise ValueError(f"{self.name}: tile {t}: {c['maxov']} overflow entries per k-step do not fit in shared "
+                             f"memory beside the stages")
+        return dict(COVER=True, nov=c["nov"], maxov=c["maxov"], dst=fmt_array(c["dst"]),
+                    ovf_ptr=fmt_array(c["ovf_ptr"]), ovf_meta=fmt_array(c["ovf_meta"]), idx_hex=hex_lines(c["idx"], 2))
+
+    def cost(self, spec, packed, M):
+        """The 2:4 kernel's wave model, 1.3x for the per-step overflow pass, plus 0.67 ps per overflow entry and row
+        of X (fitted to session 5's H200 runs, bench/cuda/s5/cover-v3: 12.9 us at (4096, 768, 768), 41.0 at
+        (4096, 768, 3072), 50.4 at (4096, 3072, 768), 90% sparse; 33.7 us at (4096, 768, 768), 75%)."""
+        t = self.geometry(spec)
+        nov = self.tables(spec, packed, t)["nov"]
+        return COVER_STEP_FACTOR * super().cost(spec, packed, M) + nov * M * COVER_ENTRY_ROW_S
