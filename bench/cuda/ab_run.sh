@@ -7,9 +7,9 @@
 set -u
 cd "$(dirname "$0")/../.."
 ab() {  # the A/B sets: M N K pattern density rounds tiles... (-wgmma 2:4 and cover tile fields: NWG x BM x KS x STAGES x INFLIGHT x RS)
-  timeout 60 python3 bench/cuda/ab.py 4096 768 768 2:4-wgmma 0.5 5 3x128x128x3x0x0 3x128x64x4x0x0 3x128x64x4x1x0
-  timeout 60 python3 bench/cuda/ab.py 4096 768 768 unstructured-wgmma 0.01 5 3x128x128x3x0x0 3x128x64x4x0x0
-  timeout 60 python3 bench/cuda/ab.py 4096 768 768 unstructured-wgmma 0.1 5 3x128x128x3x0x0
+  timeout 60 python3 bench/cuda/ab.py 4096 768 768 2:4-wgmma 0.5 5 3x128x64x4x1x0
+  timeout 60 python3 bench/cuda/ab.py 4096 768 768 unstructured-wgmma 0.1 5 auto
+  timeout 60 python3 bench/cuda/ab.py 4096 3072 768 block32-wgmma 0.1 5 auto
   [ "${BIG:-0}" = 1 ] && timeout 150 python3 bench/cuda/ab.py 8192 8192 8192 2:4-wgmma 0.5 3 2x128x64x4x1x8 4x128x64x4x1x8 2x256x64x3x1x8 3x128x64x4x1x8
 }
 if [ "${BUILD:-0}" = 1 ]; then
@@ -38,7 +38,7 @@ OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   timeout 150 python3 -m pytest -m gpu -q tests/test_cuda_kernels.py 2>&1 | tail -6 | tee $OUT/tests.log
   timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest -m gpu -q -x tests/test_cuda_kernels.py \
-    -k "300 and (cuda_nm_wgmma or cuda_cover_wgmma)" > $OUT/memcheck.log 2>&1
+    -k "300 and wgmma" > $OUT/memcheck.log 2>&1
   echo "memcheck rc=$?"; tail -2 $OUT/memcheck.log
 fi
 [ "${AB:-1}" = 1 ] && ab 2>&1 | grep -v Warn | tee $OUT/ab.log | grep -v "^round"
