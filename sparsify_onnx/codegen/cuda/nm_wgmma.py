@@ -1,5 +1,6 @@
-"""2:4 weights on Hopper's sparse tensor cores: ``cuda_nm_wgmma`` (``wgmma.mma_async.sp``, template
-``cuda_nm_wgmma.cu.j2``). On by default with the other wgmma families (``SPARSIFY_WGMMA=0`` turns them off).
+"""Hopper's sparse tensor cores (``wgmma.mma_async.sp``, template ``cuda_nm_wgmma.cu.j2``): ``cuda_nm_wgmma`` for 2:4
+weights and ``cuda_cover_wgmma`` for unstructured ones (a 2:4 cover plus an overflow list, below). On by default
+with the other wgmma families (``SPARSIFY_WGMMA=0`` turns them off).
 
 Why: cuSPARSELt (``cuda_nm_sparselt``) is slower than dense cuBLAS at BERT's smallest GEMM, (4096, 768, 768),
 with every one of its algorithms (0.76x on the H200, bench/NOTES.md), and needs a separate epilogue pass.
@@ -8,14 +9,16 @@ How: the sparse operand of ``wgmma.sp`` is A, so a CTA computes a tile of Y^T = 
 MN-major straight from the packed n:m values ``[K/2, N]`` (the same initializer every n:m kernel uses); B is
 X^T, read K-major from X's rows (no transpose, no scratch). The 2-bit offsets become wgmma metadata words
 (CuTe's ``ELayout_64x32``; ``bench/cuda/wgmma_sp_probe.cu`` checked that layout, the MN-major A and the
-k-offsets inside a swizzle atom on the H200), built on the host from the node's offset table on the first
-call. The epilogue (bias, activation) transposes the tile through shared memory with ``stmatrix .trans`` and
-writes Y with 16-byte stores, adding the residual. The source also carries the node's ``cuda_nm_sparselt``
-kernel (cuSPARSELt, or its FMA kernel), which the launcher runs off Hopper or with ``SPARSIFY_NO_WGMMA=1``.
+k-offsets inside a swizzle atom on the H200), built on the host from the node's offset table on the kernel's
+first call on each GPU. The epilogue (bias, activation) transposes the tile through shared memory with
+``stmatrix .trans`` and writes Y with 16-byte stores, adding the residual. The source also carries the node's
+portable kernel (``cuda_nm_sparselt``: cuSPARSELt or its FMA kernel; ``cuda_csr`` for the cover), which the
+launcher runs off Hopper or with ``SPARSIFY_NO_WGMMA=1``.
 
-Tile: (NWG, BM, KS, STAGES, INFLIGHT, RS): warpgroups per CTA (1 to 4, each 64 output columns), rows of X per CTA
-(the wgmma n: a multiple of 32 from 64 to 256), k per pipeline stage (64 or 128), stages, 1 to keep one wgmma group in flight across
-the stage boundary, RS > 0 to raster CTAs in supertiles of RS m-tiles (for weights larger than the L2).
+Tile: (NWG, BM, KS, STAGES, INFLIGHT, RS): warpgroups per CTA (1 to 4, each 64 output columns), rows of X per
+CTA (the wgmma n: a multiple of 32 from 64 to 256), k per pipeline stage (64 or 128), stages, 1 to keep one wgmma
+group in flight across the stage boundary, RS > 0 to raster CTAs in supertiles of RS m-tiles (for weights larger
+than the L2).
 """
 from __future__ import annotations
 
@@ -53,14 +56,20 @@ class CudaNmWgmma(KernelFamily):
     needs_capability = (9, 0)
     portable = "cuda_nm_sparselt"
 
+    def pattern_check(self, pattern) -> str | None:
+        if (pattern.n, pattern.m) != (2, 4):
+            return f"{self.name} handles 2:4, not {pattern.n}:{pattern.m}"
+        return None
+
     def supports(self, pattern, K, N, dtype):
         why = super().supports(pattern, K, N, dtype)
         if why:
             return why
         if not enabled():
             return f"{self.name} is turned off (SPARSIFY_WGMMA=0)"
-        if (pattern.n, pattern.m) != (2, 4):
-            return f"{self.name} handles 2:4, not {pattern.n}:{pattern.m}"
+        why = self.pattern_check(pattern)
+        if why:
+            return why
         if K % 8 or N % 8:
             return f"{self.name} needs K and N multiples of 8, not {K} and {N}"
         fb = get_family(self.portable).supports(pattern, K, N, dtype)
@@ -190,17 +199,7 @@ class CudaCoverWgmma(CudaNmWgmma):
     patterns = ("unstructured",)
     portable = "cuda_csr"
 
-    def supports(self, pattern, K, N, dtype):
-        why = KernelFamily.supports(self, pattern, K, N, dtype)
-        if why:
-            return why
-        if not enabled():
-            return f"{self.name} is turned off (SPARSIFY_WGMMA=0)"
-        if K % 8 or N % 8:
-            return f"{self.name} needs K and N multiples of 8, not {K} and {N}"
-        fb = get_family(self.portable).supports(pattern, K, N, dtype)
-        if fb:
-            return f"{self.name}: no portable fallback for this node ({fb})"
+    def pattern_check(self, pattern):
         return None
 
     def geometry(self, spec):
