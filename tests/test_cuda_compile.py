@@ -447,3 +447,25 @@ def test_tuning_reports_the_cusparselt_algorithm():
     assert _cusparselt_algorithm(Lib(), "k", 64) is None                 # not an n:m kernel
     assert _cusparselt_algorithm(Lib(k_cuda_lt_alg=Fn(23)), "k", 64) == 23
     assert _cusparselt_algorithm(Lib(k_cuda_lt_alg=Fn(-2)), "k", 64) is None  # no plan: the fallback ran
+
+
+def test_kernel_benchmark_plan_sweeps_the_sparse_tensor_core_families(monkeypatch):
+    """`python -m sparsify_onnx.bench.kernels --sweep` times every tile of the 2:4 and cover kernels too (2:4 at
+    its one density, the cover at 10%), maps the -wgmma names to their families, and skips unstructured weights
+    whose tables are too large to bake."""
+    from sparsify_onnx.bench.kernels import plan_cases
+    from sparsify_onnx.codegen.registry import get_family
+    from sparsify_onnx.pattern import Pattern
+    monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
+    cases = plan_cases([(4096, 768, 768), (8192, 8192, 8192)], ["2:4-wgmma", "unstructured-wgmma", "unstructured"],
+                       [0.1, 0.25], sweep=True)
+    fam = {(c["pattern"], c["M"]): c["family"] for c in cases}
+    assert fam[("2:4-wgmma", 4096)] == "cuda_nm_wgmma" and fam[("unstructured-wgmma", 4096)] == "cuda_cover_wgmma"
+    assert fam[("unstructured", 4096)] == "cuda_csr"
+    nm = [c for c in cases if c["pattern"] == "2:4-wgmma" and c["M"] == 4096]
+    want = get_family("cuda_nm_wgmma").tile_candidates(Pattern("nm", n=2, m=4), 768, 768, "fp16")
+    assert {c["density"] for c in nm} == {0.5} and [c["tile"] for c in nm] == want
+    cover = [c for c in cases if c["pattern"] == "unstructured-wgmma" and c["M"] == 4096]
+    assert len([c for c in cover if c["density"] == 0.1]) > 1 and len([c for c in cover if c["density"] == 0.25]) == 1
+    big = [c for c in cases if c["pattern"].startswith("unstructured") and c["M"] == 8192]
+    assert big and all("skip" in c for c in big)

@@ -111,7 +111,8 @@ def plan_cases(shapes, patterns, densities, sweep=False, seed=0):
                     cases.append(case)
                     continue
                 tiles = [()]
-                if sweep and pat.kind in ("block", "tile") and d in (0.1, 0.25):
+                if sweep and (pat.kind in ("block", "tile") and d in (0.1, 0.25) or pat.kind == "nm"
+                              or pname == "unstructured-wgmma" and d == 0.1):
                     tiles = fam.tile_candidates(pat, K, N, "fp16")[:12 if M * N * K < 2 ** 36 else 6]
                 for tile in tiles:
                     cases.append(dict(case, tile=tile, seed=seed + zlib.crc32(f"{N},{K},{pname.removesuffix('-wgmma')},{d}".encode()) % 100000))
@@ -302,7 +303,8 @@ def main(argv=None):
     ap.add_argument("--densities", default=",".join(map(str, DENSITIES)))
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--json", default=None)
-    ap.add_argument("--sweep", action="store_true", help="also time every tile candidate at densities 0.1/0.25")
+    ap.add_argument("--sweep", action="store_true", help="also time every tile candidate (block and tile-wise at "
+                    "densities 0.1/0.25, 2:4, the unstructured cover at 0.1)")
     ap.add_argument("--build-only", action="store_true")
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--isolate", action="store_true",
