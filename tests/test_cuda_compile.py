@@ -469,3 +469,34 @@ def test_kernel_benchmark_plan_sweeps_the_sparse_tensor_core_families(monkeypatc
     assert len([c for c in cover if c["density"] == 0.1]) > 1 and len([c for c in cover if c["density"] == 0.25]) == 1
     big = [c for c in cases if c["pattern"].startswith("unstructured") and c["M"] == 8192]
     assert big and all("skip" in c for c in big)
+
+
+def test_cover_never_chosen_or_tuned_where_its_overflow_does_not_fit(monkeypatch):
+    """A dense-ish unstructured weight (90% kept) overflows the cover's per-step shared memory at some tiles:
+    those tiles model as infinite, the tuner does not compile them, and the ones that fit still render. At 10%
+    kept every tile fits."""
+    import numpy as np
+    from sparsify_onnx.codegen.packing import pack
+    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
+    from sparsify_onnx.pattern import Pattern
+    from sparsify_onnx.tune import candidates
+    monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
+    fam, pat = get_family("cuda_cover_wgmma"), Pattern("unstructured")
+    rng = np.random.default_rng(2)
+    for density, some_fail in ((0.9, True), (0.1, False)):
+        W = (rng.random((768, 768)) < density).astype(np.float32)
+        pk = pack(W, pat, dtype=np.float16)
+        spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, 768, 768, Epilogue(), tables_hash=pk.tables_hash())
+        tiles = fam.tile_candidates(pat, 768, 768, "fp16")
+        cost = {t: fam.cost(KernelSpec("linear", fam.name, "cuda", "fp16", pat, 768, 768, Epilogue(), tile=t,
+                                       tables_hash="x"), pk, 4096) for t in tiles}
+        bad = [t for t, c in cost.items() if c == float("inf")]
+        assert bool(bad) is some_fail, cost
+        tuned = [s.tile for s, _ in candidates(spec, pk, others=0)]
+        assert tuned == [t for t in tiles if t not in bad]
+        for t in bad:
+            with pytest.raises(ValueError, match="do not fit in shared memory"):
+                fam.render(KernelSpec("linear", fam.name, "cuda", "fp16", pat, 768, 768, Epilogue(), tile=t,
+                                      tables_hash="x"), pk)
+        fam.render(KernelSpec("linear", fam.name, "cuda", "fp16", pat, 768, 768, Epilogue(), tile=tuned[0],
+                              tables_hash="x"), pk)

@@ -47,7 +47,8 @@ def candidates(spec: KernelSpec, packed: PackedWeight, limit: int = 12, others: 
     same device that supports the pattern and that the cost model does not put at over twice the time
     (kernel variants: the measurement, not the model, picks the family). Same computation, same packed
     weight, same op key. ``capability``: the GPU that will time them; families built for another GPU
-    generation (the Hopper wgmma ones) are left out there, and a spec of one becomes its portable family's."""
+    generation (the Hopper wgmma ones) are left out there, and a spec of one becomes its portable family's.
+    Tiles a family cannot build for this weight (infinite modelled cost) are left out."""
     from ..codegen.registry import families
 
     def runs_here(f) -> bool:
@@ -58,6 +59,7 @@ def candidates(spec: KernelSpec, packed: PackedWeight, limit: int = 12, others: 
         spec = dataclasses.replace(spec, family=fam.name, tile=())
     out = [(dataclasses.replace(spec, tile=tuple(t)), packed)
            for t in fam.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[:limit]]
+    out = [c for c in out if _buildable(fam, c[0], packed, M)]
     if others <= 0:
         return out
     try:
@@ -78,6 +80,15 @@ def candidates(spec: KernelSpec, packed: PackedWeight, limit: int = 12, others: 
             continue
         out += [(dataclasses.replace(spec, family=f.name, tile=tuple(t)), packed) for t in tiles]
     return out
+
+
+def _buildable(fam, spec, packed, M) -> bool:
+    """False for a tile the family cannot build for this weight (its cost model says infinite, e.g. a cover whose
+    overflow does not fit in shared memory); such a tile is not compiled or timed."""
+    try:
+        return fam.cost(spec, packed, M) != float("inf")
+    except NotImplementedError:
+        return True
 
 
 def cache_path() -> str:

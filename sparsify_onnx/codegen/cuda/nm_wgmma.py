@@ -216,16 +216,24 @@ class CudaCoverWgmma(CudaNmWgmma):
     def tables(self, spec, packed, t):
         return cover_tables(spec.K, spec.N, packed.tables["col_ptr"], packed.tables["row_idx"], t[2], 64 * t[0])
 
-    def extra_ctx(self, spec, packed, t):
-        if packed.nnz > MAX_BAKED_NNZ:
-            raise ValueError(f"{self.name}: {packed.nnz} non-zeros is over the {MAX_BAKED_NNZ} baked-table limit")
-        c = self.tables(spec, packed, t)
+    def unbuildable(self, spec, packed, t, c) -> str | None:
+        """Why this weight's cover cannot be built at tile t (None: it can): more overflow entries per k-step than fit in shared memory beside the stages (dense-ish weights); ``c`` are its
+        cover tables at that tile."""
         nsteps = -(-spec.K // t[2])
         ov_bytes = -(-c["maxov"] * 4 // 16) * 16 + -(-(32 * t[0] + 1) // 4) * 16
         smem = self.smem_bytes(t) + t[3] * ov_bytes + 1024 * t[3] + 4 * (nsteps + 1)  # (+ stage rounding)
         if smem > 227 * 1024:
-            raise ValueError(f"{self.name}: tile {t}: {c['maxov']} overflow entries per k-step do not fit in shared "
-                             f"memory beside the stages")
+            return (f"{self.name}: tile {t}: {c['maxov']} overflow entries per k-step do not fit in shared memory "
+                    f"beside the stages")
+        return None
+
+    def extra_ctx(self, spec, packed, t):
+        if packed.nnz > MAX_BAKED_NNZ:
+            raise ValueError(f"{self.name}: {packed.nnz} non-zeros is over the {MAX_BAKED_NNZ} baked-table limit")
+        c = self.tables(spec, packed, t)
+        why = self.unbuildable(spec, packed, t, c)
+        if why:
+            raise ValueError(why)
         return dict(COVER=True, nov=c["nov"], maxov=c["maxov"], dst=fmt_array(c["dst"]),
                     ovf_ptr=fmt_array(c["ovf_ptr"]), ovf_meta=fmt_array(c["ovf_meta"]), idx_hex=hex_lines(c["idx"], 2))
 
@@ -234,5 +242,9 @@ class CudaCoverWgmma(CudaNmWgmma):
         of X (fitted to session 5's H200 runs, bench/cuda/s5/cover-v3: 12.9 us at (4096, 768, 768), 41.0 at
         (4096, 768, 3072), 50.4 at (4096, 3072, 768), 90% sparse; 33.7 us at (4096, 768, 768), 75%)."""
         t = self.geometry(spec)
-        nov = self.tables(spec, packed, t)["nov"]
-        return COVER_STEP_FACTOR * super().cost(spec, packed, M) + nov * M * COVER_ENTRY_ROW_S
+        if packed.nnz > MAX_BAKED_NNZ:
+            return float("inf")
+        c = self.tables(spec, packed, t)
+        if self.unbuildable(spec, packed, t, c):
+            return float("inf")  # (never chosen where it cannot be built)
+        return COVER_STEP_FACTOR * super().cost(spec, packed, M) + c["nov"] * M * COVER_ENTRY_ROW_S
