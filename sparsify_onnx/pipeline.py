@@ -181,6 +181,10 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if (
             "cuda" in devices and gpu_present()) else ["CPUExecutionProvider"]
         dtype = model_dtype(plan.reference)
+        not_here = runs_nowhere_here(plan.kernels, providers, dtype, out_dir)
+        if not_here:  # e.g. an fp16 engine for CUDA built on a host without a GPU: nothing here can run it
+            pr.say(not_here)
+            opt = dataclasses.replace(opt, verify=False, bench=False)
         if opt.verify:
             pr.stage("verify", f"engine vs pruned dense model, tolerance {TOLERANCE[dtype]:g}")
             sess, ref_sess = _sessions(stage, plan.reference, exact_providers(providers, dtype), opt.threads)
@@ -195,7 +199,7 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
             raise_if_failed(v)
             del sess, ref_sess
         else:
-            pr.stage("verify", "skipped (--no-verify)")
+            pr.stage("verify", "skipped (" + ("no GPU here" if not_here else "--no-verify") + ")")
         if opt.bench:
             from .bench.latency import compare
             pr.stage("report", "timing engine vs pruned dense model in onnxruntime")
@@ -219,6 +223,8 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
                 "spec_sha256": spec.sha256, "devices": list(devices), "decided_by": plan.decided_by,
                 "input_shapes": {k: list(np.asarray(x).shape) for k, x in feeds.items()},
                 "engine": str(out_dir)}
+        if not_here:
+            meta["not_run_here"] = not_here
         report = build_report(plan_nodes=plan_dicts if opt.bench else [p.to_dict() for p in plan.nodes],
                               propagation=propagation_summary(propagated), latency=latency,
                               verification=verification, meta=meta)
@@ -236,6 +242,20 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
             "tuning": tuning,
         })
     return report
+
+
+def runs_nowhere_here(kernels, providers, dtype: str, out_dir) -> str | None:
+    """Why this host cannot run the engine (None: it can): sparse ops whose kernels exist only for CUDA (fp16
+    ones: the CPU kernels are fp32) while onnxruntime here has no CUDA provider with a GPU."""
+    if "CUDAExecutionProvider" in providers:
+        return None
+    cpu = {spec.op_key() for spec, _ in kernels if spec.device == "cpu"}
+    cuda_only = {spec.op_key() for spec, _ in kernels if spec.device == "cuda"} - cpu
+    if not cuda_only:
+        return None
+    return (f"{len(cuda_only)} sparse op(s) have only CUDA kernels ({dtype}; the CPU kernels are fp32) and this "
+            f"host has no GPU with onnxruntime-gpu, so the engine was not verified or timed here; on the GPU host: "
+            f"sparsify-onnx verify {out_dir} --provider cuda; sparsify-onnx bench {out_dir}")
 
 
 def model_dtype(model) -> str:

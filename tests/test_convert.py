@@ -203,3 +203,23 @@ def test_verification_failure_is_a_clear_user_error():
     assert "max rel" in e.value.details
     nan = compare_outputs({"y": ref["y"] * np.nan}, ref, 1e-4)
     assert not nan.passed and "non-finite" in nan.outputs["y"]["error"]
+
+
+def test_engine_with_cuda_only_kernels_is_not_verified_on_a_host_without_a_gpu():
+    """An fp16 engine built for CUDA on a host without a GPU: its sparse ops have no CPU kernel (the CPU kernels are
+    fp32), so verify and bench cannot run here; convert says why and what to run on the GPU host instead of
+    failing inside onnxruntime. With a CPU kernel for every op, or a CUDA provider, nothing is skipped."""
+    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec
+    from sparsify_onnx.pattern import Pattern
+    from sparsify_onnx.pipeline import runs_nowhere_here
+
+    def spec(device, dtype, h):
+        return (KernelSpec("linear", "f", device, dtype, Pattern("nm", n=2, m=4), 64, 64, Epilogue(),
+                           tables_hash=h), None)
+    cpu_only = ["CPUExecutionProvider"]
+    why = runs_nowhere_here([spec("cuda", "fp16", "a"), spec("cuda", "fp16", "b")], cpu_only, "fp16", "eng")
+    assert why and why.startswith("2 sparse op(s) have only CUDA kernels") and "verify eng --provider cuda" in why
+    both = [spec("cpu", "fp32", "a"), spec("cuda", "fp32", "a")]
+    assert runs_nowhere_here(both, cpu_only, "fp32", "eng") is None
+    assert runs_nowhere_here([spec("cuda", "fp16", "a")], ["CUDAExecutionProvider", "CPUExecutionProvider"], "fp16",
+                             "eng") is None

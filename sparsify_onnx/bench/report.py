@@ -194,7 +194,7 @@ def _verdict(r: dict) -> str:
     else:
         parts.append("latency not measured")
     if r["verification"] is None:
-        parts.append("not verified")
+        parts.append("not verified" + (" (no GPU here)" if r["meta"].get("not_run_here") else ""))
     elif r["ok"]:
         parts.append(f"verified, max rel error {_g(r['verification_max_rel'])}")
     return f"{head}: " + "; ".join(parts)
@@ -371,7 +371,7 @@ def render_markdown(r: dict) -> str:
         out += ["", "## Propagation", ""] + [f"- {k}: {_md_cell(v)}" for k, v in prop]
     out += ["", "## Verification", ""]
     if r["verification"] is None:
-        out.append("Not run.")
+        out.append("Not run" + (f": {r['meta']['not_run_here']}" if r["meta"].get("not_run_here") else "."))
     else:
         v = r["verification"]
         out.append(f"Engine vs the pruned dense model in plain onnxruntime, tolerance {_g(v.get('tolerance'))}: "
@@ -474,7 +474,8 @@ def render_html(r: dict) -> str:
         parts.append("<h2>Propagation</h2><ul>" + "".join(f"<li>{_h(k)}: {_h(v)}</li>" for k, v in prop) + "</ul>")
     parts.append("<h2>Verification</h2>")
     if r["verification"] is None:
-        parts.append("<p>Not run.</p>")
+        parts.append("<p>Not run" + (f": {_h(r['meta']['not_run_here'])}</p>" if r["meta"].get("not_run_here")
+                                     else ".</p>"))
     else:
         v = r["verification"]
         parts.append(f"<p>Engine vs the pruned dense model in plain onnxruntime, tolerance "
