@@ -26,11 +26,11 @@ import dataclasses
 
 import numpy as np
 
-from ..registry import KernelFamily, get_family, register_family
+from ..registry import KernelFamily, register_family
 from .common import LAUNCH, BW, base_ctx, fmt_array, render_template, source
 from .csr import MAX_BAKED_NNZ
 from .nm import hex_lines
-from .wgmma import H200_SMS, embedded_fallback, enabled
+from .wgmma import H200_SMS, embedded_fallback, hopper_supports
 
 # dense-equivalent FLOP/s per SM of the mainloop (2 * M * N * K counted as if W were dense), fitted to the H200
 # (session 5, bench/cuda/s5/run2): 8.2e12 at (4096, 768, 768), 7.2e12 at (4096, 768, 3072) (3x128x64x4x1x0),
@@ -62,20 +62,8 @@ class CudaNmWgmma(KernelFamily):
         return None
 
     def supports(self, pattern, K, N, dtype):
-        why = super().supports(pattern, K, N, dtype)
-        if why:
-            return why
-        if not enabled():
-            return f"{self.name} is turned off (SPARSIFY_WGMMA=0)"
-        why = self.pattern_check(pattern)
-        if why:
-            return why
-        if K % 8 or N % 8:
-            return f"{self.name} needs K and N multiples of 8, not {K} and {N}"
-        fb = get_family(self.portable).supports(pattern, K, N, dtype)
-        if fb:
-            return f"{self.name}: no portable fallback for this node ({fb})"
-        return None
+        return (super().supports(pattern, K, N, dtype) or self.pattern_check(pattern)
+                or hopper_supports(self, pattern, K, N, dtype, k_rows=True))
 
     def tile_candidates(self, pattern, K, N, dtype):
         return list(CANDIDATES)

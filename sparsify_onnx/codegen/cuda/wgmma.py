@@ -85,6 +85,21 @@ def enabled() -> bool:
     return os.environ.get("SPARSIFY_WGMMA", "1") != "0"
 
 
+def hopper_supports(fam: KernelFamily, pattern, K, N, dtype, k_rows: bool) -> str | None:
+    """The checks every Hopper family shares after its own: turned on, 16-byte rows (N, and K when ``k_rows``: X is
+    read in 16-byte pieces along K), and a portable family that takes the node (an engine must run off Hopper too)."""
+    if not enabled():
+        return f"{fam.name} is turned off (SPARSIFY_WGMMA=0)"
+    if k_rows and (K % 8 or N % 8):
+        return f"{fam.name} needs K and N multiples of 8, not {K} and {N}"
+    if N % 8:
+        return f"{fam.name} needs N a multiple of 8, not {N}"
+    fb = get_family(fam.portable).supports(pattern, K, N, dtype)
+    if fb:
+        return f"{fam.name}: no portable fallback for this node ({fb})"
+    return None
+
+
 def group_tables(spec, packed, G: int):
     """(H, W, gptr, ukb, ubl or None): per group of G columns, its entries (kept row blocks) and, for blocks,
     which block of each member column holds the values (-1: none)."""
@@ -119,17 +134,7 @@ class _Wgmma(KernelFamily):
         raise NotImplementedError
 
     def supports(self, pattern, K, N, dtype):
-        why = super().supports(pattern, K, N, dtype)
-        if why:
-            return why
-        if not enabled():
-            return f"{self.name} is turned off (SPARSIFY_WGMMA=0)"
-        if N % 8:
-            return f"{self.name} needs N a multiple of 8, not {N}"
-        fb = get_family(FALLBACK[self.name]).supports(pattern, K, N, dtype)
-        if fb:  # an engine must run off Hopper too
-            return f"{self.name}: no portable fallback for this node ({fb})"
-        return None
+        return super().supports(pattern, K, N, dtype) or hopper_supports(self, pattern, K, N, dtype, k_rows=False)
 
     def tile_candidates(self, pattern, K, N, dtype):
         return list(CANDIDATES)
