@@ -14,6 +14,14 @@ from sparsify_onnx.codegen.registry import families  # noqa: E402
 from sparsify_onnx.tune.build import nvcc_path  # noqa: E402
 
 
+
+def _costs(pat, K, N, pk, M, fam_tiles, tables_hash="x"):
+    """{family: modelled seconds} of the same weight (packed ``pk``) at M rows, one (family, tile) each."""
+    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
+    return {fam: get_family(fam).cost(KernelSpec("linear", fam, "cuda", "fp16", pat, K, N, Epilogue(), tile=tuple(t),
+                                                 tables_hash=tables_hash), pk, M)
+            for fam, t in fam_tiles}
+
 def test_families_registered():
     names = {f.name for f in families("cuda")}
     assert {"cuda_bcsr_tc", "cuda_bcsr_fp32", "cuda_tile", "cuda_tile_fp32", "cuda_csr", "cuda_nm_sparselt"} <= names
@@ -292,7 +300,6 @@ def test_nm_wgmma_cost_model_follows_the_h200(monkeypatch):
     cost model makes the same choices, within 25% of the measured times at the tiles measured."""
     import numpy as np
     from sparsify_onnx.codegen.packing import pack
-    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
     from sparsify_onnx.pattern import Pattern
     from sparsify_onnx.transform.cost import dense_cost
     monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
@@ -304,9 +311,7 @@ def test_nm_wgmma_cost_model_follows_the_h200(monkeypatch):
                                             ((4096, 768, 3072), (3, 128, 64, 4, 1, 0), 24.1e-6, "cuda_nm_wgmma"),
                                             ((4096, 3072, 768), (4, 128, 64, 4, 1, 0), 26.3e-6, "cuda_nm_wgmma"),
                                             ((8192, 8192, 8192), (2, 256, 64, 3, 1, 8), 1383e-6, "cuda_nm_sparselt")):
-        cost = {fam: get_family(fam).cost(KernelSpec("linear", fam, "cuda", "fp16", pat, K, N, Epilogue(), tile=t,
-                                                     tables_hash="x"), pk, M)
-                for fam, t in (("cuda_nm_sparselt", ()), ("cuda_nm_wgmma", tile))}
+        cost = _costs(pat, K, N, pk, M, (("cuda_nm_sparselt", ()), ("cuda_nm_wgmma", tile)))
         assert min(cost, key=cost.get) == want, (M, N, K, cost)
         assert 0.75 < cost["cuda_nm_wgmma"] / measured < 1.25, (M, N, K, cost)
         if want == "cuda_nm_wgmma":
@@ -320,7 +325,6 @@ def test_cover_cost_model_follows_the_h200(monkeypatch):
     dense and CSR) and is within 25% of the measured times."""
     import numpy as np
     from sparsify_onnx.codegen.packing import pack
-    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
     from sparsify_onnx.pattern import Pattern
     from sparsify_onnx.transform.cost import dense_cost
     monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
@@ -330,9 +334,7 @@ def test_cover_cost_model_follows_the_h200(monkeypatch):
                                 ((4096, 3072, 768), 50.4e-6)):
         W = (rng.random((K, N)) < 0.1).astype(np.float32)
         pk = pack(W, pat, dtype=np.float16)
-        cost = {fam: get_family(fam).cost(KernelSpec("linear", fam, "cuda", "fp16", pat, K, N, Epilogue(), tile=t,
-                                                     tables_hash="x"), pk, M)
-                for fam, t in (("cuda_csr", ()), ("cuda_cover_wgmma", (3, 128, 128, 3, 0, 0)))}
+        cost = _costs(pat, K, N, pk, M, (("cuda_csr", ()), ("cuda_cover_wgmma", (3, 128, 128, 3, 0, 0))))
         assert dense_cost("cuda", M, K, N, "fp16") < cost["cuda_cover_wgmma"] < cost["cuda_csr"], (M, N, K, cost)
         assert 0.75 < cost["cuda_cover_wgmma"] / measured < 1.25, (M, N, K, cost)
 
@@ -387,7 +389,6 @@ def test_wgmma_cost_model_follows_the_h200(monkeypatch):
     does not see the small transpose staying in L2, ranks them the other way: tuning on the GPU decides there.)"""
     import numpy as np
     from sparsify_onnx.codegen.packing import pack
-    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
     from sparsify_onnx.pattern import Pattern
     monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
     rng = np.random.default_rng(0)
@@ -397,11 +398,7 @@ def test_wgmma_cost_model_follows_the_h200(monkeypatch):
         keep = rng.random((K, N // 128)) < d
         W = (np.repeat(keep, 128, axis=1) * 0.5).astype(np.float32)
         pk = pack(W, pat, dtype=np.float16)
-        cost = {}
-        for fam, tile in (("cuda_tile", ()), ("cuda_tile_wgmma", (128, 64, 3, 0))):
-            spec = KernelSpec("linear", fam, "cuda", "fp16", pat, K, N, Epilogue(), tile=tile,
-                              tables_hash=pk.tables_hash())
-            cost[fam] = get_family(fam).cost(spec, pk, M)
+        cost = _costs(pat, K, N, pk, M, (("cuda_tile", ()), ("cuda_tile_wgmma", (128, 64, 3, 0))), pk.tables_hash())
         assert min(cost, key=cost.get) == want, (M, K, N, cost)
         if measured:
             assert 0.8 < cost["cuda_tile_wgmma"] / measured < 1.25, cost
@@ -412,7 +409,6 @@ def test_wgmma_block_cost_model_follows_the_h200(monkeypatch):
     (4096, 3072, 768) 20.1 us against 23.6 -> the model is within 25% at 8192^3 and picks wgmma at both."""
     import numpy as np
     from sparsify_onnx.codegen.packing import pack
-    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
     from sparsify_onnx.pattern import Pattern
     monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
     rng = np.random.default_rng(1)
@@ -421,11 +417,8 @@ def test_wgmma_block_cost_model_follows_the_h200(monkeypatch):
         live = rng.random((K // 32, N // 32)) < 0.1
         W = (np.repeat(np.repeat(live, 32, 0), 32, 1) * 0.5).astype(np.float32)
         pk = pack(W, pat, dtype=np.float16)
-        cost = {}
-        for fam, tile in (("cuda_bcsr_tc", ()), ("cuda_bcsr_wgmma", (128, 64, 3, 0))):
-            spec = KernelSpec("linear", fam, "cuda", "fp16", pat, K, N, Epilogue(), tile=tile,
-                              tables_hash=pk.tables_hash())
-            cost[fam] = get_family(fam).cost(spec, pk, M)
+        cost = _costs(pat, K, N, pk, M, (("cuda_bcsr_tc", ()), ("cuda_bcsr_wgmma", (128, 64, 3, 0))),
+                      pk.tables_hash())
         assert min(cost, key=cost.get) == "cuda_bcsr_wgmma", (M, K, N, cost)
         if measured:
             assert 0.8 < cost["cuda_bcsr_wgmma"] / measured < 1.25, cost
@@ -488,8 +481,7 @@ def test_cover_never_chosen_or_tuned_where_its_overflow_does_not_fit(monkeypatch
         pk = pack(W, pat, dtype=np.float16)
         spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, 768, 768, Epilogue(), tables_hash=pk.tables_hash())
         tiles = fam.tile_candidates(pat, 768, 768, "fp16")
-        cost = {t: fam.cost(KernelSpec("linear", fam.name, "cuda", "fp16", pat, 768, 768, Epilogue(), tile=t,
-                                       tables_hash="x"), pk, 4096) for t in tiles}
+        cost = {t: _costs(pat, 768, 768, pk, 4096, ((fam.name, t),))[fam.name] for t in tiles}
         bad = [t for t, c in cost.items() if c == float("inf")]
         assert bool(bad) is some_fail, cost
         tuned = [s.tile for s, _ in candidates(spec, pk, others=0)]
