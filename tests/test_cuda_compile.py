@@ -126,6 +126,25 @@ def test_nm_libraries_share_one_cusparselt_state():
     assert int(pid) == os.getpid() and int(addr, 16) == pa
 
 
+@pytest.mark.skipif(nvcc_path() is None, reason="nvcc not found")
+def test_nm_offset_table_decodes_to_the_packed_one():
+    """The offsets baked as hex into an n:m kernel decode (host code, no GPU needed) to exactly the packed table:
+    cuSPARSELt's scatter, the FMA kernel and the Hopper kernels' metadata are built from it."""
+    import ctypes
+    import numpy as np
+    from sparsify_onnx.tune.build import build_shared
+    i = next(i for i, c in enumerate(CASES) if c[0] == "cuda_nm_sparselt")
+    spec, pk, _, srcs = build_case(i, seed=4)
+    lib = ctypes.CDLL(build_shared(srcs, name="nm_idx_decode"))
+    fn = getattr(lib, f"{spec.procedural_name()}_cuda_nm_idx")
+    fn.restype = ctypes.c_size_t
+    want = np.ascontiguousarray(pk.tables["idx"], dtype=np.uint8).ravel()
+    assert fn(None) == want.size
+    got = np.zeros(want.size, np.uint8)
+    fn(got.ctypes.data_as(ctypes.c_void_p))
+    assert np.array_equal(got, want)
+
+
 def test_wgmma_family_is_on_by_default_with_a_portable_fallback(monkeypatch):
     """The wgmma families are chosen like any other unless SPARSIFY_WGMMA=0; each node's source carries the
     mma.sync kernel of the same node, and the launcher hands over to it off Hopper (or past its index limits),
