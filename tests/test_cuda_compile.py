@@ -62,13 +62,16 @@ def test_all_cuda_sources_compile(tmp_path):
 
 
 def _assert_compiles(tmp_path, text: str):
-    """nvcc compiles ``text`` for sm_90a (one translation unit, as the op library and the tuner build)."""
+    """nvcc compiles ``text`` for sm_90a (one translation unit, as the op library and the tuner build), and ptxas
+    keeps every wgmma pipeline asynchronous."""
     src = tmp_path / "src.cu"
     src.write_text(text)
     cmd = [nvcc_path(), "-c", "-O1", "-std=c++17", "-gencode", "arch=compute_90a,code=sm_90a", "-Xcompiler", "-fPIC",
            "-o", str(tmp_path / "src.o"), str(src)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
+    # ptxas's "wgmma.mma_async instructions are serialized" (a kernel that runs, slowly): a code generation bug
+    assert "C7513" not in r.stdout + r.stderr, (r.stdout + r.stderr)[-4000:]
 
 
 @pytest.mark.skipif(nvcc_path() is None, reason="nvcc not found")
@@ -244,10 +247,10 @@ def test_nm_wgmma_takes_2of4_and_checks_its_tiles(monkeypatch):
     cover = get_family("cuda_cover_wgmma")
     assert cover.supports(Pattern("unstructured"), 768, 3072, "fp16") is None
     assert "multiples of 8" in cover.supports(Pattern("unstructured"), 770, 3072, "fp16")
-    assert all(t[4] == 0 for t in cover.tile_candidates(Pattern("unstructured"), 768, 768, "fp16"))
-    with pytest.raises(ValueError, match="in-flight"):
+    assert all(t[1] <= 128 for t in cover.tile_candidates(Pattern("unstructured"), 768, 768, "fp16"))
+    with pytest.raises(ValueError, match="overflow warpgroup"):  # (5 warpgroups of 112 registers)
         cover.geometry(KernelSpec("linear", cover.name, "cuda", "fp16", Pattern("unstructured"), 64, 64, Epilogue(),
-                                  tile=(2, 128, 64, 4, 1, 0), tables_hash="x"))
+                                  tile=(4, 128, 64, 4, 1, 0), tables_hash="x"))
 
 
 @pytest.mark.parametrize("K,N,density,KS", [(768, 768, 0.1, 64), (200, 136, 0.3, 64), (264, 520, 0.5, 128),
@@ -280,15 +283,18 @@ def test_cover_of_an_unstructured_weight_rebuilds_it(K, N, density, KS):
     cv = buf.reshape(K // 4, 2, N)
     for s in range(2):
         np.add.at(got, (np.arange(K // 4)[:, None] * 4 + idx[:, s], np.arange(N)[None, :]), cv[:, s])
-    nsteps, ptr, meta, nq = -(-K // KS), c["ovf_ptr"], c["ovf_meta"], BN // 2
-    assert ptr.size == -(-N // BN) * nsteps * nq + 1 and ptr[-1] == c["nov"] and (np.diff(ptr) >= 0).all()
-    assert c["maxov"] == np.diff(ptr[::nq]).max(initial=0) if ptr.size > nq else True
-    for cell in np.nonzero(np.diff(ptr))[0]:
-        t, rest = divmod(int(cell), nsteps * nq)
-        step, q = divmod(rest, nq)
-        for e in range(ptr[cell], ptr[cell + 1]):  # quad q holds columns 16 (q // 8) + q % 8 and that + 8
-            col = t * BN + 16 * (q // 8) + q % 8 + 8 * (meta[e] >> 24)
-            got[step * KS + (meta[e] >> 16 & 0xFF), col] += vals[e]
+    nsteps, ptr, meta, ntiles = -(-K // KS), c["ovf_ptr"], c["ovf_meta"], -(-N // BN)
+    assert ptr.size == ntiles * nsteps + 1 and ptr[-1] == c["nov"] and (np.diff(ptr) % 4 == 0).all()
+    assert c["maxov"] == np.diff(ptr).max(initial=0)
+    slot = c["ovf_slot"].reshape(ntiles, BN)
+    assert c["nslots"] == (slot >= 0).sum(axis=1).max()
+    for t in range(ntiles):  # the slots of a tile: 0, 1, ... in column order
+        assert (slot[t][slot[t] >= 0] == np.arange((slot[t] >= 0).sum())).all()
+    for cell in range(ntiles * nsteps):
+        t, step = divmod(cell, nsteps)
+        for e in range(ptr[cell], ptr[cell + 1]):
+            col = t * BN + int(np.nonzero(slot[t] == (meta[e] >> 23 & 0xFF))[0][0])
+            got[step * KS + (meta[e] >> 16 & 0x7F), col] += vals[e]  # (padding: value 0)
     assert np.array_equal(got, W)
     if density == 0.1:
         assert c["nov"] < 0.02 * pk.nnz
@@ -495,18 +501,18 @@ def test_cover_never_chosen_or_tuned_where_its_overflow_does_not_fit(monkeypatch
     monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
     fam, pat = get_family("cuda_cover_wgmma"), Pattern("unstructured")
     rng = np.random.default_rng(2)
-    for density, some_fail in ((0.9, True), (0.1, False)):
+    for density, first_fits in ((0.9, False), (0.1, True)):
         W = (rng.random((768, 768)) < density).astype(np.float32)
         pk = pack(W, pat, dtype=np.float16)
         spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, 768, 768, Epilogue(), tables_hash=pk.tables_hash())
         tiles = fam.tile_candidates(pat, 768, 768, "fp16")
         cost = {t: _costs(pat, 768, 768, pk, 4096, ((fam.name, t),))[fam.name] for t in tiles}
         bad = [t for t, c in cost.items() if c == float("inf")]
-        assert bool(bad) is some_fail, cost
+        assert bool(bad) and (tiles[0] not in bad) is first_fits, cost
         tuned = [s.tile for s, _ in candidates(spec, pk, others=0)]
         assert tuned == [t for t in tiles if t not in bad]
         for t in bad:
-            with pytest.raises(ValueError, match="do not fit in shared memory"):
+            with pytest.raises(ValueError, match="does not fit in shared memory"):
                 fam.render(KernelSpec("linear", fam.name, "cuda", "fp16", pat, 768, 768, Epilogue(), tile=t,
                                       tables_hash="x"), pk)
         fam.render(KernelSpec("linear", fam.name, "cuda", "fp16", pat, 768, 768, Epilogue(), tile=tuned[0],
