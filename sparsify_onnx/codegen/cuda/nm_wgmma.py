@@ -127,18 +127,21 @@ class CudaNmWgmma(KernelFamily):
         return LAUNCH + max(t_gemm, byts / BW)
 
 
-def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int) -> dict:
+def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int, BM: int = 128) -> dict:
     """The 2:4 cover of an unstructured [K, N] weight given as CSC (``col_ptr``, ``row_idx``, rows ascending in each
     column): in every group of 4 along K of column n, its first two non-zeros go to the cover's two slots (the
     other offsets fill the slots left, with zeros); the rest is the overflow. Returns
     ``idx`` [K/2, N] (the slots' offsets, ascending, distinct); ``dst`` per CSC entry: ``(2 g + slot) * N + n`` in
-    the cover, ``-1 - j`` for overflow entry j. The overflow is ordered by (column tile of BN, k-step of KS, k,
-    column), each (tile, step) padded with empty entries to a multiple of 4 (the kernel takes them 4 at a time);
-    ``ovf_ptr`` [ceil(N / BN) * ceil(K / KS) + 1] starts each (tile, step). The columns of a tile that have overflow
-    get a buffer slot each, in column order: ``ovf_slot`` [ceil(N / BN) * BN] (-1: none), ``nslots`` the most of
-    one tile. ``ovf_meta`` per entry ``(k within the step) << 16 | slot << 23`` (the kernel puts the fp16 value in
-    the low 16 bits; padding entries keep value 0); ``maxov`` the most entries of one (tile, step), padding
-    included; ``nov`` the entries, padding included."""
+    the cover, ``-1 - j`` for the overflow entry whose value goes in word j of ``ovf_meta``. The overflow of each
+    (column tile of BN, k-step of KS) is a slice of ``4 + 2 maxov`` words of ``ovf_meta`` (tile-major): the entry
+    count, 3 unused words, then the entries sorted by column and k (zeros after them), 2 words each: the first
+    ``xoff | chain << 15 | slot * (BM + 4) << 16``, where xoff is where X[m, k] sits in the stage's X tile for a row
+    m = 0 mod 8 (``(k // 64) * 128 BM + ((k % 64) // 8) * 16 + (k % 8) * 2``; row m adds 128 m and xors bits 4-6
+    with m % 8), chain says "same slot as the entry before", and slot * (BM + 4) is where the column's slot starts
+    in the kernel's buffer; the second holds the fp16 value (put there by the kernel). The columns of a tile that
+    have overflow get a buffer slot each, in column order: ``ovf_slot`` [ceil(N / BN) * BN] (-1: none),
+    ``nslots`` the most of one tile. ``maxov`` the most entries of one (tile, step), rounded up to 16 (at least
+    16); ``nov`` the overflow entries."""
     col_ptr, row_idx = np.asarray(col_ptr, np.int64), np.asarray(row_idx, np.int64)
     nnz, G = row_idx.size, K // 4
     cols = np.repeat(np.arange(N), np.diff(col_ptr))
@@ -166,18 +169,24 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int) -> dict:
     ranks = np.cumsum(has.reshape(ntiles, BN), axis=1) - 1
     ovf_slot[has] = ranks.reshape(-1)[has]
     cell = (cols[ov] // BN) * nsteps + row_idx[ov] // KS
-    order = np.lexsort((cols[ov], row_idx[ov], cell))
+    order = np.lexsort((row_idx[ov], cols[ov], cell))  # by (tile, step), then column (slot), then k
     ov, cell = ov[order], cell[order]
     counts = np.bincount(cell, minlength=ntiles * nsteps)
-    padded = -(-counts // 4) * 4
-    ptr = np.r_[0, np.cumsum(padded)]
-    pos = ptr[cell] + (np.arange(ov.size) - np.r_[0, np.cumsum(counts)][cell])  # each entry's place, padding after
-    dst[ov] = -1 - pos
-    meta = np.zeros(int(ptr[-1]), np.int64)
-    meta[pos] = ((row_idx[ov] % KS) << 16) | (ovf_slot[cols[ov]] << 23)
-    return {"idx": slots.reshape(G * 2, N).astype(np.uint8), "dst": dst, "ovf_ptr": ptr,
-            "maxov": int(padded.max()) if padded.size else 0, "ovf_meta": meta, "nov": int(ptr[-1]),
-            "ovf_slot": ovf_slot, "nslots": int(has.reshape(ntiles, BN).sum(axis=1).max()) if ntiles else 0}
+    maxov = max(16, -(-int(counts.max(initial=0)) // 16) * 16)  # (the kernel reads 16 at a time)
+    slice_ = 4 + 2 * maxov  # a header of 4 words (the count first), then the entries
+    start = np.r_[0, np.cumsum(counts)][:-1]
+    pos = cell * slice_ + 4 + 2 * (np.arange(ov.size) - start[cell])
+    dst[ov] = -1 - (pos + 1)
+    sl = ovf_slot[cols[ov]]
+    chain = np.r_[False, (sl[1:] == sl[:-1]) & (cell[1:] == cell[:-1])] if ov.size else np.zeros(0, bool)
+    k = row_idx[ov] % KS
+    xoff = (k // 64) * 128 * BM + ((k % 64) // 8) * 16 + (k % 8) * 2
+    meta = np.zeros(ntiles * nsteps * slice_, np.int64)
+    meta[np.arange(ntiles * nsteps) * slice_] = counts
+    meta[pos] = xoff | (chain.astype(np.int64) << 15) | ((sl * (BM + 4)) << 16)
+    return {"idx": slots.reshape(G * 2, N).astype(np.uint8), "dst": dst, "maxov": maxov, "ovf_meta": meta,
+            "nov": int(ov.size), "ovf_slot": ovf_slot,
+            "nslots": int(has.reshape(ntiles, BN).sum(axis=1).max()) if ntiles else 0}
 
 
 # the cover's time: the 2:4 kernel's at the same tile times COVER_STEP_FACTOR (the epilogue's buffer adds, the
@@ -221,16 +230,16 @@ class CudaCoverWgmma(CudaNmWgmma):
         return out
 
     def tables(self, spec, packed, t):
-        return cover_tables(spec.K, spec.N, packed.tables["col_ptr"], packed.tables["row_idx"], t[2], 64 * t[0])
+        return cover_tables(spec.K, spec.N, packed.tables["col_ptr"], packed.tables["row_idx"], t[2], 64 * t[0], t[1])
 
     @staticmethod
     def cover_smem(t, K: int, c) -> int:
         """Shared memory of tile t with cover tables c: the stages (each with its step's overflow entries), the
-        overflow buffer (a slot of BM + 4 floats per column with overflow), the step starts."""
+        overflow buffer (a slot of BM + 4 floats per column with overflow)."""
         nwg, bm, ks, st = t[:4]
-        stage = -(-(nwg * ks // 2 * 128 + ks // 64 * bm * 128 + nwg * ks // 32 * 256 + -(-c["maxov"] * 4 // 16) * 16)
+        stage = -(-(nwg * ks // 2 * 128 + ks // 64 * bm * 128 + nwg * ks // 32 * 256 + 16 + c["maxov"] * 8)
                   // 1024) * 1024
-        return max(st * stage, bm * 64 * nwg * 2) + max(c["nslots"], 1) * (bm + 4) * 4 + 4 * (-(-K // ks) + 1) + 1024
+        return max(st * stage, bm * 64 * nwg * 2) + max(c["nslots"], 1) * (bm + 4) * 4 + 1024
 
     def ctas_per_sm(self, t) -> int:
         return 1  # (the buffer and the fifth warpgroup)
@@ -251,7 +260,7 @@ class CudaCoverWgmma(CudaNmWgmma):
         if why:
             raise ValueError(why)
         return dict(COVER=True, nov=c["nov"], maxov=c["maxov"], nslots=max(c["nslots"], 1), dst=fmt_array(c["dst"]),
-                    ovf_ptr=fmt_array(c["ovf_ptr"]), ovf_meta=fmt_array(c["ovf_meta"]),
+                    ovf_meta=fmt_array(c["ovf_meta"]),
                     ovf_slot=fmt_array(c["ovf_slot"]), idx_hex=hex_lines(c["idx"], 2))
 
     def cost(self, spec, packed, M):
