@@ -127,21 +127,16 @@ class CudaNmWgmma(KernelFamily):
         return LAUNCH + max(t_gemm, byts / BW)
 
 
-def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int, BM: int = 128) -> dict:
+def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int) -> dict:
     """The 2:4 cover of an unstructured [K, N] weight given as CSC (``col_ptr``, ``row_idx``, rows ascending in each
     column): in every group of 4 along K of column n, its first two non-zeros go to the cover's two slots (the
     other offsets fill the slots left, with zeros); the rest is the overflow. Returns
     ``idx`` [K/2, N] (the slots' offsets, ascending, distinct); ``dst`` per CSC entry: ``(2 g + slot) * N + n`` in
-    the cover, ``-1 - j`` for the overflow entry whose value goes in word j of ``ovf_meta``. The overflow of each
-    (column tile of BN, k-step of KS) is a slice of ``4 + 2 maxov`` words of ``ovf_meta`` (tile-major): the entry
-    count, 3 unused words, then the entries sorted by column and k (zeros after them), 2 words each: the first
-    ``xoff | chain << 15 | slot * (BM + 4) << 16``, where xoff is where X[m, k] sits in the stage's X tile for a row
-    m = 0 mod 8 (``(k // 64) * 128 BM + ((k % 64) // 8) * 16 + (k % 8) * 2``; row m adds 128 m and xors bits 4-6
-    with m % 8), chain says "same slot as the entry before", and slot * (BM + 4) is where the column's slot starts
-    in the kernel's buffer; the second holds the fp16 value (put there by the kernel). The columns of a tile that
-    have overflow get a buffer slot each, in column order: ``ovf_slot`` [ceil(N / BN) * BN] (-1: none),
-    ``nslots`` the most of one tile. ``maxov`` the most entries of one (tile, step), rounded up to 16 (at least
-    16); ``nov`` the overflow entries."""
+    the cover, ``-1 - j`` for overflow entry j. The overflow is ordered by (column tile of BN, k-step of KS, quad
+    of threads that holds the column's accumulators, column, k): quad q of a tile holds columns
+    16 (q // 8) + q % 8 and that + 8. ``ovf_ptr`` [ceil(N / BN) * ceil(K / KS) * BN / 2 + 1] starts each (tile,
+    step, quad); ``ovf_meta`` per entry ``(k within the step) << 16 | (the quad's second column) << 24`` (the
+    kernel puts the fp16 value in the low 16 bits); ``maxov`` the most entries of one (tile, step)."""
     col_ptr, row_idx = np.asarray(col_ptr, np.int64), np.asarray(row_idx, np.int64)
     nnz, G = row_idx.size, K // 4
     cols = np.repeat(np.arange(N), np.diff(col_ptr))
@@ -161,40 +156,23 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int, BM: int = 1
     dst = np.empty(nnz, np.int64)
     slot = (slots[grp[cov], 1, cols[cov]] == off[cov]).astype(np.int64)
     dst[cov] = (2 * grp[cov] + slot) * N + cols[cov]
-    nsteps, ntiles = -(-K // KS), -(-N // BN)
+    nsteps, ntiles, nq = -(-K // KS), -(-N // BN), BN // 2
     ov = np.nonzero(~cov)[0]
-    ovf_slot = np.full(ntiles * BN, -1, np.int64)
-    has = np.zeros(ntiles * BN, bool)
-    has[cols[ov]] = True
-    ranks = np.cumsum(has.reshape(ntiles, BN), axis=1) - 1
-    ovf_slot[has] = ranks.reshape(-1)[has]
-    cell = (cols[ov] // BN) * nsteps + row_idx[ov] // KS
-    order = np.lexsort((row_idx[ov], cols[ov], cell))  # by (tile, step), then column (slot), then k
-    ov, cell = ov[order], cell[order]
-    counts = np.bincount(cell, minlength=ntiles * nsteps)
-    maxov = max(16, -(-int(counts.max(initial=0)) // 16) * 16)  # (the kernel reads 16 at a time)
-    slice_ = 4 + 2 * maxov  # a header of 4 words (the count first), then the entries
-    start = np.r_[0, np.cumsum(counts)][:-1]
-    pos = cell * slice_ + 4 + 2 * (np.arange(ov.size) - start[cell])
-    dst[ov] = -1 - (pos + 1)
-    sl = ovf_slot[cols[ov]]
-    chain = np.r_[False, (sl[1:] == sl[:-1]) & (cell[1:] == cell[:-1])] if ov.size else np.zeros(0, bool)
-    k = row_idx[ov] % KS
-    xoff = (k // 64) * 128 * BM + ((k % 64) // 8) * 16 + (k % 8) * 2
-    meta = np.zeros(ntiles * nsteps * slice_, np.int64)
-    meta[np.arange(ntiles * nsteps) * slice_] = counts
-    meta[pos] = xoff | (chain.astype(np.int64) << 15) | ((sl * (BM + 4)) << 16)
-    return {"idx": slots.reshape(G * 2, N).astype(np.uint8), "dst": dst, "maxov": maxov, "ovf_meta": meta,
-            "nov": int(ov.size), "ovf_slot": ovf_slot,
-            "nslots": int(has.reshape(ntiles, BN).sum(axis=1).max()) if ntiles else 0}
+    c = cols[ov] % BN  # column within the tile; its quad of threads: (c // 16) * 8 + c % 8, row c % 16 >= 8
+    quad = (c // 16) * 8 + c % 8
+    cell = ((cols[ov] // BN) * nsteps + row_idx[ov] // KS) * nq + quad
+    order = np.lexsort((row_idx[ov], c, cell))
+    ov, c, cell = ov[order], c[order], cell[order]
+    dst[ov] = -1 - np.arange(ov.size)
+    counts = np.bincount(cell, minlength=ntiles * nsteps * nq)
+    per_step = counts.reshape(ntiles * nsteps, nq).sum(axis=1)
+    return {"idx": slots.reshape(G * 2, N).astype(np.uint8), "dst": dst,
+            "ovf_ptr": np.r_[0, np.cumsum(counts)], "maxov": int(per_step.max()) if per_step.size else 0,
+            "ovf_meta": ((row_idx[ov] % KS) << 16) | (((c % 16) >= 8).astype(np.int64) << 24), "nov": int(ov.size)}
 
 
-# the cover's time: the 2:4 kernel's at the same tile times COVER_STEP_FACTOR (the epilogue's buffer adds, the
-# entries staged with each step, the extra warpgroup's issue slots), or the overflow warpgroup's own pace if that
-# is slower: COVER_ENTRY_ROW_S per entry and row of X on one SM (shared-memory reads of X, 4-way bank conflicts).
-# Both fitted to the H200 (bench/NOTES-cuda.md, session 6).
-COVER_STEP_FACTOR = 1.1
-COVER_ENTRY_ROW_S = 1.0e-12
+COVER_STEP_FACTOR = 1.3
+COVER_ENTRY_ROW_S = 6.7e-13
 
 
 @register_family
@@ -202,11 +180,9 @@ class CudaCoverWgmma(CudaNmWgmma):
     """Unstructured fp16 on Hopper sparse wgmma: a 2:4 cover plus an overflow list (portable fallback: cuda_csr).
 
     At 90% random sparsity only 0.37% of the groups of 4 along K hold more than two non-zeros (binomial), so
-    the cover carries all but ~1% of the weight's non-zeros on the sparse tensor cores at the 2:4 kernel's
-    speed. The rest (the overflow) is computed by one more warpgroup per CTA while the math warpgroups' wgmma
-    runs: from the X tile of each stage, into a shared-memory buffer (fp32, a slot per output column of the tile
-    that has overflow) that the epilogue adds to the accumulators. The cover's values are scattered from the CSC
-    values (the unstructured pattern's one packed format) on the first call."""
+    the cover carries all but ~0.1% of the weight's elements on the sparse tensor cores at the 2:4 kernel's
+    speed, and the overflow costs a few shared-memory reads per k-step. The cover's values are scattered from
+    the CSC values (the unstructured pattern's one packed format) on the first call."""
     name = "cuda_cover_wgmma"
     patterns = ("unstructured",)
     portable = "cuda_csr"
@@ -216,40 +192,27 @@ class CudaCoverWgmma(CudaNmWgmma):
 
     def geometry(self, spec):
         t = super().geometry(spec)
-        if t[1] > 128 or self.regs(t[1]) * 128 * (t[0] + 1) > 65536:
-            raise ValueError(f"{self.name}: tile {t}: BM up to 128, and the registers of one SM for {t[0]} math "
-                             f"warpgroups and the overflow warpgroup")
+        if t[4]:
+            raise ValueError(f"{self.name}: tile {t}: no in-flight form (the overflow adds into the accumulators "
+                             f"after each k-step's wgmma)")
         return t
 
     def tile_candidates(self, pattern, K, N, dtype):
-        """The 2:4 kernel's tiles that leave room for the overflow warpgroup."""
-        out = []
-        for t in CANDIDATES:
-            if t[1] <= 128 and self.regs(t[1]) * 128 * (t[0] + 1) <= 65536:
-                out.append(t)
-        return out
+        """The 2:4 kernel's tiles in their waited-each-step form; 3 x 128 x 128 first (session 5's H200 sweep)."""
+        return list(dict.fromkeys([(3, 128, 128, 3, 0, 0)] + [t[:4] + (0,) + t[5:] for t in CANDIDATES]))
 
     def tables(self, spec, packed, t):
-        return cover_tables(spec.K, spec.N, packed.tables["col_ptr"], packed.tables["row_idx"], t[2], 64 * t[0], t[1])
-
-    @staticmethod
-    def cover_smem(t, K: int, c) -> int:
-        """Shared memory of tile t with cover tables c: the stages (each with its step's overflow entries), the
-        overflow buffer (a slot of BM + 4 floats per column with overflow)."""
-        nwg, bm, ks, st = t[:4]
-        stage = -(-(nwg * ks // 2 * 128 + ks // 64 * bm * 128 + nwg * ks // 32 * 256 + 16 + c["maxov"] * 8)
-                  // 1024) * 1024
-        return max(st * stage, bm * 64 * nwg * 2) + max(c["nslots"], 1) * (bm + 4) * 4 + 1024
-
-    def ctas_per_sm(self, t) -> int:
-        return 1  # (the buffer and the fifth warpgroup)
+        return cover_tables(spec.K, spec.N, packed.tables["col_ptr"], packed.tables["row_idx"], t[2], 64 * t[0])
 
     def unbuildable(self, spec, packed, t, c) -> str | None:
-        """Why this weight's cover cannot be built at tile t (None: it can): its overflow buffer and entries per
-        k-step do not fit in shared memory beside the stages (dense-ish weights); ``c`` are its cover tables."""
-        if self.cover_smem(t, spec.K, c) > 227 * 1024:
-            return (f"{self.name}: tile {t}: the overflow ({c['nslots']} columns, {c['maxov']} entries per k-step) "
-                    f"does not fit in shared memory beside the stages")
+        """Why this weight's cover cannot be built at tile t (None: it can): more overflow entries per k-step than fit in shared memory beside the stages (dense-ish weights); ``c`` are its
+        cover tables at that tile."""
+        nsteps = -(-spec.K // t[2])
+        ov_bytes = -(-c["maxov"] * 4 // 16) * 16 + -(-(32 * t[0] + 1) // 4) * 16
+        smem = self.smem_bytes(t) + t[3] * ov_bytes + 1024 * t[3] + 4 * (nsteps + 1)  # (+ stage rounding)
+        if smem > 227 * 1024:
+            return (f"{self.name}: tile {t}: {c['maxov']} overflow entries per k-step do not fit in shared memory "
+                    f"beside the stages")
         return None
 
     def extra_ctx(self, spec, packed, t):
@@ -259,17 +222,17 @@ class CudaCoverWgmma(CudaNmWgmma):
         why = self.unbuildable(spec, packed, t, c)
         if why:
             raise ValueError(why)
-        return dict(COVER=True, nov=c["nov"], maxov=c["maxov"], nslots=max(c["nslots"], 1), dst=fmt_array(c["dst"]),
-                    ovf_meta=fmt_array(c["ovf_meta"]),
-                    ovf_slot=fmt_array(c["ovf_slot"]), idx_hex=hex_lines(c["idx"], 2))
+        return dict(COVER=True, nov=c["nov"], maxov=c["maxov"], dst=fmt_array(c["dst"]),
+                    ovf_ptr=fmt_array(c["ovf_ptr"]), ovf_meta=fmt_array(c["ovf_meta"]), idx_hex=hex_lines(c["idx"], 2))
 
     def cost(self, spec, packed, M):
-        """The 2:4 kernel's wave model times COVER_STEP_FACTOR, or the overflow warpgroups' pace where slower."""
+        """The 2:4 kernel's wave model, 1.3x for the per-step overflow pass, plus 0.67 ps per overflow entry and row
+        of X (fitted to session 5's H200 runs, bench/cuda/s5/cover-v3: 12.9 us at (4096, 768, 768), 41.0 at
+        (4096, 768, 3072), 50.4 at (4096, 3072, 768), 90% sparse; 33.7 us at (4096, 768, 768), 75%)."""
         t = self.geometry(spec)
         if packed.nnz > MAX_BAKED_NNZ:
             return float("inf")
         c = self.tables(spec, packed, t)
         if self.unbuildable(spec, packed, t, c):
             return float("inf")  # (never chosen where it cannot be built)
-        ovf = c["nov"] * M * COVER_ENTRY_ROW_S / H200_SMS
-        return max(COVER_STEP_FACTOR * super().cost(spec, packed, M), LAUNCH + ovf)
+        return COVER_STEP_FACTOR * super().cost(spec, packed, M) + c["nov"] * M * COVER_ENTRY_ROW_S
