@@ -127,23 +127,16 @@ class CudaNmWgmma(KernelFamily):
         return LAUNCH + max(t_gemm, byts / BW)
 
 
-def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, NWG: int, NEXT: int = 64) -> dict:
+def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int) -> dict:
     """The 2:4 cover of an unstructured [K, N] weight given as CSC (``col_ptr``, ``row_idx``, rows ascending in each
-    column), and its extension. In every group of 4 along K of column n, its first two non-zeros go to the cover's
-    two slots (the other offsets fill the slots left, with zeros); the rest is the overflow. ``idx`` [K/2, N]: the
-    cover's offsets (ascending, distinct); ``dst`` per CSC entry: ``(2 g + slot) * N + n`` in the cover's [K/2, N]
-    values, ``-1 - j`` for element j of the extension's values.
-
-    The extension carries the overflow on the sparse tensor cores too. The k-steps (KS each) are cut into segments
-    (the first ``first`` steps, then ``seg`` each); for each column tile of BN = 64 NWG, warpgroup w (its 64 columns)
-    and segment, the distinct k of the overflow there get positions 0, 1, ... < NEXT of an extra operand, so that
-    no column has more than two entries in one group of 4 positions (a k is moved to the next group when one
-    would): a 2:4 weight ``[NEXT / 2, 64]`` per (tile, segment, warpgroup) (the extension's values, in that order,
-    ``dst`` into it) with its offsets ``xidx`` [tiles, segments, NWG, NEXT / 4, 2, 64]. While the main loop runs,
-    the kernel copies column k of each step's X tile to position p of its warpgroup's gathered tile (copy tasks per
-    (tile, step): ``tasks`` slices of ``4 + maxt`` words, the count first, then ``k | w << 7 | p << 9``), and after
-    each segment adds gathered tile x extension with NEXT / 32 more wgmma.sp. ``nseg``, ``seg``, ``first``: the
-    segments (the fewest whose positions fit in NEXT); ``nov``: overflow entries."""
+    column): in every group of 4 along K of column n, its first two non-zeros go to the cover's two slots (the
+    other offsets fill the slots left, with zeros); the rest is the overflow. Returns
+    ``idx`` [K/2, N] (the slots' offsets, ascending, distinct); ``dst`` per CSC entry: ``(2 g + slot) * N + n`` in
+    the cover, ``-1 - j`` for overflow entry j. The overflow is ordered by (column tile of BN, k-step of KS, quad
+    of threads that holds the column's accumulators, column, k): quad q of a tile holds columns
+    16 (q // 8) + q % 8 and that + 8. ``ovf_ptr`` [ceil(N / BN) * ceil(K / KS) * BN / 2 + 1] starts each (tile,
+    step, quad); ``ovf_meta`` per entry ``(k within the step) << 16 | (the quad's second column) << 24`` (the
+    kernel puts the fp16 value in the low 16 bits); ``maxov`` the most entries of one (tile, step)."""
     col_ptr, row_idx = np.asarray(col_ptr, np.int64), np.asarray(row_idx, np.int64)
     nnz, G = row_idx.size, K // 4
     cols = np.repeat(np.arange(N), np.diff(col_ptr))
@@ -163,108 +156,33 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, NWG: int, NEXT: int 
     dst = np.empty(nnz, np.int64)
     slot = (slots[grp[cov], 1, cols[cov]] == off[cov]).astype(np.int64)
     dst[cov] = (2 * grp[cov] + slot) * N + cols[cov]
-    BN, nsteps, ntiles = 64 * NWG, -(-K // KS), -(-N // (64 * NWG))
+    nsteps, ntiles, nq = -(-K // KS), -(-N // BN), BN // 2
     ov = np.nonzero(~cov)[0]
-    ovk, ovn = row_idx[ov], cols[ov]
-    fits = False
-    for seg in [nsteps] + list(range((nsteps - 1) // 2 * 2, 1, -2)):  # the fewest segments whose positions fit
-        nseg = -(-nsteps // seg)  # (segments after the first: an even step count, seg)
-        fst = nsteps - (nseg - 1) * seg
-        segof = np.where(ovk // KS < fst, 0, 1 + (ovk // KS - fst) // seg)
-        cell = ((ovn // BN) * nseg + segof) * NWG + (ovn % BN) // 64
-        order = np.lexsort((ovn, ovk, cell))
-        pos = np.empty(ov.size, np.int64)
-        fits = True
-        for c in np.unique(cell):
-            sel = order[cell[order] == c]
-            used: dict[tuple[int, int], int] = {}  # (column, group of 4 positions) -> entries
-            p, i = 0, 0
-            while i < sel.size:
-                j = i
-                while j < sel.size and ovk[sel[j]] == ovk[sel[i]]:
-                    j += 1
-                cs = [int(n) for n in ovn[sel[i:j]]]
-                while any(used.get((n, p // 4), 0) >= 2 for n in cs):
-                    p = (p // 4 + 1) * 4
-                for n in cs:
-                    used[(n, p // 4)] = used.get((n, p // 4), 0) + 1
-                pos[sel[i:j]] = p
-                p, i = p + 1, j
-            if p > NEXT:
-                fits = False
-                break
-        if fits:
-            break
-    if not fits:
-        raise ValueError(f"cover: the overflow of one warpgroup and k-step pair does not fit in {NEXT} positions")
-    ncell = ntiles * nseg * NWG
-    # the extension's offsets and values: per cell, group q of 4 positions, column c: its entries' offsets
-    xocc = np.zeros((ncell, NEXT // 4, 4, 64), bool)
-    col64 = ovn % 64
-    xocc[cell, pos // 4, pos % 4, col64] = True
-    xneed = 2 - xocc.sum(axis=2)
-    xs = xocc.copy()
-    for o in range(4):
-        add = ~xs[:, :, o, :] & (xneed > 0)
-        xs[:, :, o, :] |= add
-        xneed -= add
-    xidx = np.argsort(~xs, axis=2, kind="stable")[:, :, :2, :]  # [cell, q, 2, 64]
-    xslot = (xidx[cell, pos // 4, 1, col64] == pos % 4).astype(np.int64)
-    dst[ov] = -1 - ((cell * (NEXT // 2) + 2 * (pos // 4) + xslot) * 64 + col64)
-    # copy tasks per (tile, step): each distinct (warpgroup, k) of the step's overflow, to its position
-    step_ = ovk // KS
-    tkey = (((ovn // BN) * nsteps + step_) * NWG + (ovn % BN) // 64) * K + ovk
-    _, first_t = np.unique(tkey, return_index=True)
-    t_tile, t_step, t_w = ovn[first_t] // BN, step_[first_t], (ovn[first_t] % BN) // 64
-    t_word = (ovk[first_t] % KS) | (t_w << 7) | (pos[first_t] << 9)
-    tcell = t_tile * nsteps + t_step
-    tcount = np.bincount(tcell, minlength=ntiles * nsteps)
-    maxt = max(4, -(-int(tcount.max(initial=0)) // 4) * 4)
-    sl = 4 + maxt
-    tasks = np.zeros(ntiles * nsteps * sl, np.int64)
-    tasks[np.arange(ntiles * nsteps) * sl] = tcount
-    o2 = np.argsort(tcell, kind="stable")
-    tstart = np.r_[0, np.cumsum(tcount)][:-1]
-    rk = np.arange(o2.size) - tstart[tcell[o2]]
-    tasks[tcell[o2] * sl + 4 + rk] = t_word[o2]
-    return {"idx": slots.reshape(G * 2, N).astype(np.uint8), "dst": dst, "nov": int(ov.size), "nseg": nseg,
-            "seg": seg, "first": fst, "xidx": xidx.astype(np.uint8), "tasks": tasks, "maxt": maxt, "next": NEXT}
+    c = cols[ov] % BN  # column within the tile; its quad of threads: (c // 16) * 8 + c % 8, row c % 16 >= 8
+    quad = (c // 16) * 8 + c % 8
+    cell = ((cols[ov] // BN) * nsteps + row_idx[ov] // KS) * nq + quad
+    order = np.lexsort((row_idx[ov], c, cell))
+    ov, c, cell = ov[order], c[order], cell[order]
+    dst[ov] = -1 - np.arange(ov.size)
+    counts = np.bincount(cell, minlength=ntiles * nsteps * nq)
+    per_step = counts.reshape(ntiles * nsteps, nq).sum(axis=1)
+    return {"idx": slots.reshape(G * 2, N).astype(np.uint8), "dst": dst,
+            "ovf_ptr": np.r_[0, np.cumsum(counts)], "maxov": int(per_step.max()) if per_step.size else 0,
+            "ovf_meta": ((row_idx[ov] % KS) << 16) | (((c % 16) >= 8).astype(np.int64) << 24), "nov": int(ov.size)}
 
 
-# the cover's time: the 2:4 kernel's at the same tile, plus the extension (NEXT / 2 more compressed rows per
-# segment, at the same rate) and the copies: COVER_COPY_S per copied element (k, row) on one SM. Fitted to the
-# H200 (bench/NOTES-cuda.md, session 6).
-COVER_COPY_S = 1.0e-12
-COVER_NEXT = 64
-
-
-def cover_xmeta(xidx) -> np.ndarray:
-    """The extension's wgmma metadata words [cells, NEXT / 32, 64] from its offsets ``xidx`` [cells, NEXT / 4, 2, 64]:
-    as the main loop's (CuTe's ELayout_64x32): word s of k32 step j holds rows n = 16 (s // 16) + (s % 16) // 2 (bits
-    0-15) and n + 8 (bits 16-31), groups 8 j + 4 (s % 2) .. +4, 4 bits per group (first offset low)."""
-    cells, q = xidx.shape[:2]
-    s = np.arange(64)
-    n = 16 * (s // 16) + (s % 16) // 2
-    nib = lambda g, col: xidx[:, g, 0, col].astype(np.uint32) | (xidx[:, g, 1, col].astype(np.uint32) << 2)  # noqa: E731
-    out = np.zeros((cells, q // 8, 64), np.uint32)
-    for j in range(q // 8):
-        for c in range(4):
-            g = 8 * j + 4 * (s % 2) + c
-            out[:, j, :] |= (nib(g, n) << (4 * c)) | (nib(g, n + 8) << (16 + 4 * c))
-    return out
+COVER_STEP_FACTOR = 1.3
+COVER_ENTRY_ROW_S = 6.7e-13
 
 
 @register_family
 class CudaCoverWgmma(CudaNmWgmma):
-    """Unstructured fp16 on Hopper sparse wgmma: a 2:4 cover plus an extension for the rest (portable fallback:
-    cuda_csr).
+    """Unstructured fp16 on Hopper sparse wgmma: a 2:4 cover plus an overflow list (portable fallback: cuda_csr).
 
-    At 90% random sparsity only 0.37% of the groups of 4 along K hold more than two non-zeros (binomial), so the
-    cover carries all but ~1% of the weight's non-zeros on the sparse tensor cores at the 2:4 kernel's speed. The
-    rest (the overflow) runs there too: the X columns it needs are copied, while the main loop's wgmma runs, from
-    each stage into a gathered tile per warpgroup, and a few more wgmma.sp per segment of k-steps multiply them by
-    a small 2:4 weight (``cover_tables``). The cover's and the extension's values are scattered from the CSC values
-    (the unstructured pattern's one packed format) on the first call."""
+    At 90% random sparsity only 0.37% of the groups of 4 along K hold more than two non-zeros (binomial), so
+    the cover carries all but ~0.1% of the weight's elements on the sparse tensor cores at the 2:4 kernel's
+    speed, and the overflow costs a few shared-memory reads per k-step. The cover's values are scattered from
+    the CSC values (the unstructured pattern's one packed format) on the first call."""
     name = "cuda_cover_wgmma"
     patterns = ("unstructured",)
     portable = "cuda_csr"
@@ -272,62 +190,49 @@ class CudaCoverWgmma(CudaNmWgmma):
     def pattern_check(self, pattern):
         return None
 
+    def geometry(self, spec):
+        t = super().geometry(spec)
+        if t[4]:
+            raise ValueError(f"{self.name}: tile {t}: no in-flight form (the overflow adds into the accumulators "
+                             f"after each k-step's wgmma)")
+        return t
+
     def tile_candidates(self, pattern, K, N, dtype):
-        """The 2:4 kernel's tiles that leave room for the gathered tiles (BM up to 128)."""
-        return [t for t in CANDIDATES if t[1] <= 128]
+        """The 2:4 kernel's tiles in their waited-each-step form; 3 x 128 x 128 first (session 5's H200 sweep)."""
+        return list(dict.fromkeys([(3, 128, 128, 3, 0, 0)] + [t[:4] + (0,) + t[5:] for t in CANDIDATES]))
 
     def tables(self, spec, packed, t):
-        return cover_tables(spec.K, spec.N, packed.tables["col_ptr"], packed.tables["row_idx"], t[2], t[0], COVER_NEXT)
-
-    @staticmethod
-    def cover_smem(t, c) -> int:
-        """Shared memory of tile t with cover tables c: the stages (each with its copy tasks and room for a segment's
-        extension values and metadata) and the gathered tiles."""
-        nwg, bm, ks, st = t[:4]
-        nx = c["next"] if c["nov"] else 0
-        main = -(-(nwg * ks // 2 * 128 + ks // 64 * bm * 128 + nwg * ks // 32 * 256) // 1024) * 1024
-        stage = -(-(main + nwg * nx // 2 * 128 + nwg * nx // 32 * 256 + 16 + 4 * c["maxt"]) // 1024) * 1024
-        return max(st * stage, bm * 64 * nwg * 2) + nwg * nx // 64 * bm * 128 + 1024
+        return cover_tables(spec.K, spec.N, packed.tables["col_ptr"], packed.tables["row_idx"], t[2], 64 * t[0])
 
     def unbuildable(self, spec, packed, t, c) -> str | None:
-        """Why this weight's cover cannot be built at tile t (None: it can): its copy tasks and gathered tiles do
-        not fit in shared memory beside the stages (dense-ish weights); ``c`` are its cover tables (None: the
-        overflow of one warpgroup and segment of one step does not fit in the extension)."""
-        if c is None:
-            return f"{self.name}: tile {t}: the overflow of one warpgroup and k-step does not fit in the extension's {COVER_NEXT} columns"
-        if self.cover_smem(t, c) > 227 * 1024:
-            return (f"{self.name}: tile {t}: the overflow ({c['maxt']} copy tasks per k-step, {c['nseg']} segment(s)) "
-                    f"does not fit in shared memory beside the stages")
+        """Why this weight's cover cannot be built at tile t (None: it can): more overflow entries per k-step than fit in shared memory beside the stages (dense-ish weights); ``c`` are its
+        cover tables at that tile."""
+        nsteps = -(-spec.K // t[2])
+        ov_bytes = -(-c["maxov"] * 4 // 16) * 16 + -(-(32 * t[0] + 1) // 4) * 16
+        smem = self.smem_bytes(t) + t[3] * ov_bytes + 1024 * t[3] + 4 * (nsteps + 1)  # (+ stage rounding)
+        if smem > 227 * 1024:
+            return (f"{self.name}: tile {t}: {c['maxov']} overflow entries per k-step do not fit in shared memory "
+                    f"beside the stages")
         return None
-
-    def _tables_or_none(self, spec, packed, t):
-        try:
-            return self.tables(spec, packed, t)
-        except ValueError:
-            return None
 
     def extra_ctx(self, spec, packed, t):
         if packed.nnz > MAX_BAKED_NNZ:
             raise ValueError(f"{self.name}: {packed.nnz} non-zeros is over the {MAX_BAKED_NNZ} baked-table limit")
-        c = self._tables_or_none(spec, packed, t)
+        c = self.tables(spec, packed, t)
         why = self.unbuildable(spec, packed, t, c)
         if why:
             raise ValueError(why)
-        nx = c["next"] if c["nov"] else 0
-        xm = cover_xmeta(c["xidx"]) if nx else np.zeros(0, np.uint32)
-        return dict(COVER=True, nov=c["nov"], next=nx, nseg=c["nseg"], seg=c["seg"], first=c["first"],
-                    maxt=c["maxt"], dst=fmt_array(c["dst"]), tasks=fmt_array(c["tasks"]),
-                    xmeta=fmt_array(xm.reshape(-1)), xmeta_n=int(xm.size), idx_hex=hex_lines(c["idx"], 2))
+        return dict(COVER=True, nov=c["nov"], maxov=c["maxov"], dst=fmt_array(c["dst"]),
+                    ovf_ptr=fmt_array(c["ovf_ptr"]), ovf_meta=fmt_array(c["ovf_meta"]), idx_hex=hex_lines(c["idx"], 2))
 
     def cost(self, spec, packed, M):
-        """The 2:4 kernel's wave model over K plus the extension's k, and the copies (fitted to the H200)."""
+        """The 2:4 kernel's wave model, 1.3x for the per-step overflow pass, plus 0.67 ps per overflow entry and row
+        of X (fitted to session 5's H200 runs, bench/cuda/s5/cover-v3: 12.9 us at (4096, 768, 768), 41.0 at
+        (4096, 768, 3072), 50.4 at (4096, 3072, 768), 90% sparse; 33.7 us at (4096, 768, 768), 75%)."""
         t = self.geometry(spec)
         if packed.nnz > MAX_BAKED_NNZ:
             return float("inf")
-        c = self._tables_or_none(spec, packed, t)
+        c = self.tables(spec, packed, t)
         if self.unbuildable(spec, packed, t, c):
             return float("inf")  # (never chosen where it cannot be built)
-        ext = c["nseg"] * c["next"] if c["nov"] else 0
-        base = super().cost(spec, packed, M) * (spec.K + ext) / spec.K
-        copies = int(c["tasks"][::4 + c["maxt"]].sum()) * M * COVER_COPY_S / H200_SMS
-        return base + copies
+        return COVER_STEP_FACTOR * super().cost(spec, packed, M) + c["nov"] * M * COVER_ENTRY_ROW_S
