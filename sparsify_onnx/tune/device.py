@@ -76,6 +76,7 @@ class TorchDevice:
             except Exception:
                 g = None
                 torch.cuda.synchronize()
+        self.graphed = g is not None  # (whether the last timing was graph replay; bench/cuda/ab.py reports it)
         out = []
         for _ in range(trials):
             a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
