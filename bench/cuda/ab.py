@@ -53,7 +53,7 @@ for r in range(rounds):
     times["cublas"].append(dev.time(lambda: torch.matmul(X, Wd), 20) * 1e6)
     for k, c in calls.items():
         times[k].append(dev.time(c, 20) * 1e6)
-        if not dev.graphed:
+        if not getattr(dev, "graphed", True):
             print(f"  ({k}: CUDA-graph capture failed, timed with events around a loop of launches)", flush=True)
     print(f"round {r}: " + "  ".join(f"{k} {v[-1]:.1f}" for k, v in times.items()), flush=True)
 cb = statistics.median(times["cublas"])
