@@ -62,11 +62,11 @@ def test_all_cuda_sources_compile(tmp_path):
 
 
 def _assert_compiles(tmp_path, text: str):
-    """nvcc compiles ``text`` for sm_90a (one translation unit, as the op library and the tuner build), and ptxas
-    keeps every wgmma pipeline asynchronous."""
+    """nvcc compiles ``text`` for sm_90a (one translation unit and -O3, as the op library and the tuner build), and
+    ptxas keeps every wgmma pipeline asynchronous."""
     src = tmp_path / "src.cu"
     src.write_text(text)
-    cmd = [nvcc_path(), "-c", "-O1", "-std=c++17", "-gencode", "arch=compute_90a,code=sm_90a", "-Xcompiler", "-fPIC",
+    cmd = [nvcc_path(), "-c", "-O3", "-std=c++17", "-gencode", "arch=compute_90a,code=sm_90a", "-Xcompiler", "-fPIC",
            "-o", str(tmp_path / "src.o"), str(src)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
