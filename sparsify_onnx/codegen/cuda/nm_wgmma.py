@@ -132,11 +132,11 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int) -> dict:
     column): in every group of 4 along K of column n, its first two non-zeros go to the cover's two slots (the
     other offsets fill the slots left, with zeros); the rest is the overflow. Returns
     ``idx`` [K/2, N] (the slots' offsets, ascending, distinct); ``dst`` per CSC entry: ``(2 g + slot) * N + n`` in
-    the cover, ``-1 - j`` for overflow entry j. The overflow is ordered by (column tile of BN, k-step of KS, quad
-    of threads that holds the column's accumulators, column, k): quad q of a tile holds columns
-    16 (q // 8) + q % 8 and that + 8. ``ovf_ptr`` [ceil(N / BN) * ceil(K / KS) * BN / 2 + 1] starts each (tile,
-    step, quad); ``ovf_meta`` per entry ``(k within the step) << 16 | (the quad's second column) << 24`` (the
-    kernel puts the fp16 value in the low 16 bits); ``maxov`` the most entries of one (tile, step)."""
+    the cover, ``-1 - j`` for the overflow entry in word j of ``ovf_meta``. The overflow of each (column tile of BN,
+    k-step of KS) is a slice of ``slice`` words of ``ovf_meta`` (tile-major): the starts of its BN / 2 thread quads'
+    entries and the end (``qw`` words with padding; quad q of a tile holds columns 16 (q // 8) + q % 8 and that + 8),
+    then the entries ordered by (quad, column, k): ``(k within the step) << 16 | (the quad's second column) << 24``
+    (the kernel puts the fp16 value in the low 16 bits). ``maxov``: the most entries of one (tile, step)."""
     col_ptr, row_idx = np.asarray(col_ptr, np.int64), np.asarray(row_idx, np.int64)
     nnz, G = row_idx.size, K // 4
     cols = np.repeat(np.arange(N), np.diff(col_ptr))
@@ -163,12 +163,21 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int) -> dict:
     cell = ((cols[ov] // BN) * nsteps + row_idx[ov] // KS) * nq + quad
     order = np.lexsort((row_idx[ov], c, cell))
     ov, c, cell = ov[order], c[order], cell[order]
-    dst[ov] = -1 - np.arange(ov.size)
-    counts = np.bincount(cell, minlength=ntiles * nsteps * nq)
-    per_step = counts.reshape(ntiles * nsteps, nq).sum(axis=1)
-    return {"idx": slots.reshape(G * 2, N).astype(np.uint8), "dst": dst,
-            "ovf_ptr": np.r_[0, np.cumsum(counts)], "maxov": int(per_step.max()) if per_step.size else 0,
-            "ovf_meta": ((row_idx[ov] % KS) << 16) | (((c % 16) >= 8).astype(np.int64) << 24), "nov": int(ov.size)}
+    counts = np.bincount(cell, minlength=ntiles * nsteps * nq).reshape(ntiles * nsteps, nq)
+    per_step = counts.sum(axis=1)
+    maxov = int(per_step.max()) if per_step.size else 0
+    qw = -(-(nq + 1) // 4) * 4  # the quads' starts, then the entries: one slice of sl words per (tile, step)
+    sl = qw + -(-maxov // 4) * 4
+    meta = np.zeros(ntiles * nsteps * sl, np.int64)
+    starts = np.concatenate([np.zeros((ntiles * nsteps, 1), np.int64), np.cumsum(counts, axis=1)], axis=1)
+    meta[(np.arange(ntiles * nsteps)[:, None] * sl + np.arange(nq + 1)[None, :]).reshape(-1)] = starts.reshape(-1)
+    step_cell = cell // nq
+    first = np.r_[0, np.cumsum(per_step)][:-1]
+    pos = step_cell * sl + qw + (np.arange(ov.size) - first[step_cell])
+    dst[ov] = -1 - pos
+    meta[pos] = ((row_idx[ov] % KS) << 16) | (((c % 16) >= 8).astype(np.int64) << 24)
+    return {"idx": slots.reshape(G * 2, N).astype(np.uint8), "dst": dst, "maxov": maxov, "slice": sl, "qw": qw,
+            "ovf_meta": meta, "nov": int(ov.size)}
 
 
 COVER_STEP_FACTOR = 1.3
@@ -207,9 +216,7 @@ class CudaCoverWgmma(CudaNmWgmma):
     def unbuildable(self, spec, packed, t, c) -> str | None:
         """Why this weight's cover cannot be built at tile t (None: it can): more overflow entries per k-step than fit in shared memory beside the stages (dense-ish weights); ``c`` are its
         cover tables at that tile."""
-        nsteps = -(-spec.K // t[2])
-        ov_bytes = -(-c["maxov"] * 4 // 16) * 16 + -(-(32 * t[0] + 1) // 4) * 16
-        smem = self.smem_bytes(t) + t[3] * ov_bytes + 1024 * t[3] + 4 * (nsteps + 1)  # (+ stage rounding)
+        smem = self.smem_bytes(t) + t[3] * (4 * c["slice"] + 1024)  # (+ stage rounding)
         if smem > 227 * 1024:
             return (f"{self.name}: tile {t}: {c['maxov']} overflow entries per k-step do not fit in shared memory "
                     f"beside the stages")
@@ -222,13 +229,14 @@ class CudaCoverWgmma(CudaNmWgmma):
         why = self.unbuildable(spec, packed, t, c)
         if why:
             raise ValueError(why)
-        return dict(COVER=True, nov=c["nov"], maxov=c["maxov"], dst=fmt_array(c["dst"]),
-                    ovf_ptr=fmt_array(c["ovf_ptr"]), ovf_meta=fmt_array(c["ovf_meta"]), idx_hex=hex_lines(c["idx"], 2))
+        return dict(COVER=True, nov=c["nov"], maxov=c["maxov"], slice=c["slice"], qw=c["qw"], dst=fmt_array(c["dst"]),
+                    ovf_meta=fmt_array(c["ovf_meta"]), idx_hex=hex_lines(c["idx"], 2))
 
     def cost(self, spec, packed, M):
         """The 2:4 kernel's wave model, 1.3x for the per-step overflow pass, plus 0.67 ps per overflow entry and row
         of X (fitted to session 5's H200 runs, bench/cuda/s5/cover-v3: 12.9 us at (4096, 768, 768), 41.0 at
-        (4096, 768, 3072), 50.4 at (4096, 3072, 768), 90% sparse; 33.7 us at (4096, 768, 768), 75%)."""
+        (4096, 768, 3072), 50.4 at (4096, 3072, 768), 90% sparse; 33.7 us at (4096, 768, 768), 75%). Session 6's
+        slices per k-step (bench/cuda/s6/run8-v3b: 12.1, 39.0, 47.2 us) are within 0.83-1.07x of it."""
         t = self.geometry(spec)
         if packed.nnz > MAX_BAKED_NNZ:
             return float("inf")
