@@ -127,23 +127,77 @@ class CudaNmWgmma(KernelFamily):
         return LAUNCH + max(t_gemm, byts / BW)
 
 
+PANEL = 64  # k per panel of the cover's pair permutation: one 128-byte swizzled row of X's tile
+
+
+def pair_up(adj: list[int], P: int, rng, tries: int = 8) -> tuple[list[int], int]:
+    """An order of P pairs (P even) in which each two consecutive ones (2 g, 2 g + 1) are compatible (bit q of
+    ``adj[p]``) wherever possible: greedy, the pair with the fewest compatible partners left first, matched to its
+    partner with the fewest; random tie-breaks on retries. Returns (order, pairs left unmatched)."""
+    best: tuple[list[int], int] | None = None
+    for t in range(tries):
+        order = list(range(P)) if t == 0 else [int(x) for x in rng.permutation(P)]
+        un, groups, left = (1 << P) - 1, [], []
+        while un:
+            u = min((p for p in order if un >> p & 1), key=lambda p: (adj[p] & un).bit_count())
+            un &= ~(1 << u)
+            cand = adj[u] & un
+            if not cand:
+                left.append(u)
+                continue
+            v = min((q for q in order if cand >> q & 1), key=lambda q: (adj[q] & un).bit_count())
+            un &= ~(1 << v)
+            groups += [u, v]
+        if best is None or len(left) < best[1]:
+            best = (groups + left, len(left))
+        if not left:
+            break
+    return best
+
+
 def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int) -> dict:
-    """The 2:4 cover of an unstructured [K, N] weight given as CSC (``col_ptr``, ``row_idx``, rows ascending in each
-    column): in every group of 4 along K of column n, its first two non-zeros go to the cover's two slots (the
-    other offsets fill the slots left, with zeros); the rest is the overflow. Returns
-    ``idx`` [K/2, N] (the slots' offsets, ascending, distinct); ``dst`` per CSC entry: ``(2 g + slot) * N + n`` in
-    the cover, ``-1 - j`` for the overflow entry in word j of ``ovf_meta``. The overflow of each (column tile of BN,
-    k-step of KS) is a slice of ``slice`` words of ``ovf_meta`` (tile-major): the starts of its BN / 2 thread quads'
-    entries and the end (``qw`` words with padding; quad q of a tile holds columns 16 (q // 8) + q % 8 and that + 8),
-    then the entries ordered by (quad, column, k): ``(k within the step) << 16 | (the quad's second column) << 24``
-    (the kernel puts the fp16 value in the low 16 bits). ``maxov``: the most entries of one (tile, step)."""
+    """The pair-permuted 2:4 cover of an unstructured [K, N] weight given as CSC (``col_ptr``, ``row_idx``).
+
+    In every column tile of BN and 64-k panel, the panel's 32 pairs of k (k, k + 1) are reordered so that each
+    two consecutive slots (a group of 4 of the permuted k) hold at most two non-zeros in every column of the
+    tile (``pair_up``; at 90% random sparsity such an order exists for nearly every (tile, panel)). The kernel
+    loads X's pairs in that order, so the cover is exact on the sparse tensor cores; the non-zeros past two in a
+    permuted group (none, mostly) are the residual, added in the epilogue from X in global memory.
+
+    Returns ``xperm`` [ceil(N / BN), NSTEPS * KS / 64, 32] (uint8: the pair each slot loads; slots past K keep
+    their own pair, which the kernel reads as zeros); ``idx`` [K/2, N] (the two kept offsets of every permuted
+    group, ascending, distinct); ``dst`` per CSC entry: ``(2 g + slot) * N + n`` in the cover (g a permuted
+    group), or ``-1 - j`` for residual entry j; ``res_start`` [ceil(N / BN) + 1] (each tile's residual entries)
+    and ``res_words`` [2 nres]: entry j is (k, column within the tile), the kernel adds the fp16 value in bits
+    16-31 of the second word."""
     col_ptr, row_idx = np.asarray(col_ptr, np.int64), np.asarray(row_idx, np.int64)
     nnz, G = row_idx.size, K // 4
     cols = np.repeat(np.arange(N), np.diff(col_ptr))
-    grp, off = row_idx // 4, row_idx % 4
+    ntiles, npan = -(-N // BN), -(-K // KS) * (KS // PANEL)
+    tile, c = cols // BN, cols % BN
+    pan, pair = row_idx // PANEL, (row_idx % PANEL) // 2
+    inv = np.tile(np.arange(32, dtype=np.int64), (ntiles, npan, 1))
+    rng = np.random.default_rng(0)
+    bits = np.int64(1) << np.arange(32, dtype=np.int64)
+    for t in range(ntiles):
+        sel = tile == t
+        cnt = np.zeros((npan, 32, BN), np.float32)  # non-zeros per (panel, pair, column)
+        np.add.at(cnt, (pan[sel], pair[sel], c[sel]), 1.0)
+        two, one = (cnt == 2).astype(np.float32), (cnt >= 1).astype(np.float32)
+        bad = (two @ one.transpose(0, 2, 1) + one @ two.transpose(0, 2, 1)) > 0  # a column would get 3 or 4
+        adj = ((~bad) * bits).sum(axis=2)
+        for q in range(-(-K // PANEL)):
+            P = min(32, (K - q * PANEL) // 2)
+            order, _ = pair_up([int(a) & ((1 << P) - 1) & ~(1 << p) for p, a in enumerate(adj[q, :P])], P, rng)
+            inv[t, q, order] = np.arange(P)
+    kp = pan * PANEL + 2 * inv[tile, pan, pair] + row_idx % 2  # each non-zero's permuted k
+    order = np.lexsort((kp, cols))
+    grp, off = kp // 4, kp % 4
     key = cols * G + grp
-    first = np.r_[True, key[1:] != key[:-1]] if nnz else np.zeros(0, bool)
-    rank = np.arange(nnz) - np.maximum.accumulate(np.where(first, np.arange(nnz), 0))
+    ks = key[order]
+    first = np.r_[True, ks[1:] != ks[:-1]] if nnz else np.zeros(0, bool)
+    rank = np.empty(nnz, np.int64)
+    rank[order] = np.arange(nnz) - np.maximum.accumulate(np.where(first, np.arange(nnz), 0))
     cov = rank < 2
     occ = np.zeros((G, 4, N), bool)
     occ[grp[cov], off[cov], cols[cov]] = True
@@ -156,41 +210,30 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int) -> dict:
     dst = np.empty(nnz, np.int64)
     slot = (slots[grp[cov], 1, cols[cov]] == off[cov]).astype(np.int64)
     dst[cov] = (2 * grp[cov] + slot) * N + cols[cov]
-    nsteps, ntiles, nq = -(-K // KS), -(-N // BN), BN // 2
-    ov = np.nonzero(~cov)[0]
-    c = cols[ov] % BN  # column within the tile; its quad of threads: (c // 16) * 8 + c % 8, row c % 16 >= 8
-    quad = (c // 16) * 8 + c % 8
-    cell = ((cols[ov] // BN) * nsteps + row_idx[ov] // KS) * nq + quad
-    order = np.lexsort((row_idx[ov], c, cell))
-    ov, c, cell = ov[order], c[order], cell[order]
-    counts = np.bincount(cell, minlength=ntiles * nsteps * nq).reshape(ntiles * nsteps, nq)
-    per_step = counts.sum(axis=1)
-    maxov = int(per_step.max()) if per_step.size else 0
-    qw = -(-(nq + 1) // 4) * 4  # the quads' starts, then the entries: one slice of sl words per (tile, step)
-    sl = qw + -(-maxov // 4) * 4
-    meta = np.zeros(ntiles * nsteps * sl, np.int64)
-    starts = np.concatenate([np.zeros((ntiles * nsteps, 1), np.int64), np.cumsum(counts, axis=1)], axis=1)
-    meta[(np.arange(ntiles * nsteps)[:, None] * sl + np.arange(nq + 1)[None, :]).reshape(-1)] = starts.reshape(-1)
-    step_cell = cell // nq
-    first = np.r_[0, np.cumsum(per_step)][:-1]
-    pos = step_cell * sl + qw + (np.arange(ov.size) - first[step_cell])
-    dst[ov] = -1 - pos
-    meta[pos] = ((row_idx[ov] % KS) << 16) | (((c % 16) >= 8).astype(np.int64) << 24)
-    return {"idx": slots.reshape(G * 2, N).astype(np.uint8), "dst": dst, "maxov": maxov, "slice": sl, "qw": qw,
-            "ovf_meta": meta, "nov": int(ov.size)}
+    res = np.nonzero(~cov)[0]
+    res = res[np.lexsort((row_idx[res], c[res], tile[res]))]
+    dst[res] = -1 - np.arange(res.size)
+    res_start = np.r_[0, np.cumsum(np.bincount(tile[res], minlength=ntiles))]
+    res_words = np.stack([row_idx[res], c[res]], axis=1).reshape(-1)
+    return {"idx": slots.reshape(G * 2, N).astype(np.uint8), "dst": dst, "xperm": np.argsort(inv, axis=2).astype(np.uint8),
+            "res_start": res_start,
+            "res_words": res_words, "nres": int(res.size)}
 
 
-COVER_STEP_FACTOR = 1.3
-COVER_ENTRY_ROW_S = 6.7e-13
+# the cover's time over the 2:4 kernel's at its tile (4-byte loads of X's permuted pairs instead of 16-byte ones),
+# and per residual entry and row of X (read from global memory in the epilogue); see cost()
+COVER_STEP_FACTOR = 1.5
+COVER_ENTRY_ROW_S = 2e-12
 
 
 @register_family
 class CudaCoverWgmma(CudaNmWgmma):
-    """Unstructured fp16 on Hopper sparse wgmma: a 2:4 cover plus an overflow list (portable fallback: cuda_csr).
+    """Unstructured fp16 on Hopper sparse wgmma: a pair-permuted 2:4 cover (portable fallback: cuda_csr).
 
-    At 90% random sparsity only 0.37% of the groups of 4 along K hold more than two non-zeros (binomial), so
-    the cover carries all but ~0.1% of the weight's elements on the sparse tensor cores at the 2:4 kernel's
-    speed, and the overflow costs a few shared-memory reads per k-step. The cover's values are scattered from
+    At 90% random sparsity 0.37% of the groups of 4 along K hold more than two non-zeros, enough that every
+    k-step of a CTA meets a few. Reordering the pairs of k inside each 64-k panel, per column tile (``pair_up``),
+    removes them: each group of 4 then holds at most two non-zeros in every column, and the kernel is the 2:4
+    kernel with X's tile loaded 4 bytes (one pair) at a time in that order. The cover's values are scattered from
     the CSC values (the unstructured pattern's one packed format) on the first call."""
     name = "cuda_cover_wgmma"
     patterns = ("unstructured",)
@@ -201,46 +244,38 @@ class CudaCoverWgmma(CudaNmWgmma):
 
     def geometry(self, spec):
         t = super().geometry(spec)
-        if t[4]:
-            raise ValueError(f"{self.name}: tile {t}: no in-flight form (the overflow adds into the accumulators "
-                             f"after each k-step's wgmma)")
+        if self.smem_bytes(t) + self.perm_bytes(spec.K, t) > 227 * 1024:
+            raise ValueError(f"{self.name}: tile {t}: the stages and the pair order of K = {spec.K} (K / 2 bytes) "
+                             f"need more than 227 KB of shared memory")
         return t
 
+    @staticmethod
+    def perm_bytes(K: int, t) -> int:
+        """Shared memory for a column tile's pair order: 32 bytes per 64-k panel of whole k-steps."""
+        return -(-K // t[2]) * t[2] // 2
+
     def tile_candidates(self, pattern, K, N, dtype):
-        """The 2:4 kernel's tiles in their waited-each-step form; 3 x 128 x 128 first (session 5's H200 sweep)."""
-        return list(dict.fromkeys([(3, 128, 128, 3, 0, 0)] + [t[:4] + (0,) + t[5:] for t in CANDIDATES]))
+        return [t for t in CANDIDATES if self.smem_bytes(t) + self.perm_bytes(K, t) <= 227 * 1024]
 
     def tables(self, spec, packed, t):
-        return cover_tables(spec.K, spec.N, packed.tables["col_ptr"], packed.tables["row_idx"], t[2], 64 * t[0])
-
-    def unbuildable(self, spec, packed, t, c) -> str | None:
-        """Why this weight's cover cannot be built at tile t (None: it can): more overflow entries per k-step than fit in shared memory beside the stages (dense-ish weights); ``c`` are its
-        cover tables at that tile."""
-        smem = self.smem_bytes(t) + t[3] * (4 * c["slice"] + 1024)  # (+ stage rounding)
-        if smem > 227 * 1024:
-            return (f"{self.name}: tile {t}: {c['maxov']} overflow entries per k-step do not fit in shared memory "
-                    f"beside the stages")
-        return None
-
-    def extra_ctx(self, spec, packed, t):
         if packed.nnz > MAX_BAKED_NNZ:
             raise ValueError(f"{self.name}: {packed.nnz} non-zeros is over the {MAX_BAKED_NNZ} baked-table limit")
+        key = (packed.tables_hash(), spec.K, spec.N, t[0], t[2])
+        if getattr(self, "_memo", (None,))[0] != key:  # (cost() then render() of one tile build them once)
+            self._memo = (key, cover_tables(spec.K, spec.N, packed.tables["col_ptr"], packed.tables["row_idx"],
+                                            t[2], 64 * t[0]))
+        return self._memo[1]
+
+    def extra_ctx(self, spec, packed, t):
         c = self.tables(spec, packed, t)
-        why = self.unbuildable(spec, packed, t, c)
-        if why:
-            raise ValueError(why)
-        return dict(COVER=True, nov=c["nov"], maxov=c["maxov"], slice=c["slice"], qw=c["qw"], dst=fmt_array(c["dst"]),
-                    ovf_meta=fmt_array(c["ovf_meta"]), idx_hex=hex_lines(c["idx"], 2))
+        return dict(COVER=True, nres=c["nres"], dst=fmt_array(c["dst"]), xperm=fmt_array(c["xperm"]),
+                    res_start=fmt_array(c["res_start"]), res_words=fmt_array(c["res_words"]),
+                    idx_hex=hex_lines(c["idx"], 2))
 
     def cost(self, spec, packed, M):
-        """The 2:4 kernel's wave model, 1.3x for the per-step overflow pass, plus 0.67 ps per overflow entry and row
-        of X (fitted to session 5's H200 runs, bench/cuda/s5/cover-v3: 12.9 us at (4096, 768, 768), 41.0 at
-        (4096, 768, 3072), 50.4 at (4096, 3072, 768), 90% sparse; 33.7 us at (4096, 768, 768), 75%). Session 6's
-        slices per k-step (bench/cuda/s6/run8-v3b: 12.1, 39.0, 47.2 us) are within 0.83-1.07x of it."""
+        """The 2:4 kernel's wave model times COVER_STEP_FACTOR, plus the residual's reads of X."""
         t = self.geometry(spec)
         if packed.nnz > MAX_BAKED_NNZ:
             return float("inf")
         c = self.tables(spec, packed, t)
-        if self.unbuildable(spec, packed, t, c):
-            return float("inf")  # (never chosen where it cannot be built)
-        return COVER_STEP_FACTOR * super().cost(spec, packed, M) + c["nov"] * M * COVER_ENTRY_ROW_S
+        return COVER_STEP_FACTOR * super().cost(spec, packed, M) + c["nres"] * M * COVER_ENTRY_ROW_S
