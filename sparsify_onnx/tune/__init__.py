@@ -84,7 +84,7 @@ def candidates(spec: KernelSpec, packed: PackedWeight, limit: int = 12, others: 
 
 def _buildable(fam, spec, packed, M) -> bool:
     """False for a tile the family cannot build for this weight (its cost model says infinite, e.g. a cover whose
-    overflow does not fit in shared memory); such a tile is not compiled or timed."""
+    tables are too large to bake); such a tile is not compiled or timed."""
     try:
         return fam.cost(spec, packed, M) != float("inf")
     except NotImplementedError:

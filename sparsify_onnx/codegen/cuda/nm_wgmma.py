@@ -1,5 +1,5 @@
 """Hopper's sparse tensor cores (``wgmma.mma_async.sp``, template ``cuda_nm_wgmma.cu.j2``): ``cuda_nm_wgmma`` for 2:4
-weights and ``cuda_cover_wgmma`` for unstructured ones (a 2:4 cover plus an overflow list, below). On by default
+weights and ``cuda_cover_wgmma`` for unstructured ones (a pair-permuted 2:4 cover, below). On by default
 with the other wgmma families (``SPARSIFY_WGMMA=0`` turns them off).
 
 Why: cuSPARSELt (``cuda_nm_sparselt``) is slower than dense cuBLAS at BERT's smallest GEMM, (4096, 768, 768),
@@ -76,21 +76,16 @@ class CudaNmWgmma(KernelFamily):
         t = t + (0,) * (6 - len(t))
         nwg, bm, ks, st = t[:4]
         if nwg not in (1, 2, 3, 4) or bm % 32 or not 64 <= bm <= 256 or ks not in (64, 128) or st < 2 or \
-                t[4] not in (0, 1, 2) or self.smem_bytes(t) > 227 * 1024 or self.regs(bm) * self.threads(t) > 65536:
+                self.smem_bytes(t) > 227 * 1024 or self.regs(bm) * 128 * nwg > 65536:
             raise ValueError(f"{self.name}: tile {t}: NWG 1 to 4, BM a multiple of 32 from 64 to 256, KS 64 or 128, "
-                             f"STAGES >= 2, INFLIGHT 0 to 2, within 227 KB of shared memory and the registers of one SM")
+                             f"STAGES >= 2, within 227 KB of shared memory and the registers of one SM")
         return t
 
     @staticmethod
     def smem_bytes(t) -> int:
         nwg, bm, ks, st = t[:4]
         stage = -(-(nwg * ks // 2 * 128 + ks // 64 * bm * 128 + nwg * ks // 32 * 256) // 1024) * 1024
-        return max(st * stage, bm * 64 * nwg * 2) + 1024 + (16 * st if t[4:5] == (2,) else 0)  # (+ mbarriers)
-
-    @staticmethod
-    def threads(t) -> int:
-        """128 per warpgroup: NWG of wgmma, and one that only loads when INFLIGHT is 2 (warp-specialized)."""
-        return 128 * (t[0] + (t[4] == 2))
+        return max(st * stage, bm * 64 * nwg * 2) + 1024
 
     @staticmethod
     def regs(bm: int) -> int:
@@ -99,7 +94,8 @@ class CudaNmWgmma(KernelFamily):
 
     def ctas_per_sm(self, t) -> int:
         """As many CTAs as 228 KB of shared memory and the SM's 64K registers hold."""
-        return max(1, min(228 * 1024 // (self.smem_bytes(t) + 1024), 65536 // (self.threads(t) * self.regs(t[1]))))
+        nwg, bm = t[:2]
+        return max(1, min(228 * 1024 // (self.smem_bytes(t) + 1024), 65536 // (128 * nwg * self.regs(bm))))
 
     def fallback_spec(self, spec):
         return dataclasses.replace(spec, family=self.portable, tile=())
@@ -110,7 +106,7 @@ class CudaNmWgmma(KernelFamily):
         fb = self.fallback_spec(spec)
         fb_name, fb_text = embedded_fallback(spec, fb, packed)
         ctx = base_ctx(spec, packed)
-        ctx.update(NWG=nwg, BM=bm, KS=ks, STAGES=st, INFLIGHT=inf, WS=inf == 2, RS=rs, MINB=self.ctas_per_sm(t),
+        ctx.update(NWG=nwg, BM=bm, KS=ks, STAGES=st, INFLIGHT=inf, RS=rs, MINB=self.ctas_per_sm(t),
                    FALLBACK=fb_name, FALLBACK_FAMILY=fb.family, COVER=False)
         ctx.update(self.extra_ctx(spec, packed, t))
         return source(spec, render_template("cuda_nm_wgmma.cu.j2", **ctx) + "\n" + fb_text)
@@ -224,10 +220,11 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int) -> dict:
             "res_words": res_words, "nres": int(res.size)}
 
 
-# the cover's time over the 2:4 kernel's at its tile (4-byte loads of X's permuted pairs instead of 16-byte ones),
-# and per residual entry and row of X (read from global memory in the epilogue); see cost()
+# the cover's time over the 2:4 kernel's at its tile (4-byte loads of X's permuted pairs instead of 16-byte ones:
+# 11.4 / 7.5 us, 35.0 / 22.3, 41.9 / 26.9 at the BERT shapes), and per residual entry and row of X (read from global
+# memory in the epilogue: 414 us for 8025 entries at (4096, 768, 768), 75% sparse); H200, bench/cuda/s7/run7-ws-fixed
 COVER_STEP_FACTOR = 1.5
-COVER_ENTRY_ROW_S = 2e-12
+COVER_ENTRY_ROW_S = 1.2e-11
 
 
 @register_family
