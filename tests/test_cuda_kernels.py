@@ -42,14 +42,16 @@ def lib(gpu):
     return CudaLib(path), built
 
 
-def _run(gpu, cl, spec, pk, W, M, seed):
+def _run(gpu, cl, spec, pk, W, M, seed, bV=None):
+    """Y and its numpy reference for fresh X, bias, residual; ``bV``: the values on the GPU (else uploaded)."""
     rng = np.random.default_rng(seed)
     npdt = np.float16 if spec.dtype == "fp16" else np.float32
     K, N = spec.K, spec.N
     X = rng.standard_normal((M, K)).astype(npdt)
     bias = rng.standard_normal(N).astype(npdt)
     res = rng.standard_normal((M, N)).astype(npdt)
-    bX, bV, bB, bR = gpu.upload(X), gpu.upload(pk.values), gpu.upload(bias), gpu.upload(res)
+    bX, bB, bR = gpu.upload(X), gpu.upload(bias), gpu.upload(res)
+    bV = bV if bV is not None else gpu.upload(pk.values)
     bY = gpu.empty(M * N * np.dtype(npdt).itemsize)
     gpu.fill(bY, 0xFF)  # NaN in fp16 and fp32
     name = spec.procedural_name()
@@ -81,6 +83,21 @@ def test_kernel_matches_numpy(gpu, lib, i, M):
         assert rel < tol, f"relative error {rel:.2e} >= {tol}"
         if spec.dtype == "fp16":
             assert np.abs(Y - ref).max() < 0.05 * max(1.0, np.abs(ref).max())
+
+
+@pytest.mark.parametrize("family", ["cuda_nm_sparselt", "cuda_cover_wgmma"])
+def test_one_derived_weight_per_values_tensor(gpu, lib, family):
+    """The kernels that derive a weight of their own from the values (cuSPARSELt's compressed W, the cover) keep one
+    per values tensor, as onnxruntime sessions each hold their own copy of an initializer: two values tensors of
+    the same node, called in turn, each give their own result (before, cuSPARSELt kept only the last one's)."""
+    cl, built = lib
+    i = [c[0] for c in CASES].index(family)
+    spec, pk, W, _ = built[i]
+    scales = (1.0, 2.0, 1.0, -0.5)
+    bufs = {sc: gpu.upload((pk.values * sc).astype(pk.values.dtype)) for sc in set(scales)}  # (all alive at once)
+    for n, sc in enumerate(scales):
+        Y, ref = _run(gpu, cl, spec, pk, W * sc, 300, 40 + n, bV=bufs[sc])
+        assert np.linalg.norm(Y - ref) / np.linalg.norm(ref) < 5e-3, (family, sc)
 
 
 def test_scratch_is_checked(gpu, lib):

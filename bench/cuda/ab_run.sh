@@ -12,6 +12,7 @@ ab() {  # the A/B sets: M N K pattern density rounds tiles... (-wgmma 2:4 and co
     timeout 90 python3 bench/cuda/ab.py $s unstructured-wgmma 0.1 3 3x128x64x4x1x0 3x128x128x3x0x0 4x128x64x4x1x0
   done
   timeout 60 python3 bench/cuda/ab.py 4096 768 768 unstructured-wgmma 0.25 3 3x128x64x4x1x0
+  timeout 60 python3 bench/cuda/ab.py 4096 3072 768 2:4 0.5 3 auto  # (cuSPARSELt)
   [ "${BIG:-0}" = 1 ] && timeout 150 python3 bench/cuda/ab.py 8192 8192 8192 2:4-wgmma 0.5 3 2x256x64x3x1x8 3x128x64x4x1x8
 }
 if [ "${BUILD:-0}" = 1 ]; then
