@@ -45,3 +45,65 @@ def test_bert_engine_on_cuda_matches_pruned_model(tmp_path, dtype, tol):
     assert v.passed, v.outputs
     out0 = sess.run(None, feeds)[0]
     assert np.isfinite(out0.astype(np.float32)).all()
+
+
+@pytest.mark.parametrize("family", ["cuda_cover_wgmma", "cuda_nm_sparselt"])
+def test_sessions_keep_their_own_derived_weights(tmp_path, family):
+    """Kernels that derive buffers from the weight (the cover, cuSPARSELt's compressed W) keep one per session's
+    values: two sessions with different weights on one library each get their own results, and a session made
+    after both are gone (its weight likely at a freed address) gets its own, not a stale copy (the op layer
+    releases a kernel's buffers with its session)."""
+    import gc
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    from sparsify_onnx.codegen import generate
+    from sparsify_onnx.codegen.packing import pack
+    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec
+    from sparsify_onnx.custom_ops.build import build_library
+    from sparsify_onnx.pattern import Pattern
+
+    K = N = 256
+    rng = np.random.default_rng(7)
+    if family == "cuda_cover_wgmma":
+        pat = Pattern("unstructured")
+        mask = rng.random((K, N)) < 0.1
+    else:
+        pat = Pattern("nm", n=2, m=4)
+        mask = (rng.random((K // 4, 4, N)).argsort(axis=1) < 2).reshape(K, N)
+    W = (rng.standard_normal((K, N)) * mask).astype(np.float16).astype(np.float32)
+    pk = pack(W, pat, dtype=np.float16)
+    spec = KernelSpec("linear", family, "cuda", "fp16", pat, K, N, Epilogue(), arch=("sm_90",),
+                      tables_hash=pk.tables_hash())
+    lib = build_library(generate([(spec, pk)]), tmp_path / "lib", cuda_arch=("sm_90",)).path
+
+    def session(scale):
+        g = helper.make_graph(
+            [helper.make_node("SparseLinear", ["X", "v"], ["Y"], domain="ai.sparsify", kernel=spec.op_key())], "g",
+            [helper.make_tensor_value_info("X", TensorProto.FLOAT16, ["M", K])],
+            [helper.make_tensor_value_info("Y", TensorProto.FLOAT16, ["M", N])],
+            [numpy_helper.from_array((pk.values * scale).astype(np.float16), "v")])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.sparsify", 1)],
+                              ir_version=10)
+        so = ort.SessionOptions()
+        so.register_custom_ops_library(str(lib))
+        return ort.InferenceSession(m.SerializeToString(), so, providers=["CUDAExecutionProvider"])
+
+    x = rng.standard_normal((64, K)).astype(np.float16)
+    want = x.astype(np.float64) @ W
+
+    def check(sess, scale):
+        y = sess.run(None, {"X": x})[0].astype(np.float64)
+        assert np.linalg.norm(y - scale * want) / np.linalg.norm(scale * want) < 1e-2, scale
+
+    s1, s2 = session(1.0), session(2.0)
+    check(s1, 1.0)
+    check(s2, 2.0)
+    check(s1, 1.0)
+    del s1, s2
+    gc.collect()
+    for scale in (-0.5, 3.0):
+        s = session(scale)
+        check(s, scale)
+        del s
+        gc.collect()

@@ -38,7 +38,7 @@ def render_registry(kernels: list[tuple[KernelSpec, PackedWeight]],
                                      "dtype": 1 if spec.dtype == "fp16" else 0,
                                      "has_bias": int(spec.epilogue.bias), "has_residual": int(spec.epilogue.residual),
                                      "values_count": int(packed.values.size),
-                                     "cpu": None, "cuda": None, "cuda_scratch": None})
+                                     "cpu": None, "cuda": None, "cuda_scratch": None, "cuda_ref": None})
         name = spec.procedural_name()
         if spec.device == "cpu":
             e["cpu"] = f"{name}_cpu"
@@ -46,6 +46,8 @@ def render_registry(kernels: list[tuple[KernelSpec, PackedWeight]],
             e["cuda"] = f"{name}_cuda"
             if f"{name}_cuda_scratch" in texts.get(name, ""):
                 e["cuda_scratch"] = f"{name}_cuda_scratch"
+            if f"{name}_cuda_release" in texts.get(name, ""):  # (and _cuda_retain)
+                e["cuda_ref"] = f"{name}_cuda"
     ordered = [entries[k] for k in sorted(entries)]
     h = hashlib.sha256()
     for spec, _ in sorted(kernels, key=lambda kp: kp[0].procedural_name()):

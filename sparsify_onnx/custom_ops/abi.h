@@ -32,6 +32,10 @@ typedef int (*sp_cpu_kernel_fn)(const void* X, const void* values, const void* b
 typedef int (*sp_cuda_kernel_fn)(const void* X, const void* values, const void* bias, const void* residual,
                                  void* Y, int64_t M, void* stream, void* scratch, size_t scratch_bytes);
 typedef size_t (*sp_cuda_scratch_fn)(int64_t M);
+// Kernels that derive device buffers from the values (cuSPARSELt's compressed W, the Hopper cover) keep one set per
+// values tensor. The op layer holds a reference per kernel instance: retain on its first call with a values pointer,
+// release when onnxruntime destroys the kernel (its session); the last release frees that values tensor's buffers.
+typedef void (*sp_cuda_ref_fn)(const void* values);
 
 enum sp_dtype { SP_FP32 = 0, SP_FP16 = 1 };
 
@@ -44,6 +48,7 @@ typedef struct sp_kernel_entry {
   sp_cuda_kernel_fn cuda;         // NULL when built without CUDA
   sp_cuda_scratch_fn cuda_scratch;  // NULL when no scratch is needed
   int64_t values_count;  // elements of the packed `values` input (checked by the op layer)
+  sp_cuda_ref_fn cuda_retain, cuda_release;  // NULL when the kernel derives nothing from the values
 } sp_kernel_entry_t;
 
 // The dispatch table, generated as registry.cc (codegen.generate); terminated by a NULL name.

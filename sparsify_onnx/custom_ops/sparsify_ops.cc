@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <atomic>
 #include <exception>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -112,6 +114,23 @@ std::string shape_str(const std::vector<int64_t>& s) {
 struct SparseLinearKernel {
   const sp_kernel_entry_t* e;
   bool cuda;
+  // the values tensor whose derived buffers this kernel holds a reference to (e->cuda_retain), if any
+  std::atomic<const void*> held{nullptr};
+  std::mutex held_mu;
+
+  ~SparseLinearKernel() {
+    if (const void* v = held.load()) e->cuda_release(v);
+  }
+
+  void hold(const void* V) {
+    if (!e->cuda_retain || held.load(std::memory_order_acquire) == V) return;
+    std::lock_guard<std::mutex> lock(held_mu);
+    const void* old = held.load();
+    if (old == V) return;
+    e->cuda_retain(V);
+    if (old) e->cuda_release(old);
+    held.store(V, std::memory_order_release);
+  }
 
   OrtStatus* ComputeV2(OrtKernelContext* ctx) noexcept {
     try {
@@ -200,6 +219,7 @@ struct SparseLinearKernel {
         }
       }
       rc = e->cuda(X, V, bias, res, Y, M, stream, scratch, bytes);
+      if (rc == 0) hold(V);
       if (alloc) {
         alloc->Free(alloc, scratch);  // stream-ordered: later work on this stream may reuse it
         g_api->ReleaseAllocator(alloc);
