@@ -197,8 +197,8 @@ def test_registry_cuda_entries():
     assert f"{spec.procedural_name()}_cpu" in reg
     assert reg.count(f'"{spec.op_key()}"') == 1
     assert reg.count("NULL, NULL}") == 2  # (no derived buffers: no retain/release; the terminator)
-    ref = GeneratedSource(f"{cu_name}.cu", f"void {cu_name}_cuda_retain(const void*); void {cu_name}_cuda_release(const void*);",
-                          "cuda", cu_name)
+    ref = GeneratedSource(f"{cu_name}.cu", f"void {cu_name}_cuda_retain(const void*); "
+                          f"void {cu_name}_cuda_release(const void*);", "cuda", cu_name)
     reg_ref = render_registry([(spec, p), (cuda_spec, p)], [ref]).text
     assert f"SP_CUDA({cu_name}_cuda_retain), SP_CUDA({cu_name}_cuda_release)" in reg_ref
     reg_cpu = render_registry([(spec, p)], []).text
