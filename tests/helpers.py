@@ -57,6 +57,16 @@ def linear_chain(sizes=(64, 96, 64), *, act="relu", seed=0, batch="batch", resid
     return m
 
 
+def sparse_linear_model(spec, values: np.ndarray, elem_type=TensorProto.FLOAT):
+    """One ai.sparsify SparseLinear node running kernel `spec` over the packed `values` (an initializer)."""
+    g = helper.make_graph(
+        [helper.make_node("SparseLinear", ["X", "v"], ["Y"], domain="ai.sparsify", kernel=spec.op_key())], "g",
+        [helper.make_tensor_value_info("X", elem_type, ["M", spec.K])],
+        [helper.make_tensor_value_info("Y", elem_type, ["M", spec.N])], [numpy_helper.from_array(values, "v")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.sparsify", 1)],
+                             ir_version=10)  # (onnxruntime 1.31 reads IR up to 13)
+
+
 # every /layers.*/MatMul of linear_chain 80% sparse in 16x16 blocks (the key `sparsity` is on line 6)
 BLOCK16_SPEC = """version: 1
 rules:

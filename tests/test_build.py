@@ -80,12 +80,8 @@ def test_library_needs_no_cuda_runtime(built):
 def _sparse_linear_session_parts(spec, p, library):
     """(model, session options): one SparseLinear node of `spec` over the values `p`, the library registered."""
     import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
-    g = helper.make_graph(
-        [helper.make_node("SparseLinear", ["X", "v"], ["Y"], domain="ai.sparsify", kernel=spec.op_key())], "g",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["M", spec.K])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", spec.N])], [numpy_helper.from_array(p.values, "v")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.sparsify", 1)])
+    from helpers import sparse_linear_model
+    m = sparse_linear_model(spec, p.values)
     so = ort.SessionOptions()
     so.register_custom_ops_library(str(library))
     return m, so

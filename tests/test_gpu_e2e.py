@@ -55,7 +55,8 @@ def test_sessions_keep_their_own_derived_weights(tmp_path, family):
     releases a kernel's buffers with its session)."""
     import gc
 
-    from onnx import TensorProto, helper, numpy_helper
+    from helpers import sparse_linear_model
+    from onnx import TensorProto
 
     from sparsify_onnx.codegen import generate
     from sparsify_onnx.codegen.packing import pack
@@ -78,13 +79,7 @@ def test_sessions_keep_their_own_derived_weights(tmp_path, family):
     lib = build_library(generate([(spec, pk)]), tmp_path / "lib", cuda_arch=("sm_90",)).path
 
     def session(scale):
-        g = helper.make_graph(
-            [helper.make_node("SparseLinear", ["X", "v"], ["Y"], domain="ai.sparsify", kernel=spec.op_key())], "g",
-            [helper.make_tensor_value_info("X", TensorProto.FLOAT16, ["M", K])],
-            [helper.make_tensor_value_info("Y", TensorProto.FLOAT16, ["M", N])],
-            [numpy_helper.from_array((pk.values * scale).astype(np.float16), "v")])
-        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.sparsify", 1)],
-                              ir_version=10)
+        m = sparse_linear_model(spec, (pk.values * scale).astype(np.float16), TensorProto.FLOAT16)
         so = ort.SessionOptions()
         so.register_custom_ops_library(str(lib))
         return ort.InferenceSession(m.SerializeToString(), so, providers=["CUDAExecutionProvider"])
