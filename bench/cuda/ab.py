@@ -46,6 +46,7 @@ for t in tiles:
     torch.cuda.synchronize()
     ref = X.float() @ Wd.float()
     err = (torch.linalg.norm(Y.float() - ref) / torch.linalg.norm(ref)).item()
+    print(f"{'x'.join(map(str, t)) or 'auto'}: relative error {err:.1e}", flush=True)
     assert err < 1e-2, (t, err)
     calls["x".join(map(str, t)) or "auto"] = call
 times = {"cublas": []} | {k: [] for k in calls}

@@ -6,14 +6,13 @@
 #        on the GPU host     CACHE=.devbuild/cacheN bash bench/cuda/ab_run.sh
 set -u
 cd "$(dirname "$0")/../.."
-ab() {  # the A/B sets: M N K pattern density rounds tiles... (-wgmma 2:4 and cover tile fields: NWG x BM x KS x STAGES x INFLIGHT x RS)
+ab() {  # the A/B sets: M N K pattern density rounds tiles... (-wgmma 2:4 and cover tile fields: NWG x BM x KS x STAGES x INFLIGHT x RS x TA)
   for s in "4096 768 768" "4096 768 3072" "4096 3072 768"; do
-    timeout 60 python3 bench/cuda/ab.py $s 2:4-wgmma 0.5 3 3x128x64x4x1x0 4x128x64x4x1x0
-    timeout 90 python3 bench/cuda/ab.py $s unstructured-wgmma 0.1 3 3x128x64x4x1x0 3x128x128x3x0x0 4x128x64x4x1x0
+    timeout -k 5 80 python3 bench/cuda/ab.py $s 2:4-wgmma 0.5 3 3x128x64x4x1x0 3x128x64x4x1x0x1 3x128x64x4x1x0x2 4x128x64x4x1x0x2
+    timeout -k 5 120 python3 bench/cuda/ab.py $s unstructured-wgmma 0.1 3 3x128x128x3x0x0 3x128x128x3x0x0x1 3x128x128x3x0x0x2 \
+      3x128x64x4x1x0x2 4x128x64x4x1x0x2
   done
-  timeout 60 python3 bench/cuda/ab.py 4096 768 768 unstructured-wgmma 0.25 3 3x128x64x4x1x0
-  timeout 60 python3 bench/cuda/ab.py 4096 3072 768 2:4 0.5 3 auto  # (cuSPARSELt)
-  [ "${BIG:-0}" = 1 ] && timeout 150 python3 bench/cuda/ab.py 8192 8192 8192 2:4-wgmma 0.5 3 2x256x64x3x1x8 3x128x64x4x1x8
+  [ "${BIG:-0}" = 1 ] && timeout 150 python3 bench/cuda/ab.py 8192 8192 8192 2:4-wgmma 0.5 3 2x256x64x3x1x8 2x256x64x3x1x0x2
 }
 if [ "${BUILD:-0}" = 1 ]; then
   export SPARSIFY_CACHE_DIR=$CACHE PYTHONPATH=$PWD PATH=$PWD/.venv/bin:$PATH
@@ -39,12 +38,13 @@ python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/py/*.whl 
 export PYTHONPATH=/tmp/site:$PWD
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
-  timeout 150 python3 -m pytest -m gpu -q tests/test_cuda_kernels.py 2>&1 | tail -6 | tee $OUT/tests.log
-  timeout 60 compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest -m gpu -q -x tests/test_cuda_kernels.py \
+  timeout -k 5 ${TESTS_TIMEOUT:-200} python3 -m pytest -m gpu -q tests/test_cuda_kernels.py ${TESTS_K:+-k "$TESTS_K"} > $OUT/tests.log 2>&1
+  echo "tests rc=$?"; tail -4 $OUT/tests.log
+  timeout -k 5 ${MEMCHECK_TIMEOUT:-60} compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest -m gpu -q -x tests/test_cuda_kernels.py \
     -k "300 and wgmma" > $OUT/memcheck.log 2>&1
   echo "memcheck rc=$?"; tail -2 $OUT/memcheck.log
 fi
-[ "${AB:-1}" = 1 ] && ab 2>&1 | grep -v Warn | tee $OUT/ab.log | grep -v "^round"
+[ "${AB:-1}" = 1 ] && ab 2>&1 | grep --line-buffered -v Warn | tee $OUT/ab.log | grep -v "^round"
 if [ -n "${BENCH:-}" ]; then  # the kernel benchmark (python -m sparsify_onnx.bench.kernels) with these arguments
   timeout ${BENCH_TIMEOUT:-300} python3 -m sparsify_onnx.bench.kernels --isolate --json $OUT/bench.json $BENCH > $OUT/bench.log 2>&1
   echo "bench rc=$?"; grep -v Warning $OUT/bench.log | tail -40
