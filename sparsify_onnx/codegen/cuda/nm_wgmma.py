@@ -15,11 +15,10 @@ first call on each GPU. The epilogue (bias, activation) transposes the tile thro
 portable kernel (``cuda_nm_sparselt``: cuSPARSELt or its FMA kernel; ``cuda_csr`` for the cover), which the
 launcher runs off Hopper or with ``SPARSIFY_NO_WGMMA=1``.
 
-Tile: (NWG, BM, KS, STAGES, INFLIGHT, RS, TA): warpgroups per CTA (1 to 4, each 64 output columns), rows of X per
+Tile: (NWG, BM, KS, STAGES, INFLIGHT, RS): warpgroups per CTA (1 to 4, each 64 output columns), rows of X per
 CTA (the wgmma n: a multiple of 32 from 64 to 256), k per pipeline stage (64 or 128), stages, 1 to keep one wgmma
 group in flight across the stage boundary, RS > 0 to raster CTAs in supertiles of RS m-tiles (for weights larger
-than the L2), and how A (W's values) and the metadata are loaded: TA 0 by cp.async, 1 by TMA, 2 by TMA multicast
-in clusters of 2 CTAs along M (W read from L2 once per two m-tiles; RS 0).
+than the L2).
 """
 from __future__ import annotations
 
@@ -70,25 +69,23 @@ class CudaNmWgmma(KernelFamily):
         return list(CANDIDATES)
 
     def geometry(self, spec):
-        """(NWG, BM, KS, STAGES, INFLIGHT, RS, TA); missing trailing fields are 0."""
+        """(NWG, BM, KS, STAGES, INFLIGHT, RS); missing trailing fields are 0."""
         t = tuple(spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0])
-        if not 4 <= len(t) <= 7:
-            raise ValueError(f"{self.name}: tile {t}: (NWG, BM, KS, STAGES[, INFLIGHT[, RS[, TA]]]) expected")
-        t = t + (0,) * (7 - len(t))
-        nwg, bm, ks, st, _, rs, ta = t
+        if not 4 <= len(t) <= 6:
+            raise ValueError(f"{self.name}: tile {t}: (NWG, BM, KS, STAGES[, INFLIGHT[, RS]]) expected")
+        t = t + (0,) * (6 - len(t))
+        nwg, bm, ks, st = t[:4]
         if nwg not in (1, 2, 3, 4) or bm % 32 or not 64 <= bm <= 256 or ks not in (64, 128) or st < 2 or \
-                ta not in (0, 1, 2) or (ta == 2 and rs) or \
                 self.smem_bytes(t) > 227 * 1024 or self.regs(bm) * 128 * nwg > 65536:
             raise ValueError(f"{self.name}: tile {t}: NWG 1 to 4, BM a multiple of 32 from 64 to 256, KS 64 or 128, "
-                             f"STAGES >= 2, TA 0 to 2 (2: RS 0), within 227 KB of shared memory and the registers "
-                             f"of one SM")
+                             f"STAGES >= 2, within 227 KB of shared memory and the registers of one SM")
         return t
 
     @staticmethod
     def smem_bytes(t) -> int:
         nwg, bm, ks, st = t[:4]
         stage = -(-(nwg * ks // 2 * 128 + ks // 64 * bm * 128 + nwg * ks // 32 * 256) // 1024) * 1024
-        return max(st * stage, bm * 64 * nwg * 2) + (16 * st if len(t) > 6 and t[6] else 0) + 1024 + 8
+        return max(st * stage, bm * 64 * nwg * 2) + 1024
 
     @staticmethod
     def regs(bm: int) -> int:
@@ -105,11 +102,11 @@ class CudaNmWgmma(KernelFamily):
 
     def render(self, spec, packed):
         t = self.geometry(spec)
-        nwg, bm, ks, st, inf, rs, ta = t
+        nwg, bm, ks, st, inf, rs = t
         fb = self.fallback_spec(spec)
         fb_name, fb_text = embedded_fallback(spec, fb, packed)
         ctx = base_ctx(spec, packed)
-        ctx.update(NWG=nwg, BM=bm, KS=ks, STAGES=st, INFLIGHT=inf, RS=rs, TA=ta, MINB=self.ctas_per_sm(t),
+        ctx.update(NWG=nwg, BM=bm, KS=ks, STAGES=st, INFLIGHT=inf, RS=rs, MINB=self.ctas_per_sm(t),
                    FALLBACK=fb_name, FALLBACK_FAMILY=fb.family, COVER=False)
         ctx.update(self.extra_ctx(spec, packed, t))
         return source(spec, render_template("cuda_nm_wgmma.cu.j2", **ctx) + "\n" + fb_text)
