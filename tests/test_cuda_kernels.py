@@ -100,6 +100,32 @@ def test_one_derived_weight_per_values_tensor(gpu, lib, family):
         assert np.linalg.norm(Y - ref) / np.linalg.norm(ref) < 5e-3, (family, sc)
 
 
+@pytest.mark.parametrize("family", ["cuda_nm_sparselt", "cuda_nm_wgmma", "cuda_cover_wgmma"])
+def test_one_node_on_two_gpus(gpu, lib, family):
+    """onnxruntime may serve sessions on several GPUs of one process: a node called on GPU 0, then on GPU 1, then on
+    GPU 0 again gives the right result each time, with its per-GPU state (cuSPARSELt's handle, offset table and
+    plans; the wgmma metadata words; the cover) built on each GPU (before, cuSPARSELt refused GPU 1 with code 6)."""
+    if getattr(gpu, "kind", "") != "pycuda" or gpu.drv.Device.count() < 2:
+        pytest.skip("needs two GPUs and the pycuda back end")
+    from sparsify_onnx.tune.device import PycudaDevice
+    cl, built = lib
+    spec, pk, W, _ = built[[c[0] for c in CASES].index(family)]
+    uses_lt = getattr(cl.lib, f"{spec.procedural_name()}_cuda_uses_cusparselt", None)
+
+    def check(dev, seed):
+        Y, ref = _run(dev, cl, spec, pk, W, 300, seed)
+        assert np.isfinite(Y).all() and np.linalg.norm(Y - ref) / np.linalg.norm(ref) < 5e-3, (family, seed)
+        return uses_lt() if uses_lt else None
+
+    on0 = check(gpu, 61)
+    gpu1 = PycudaDevice(index=1)  # (GPU 1's context is current until close)
+    try:
+        assert check(gpu1, 62) == on0  # cuSPARSELt on both GPUs, or on neither
+    finally:
+        gpu1.close()
+    assert check(gpu, 63) == on0
+
+
 def test_scratch_is_checked(gpu, lib):
     cl, built = lib
     for spec, pk, W, _ in built:

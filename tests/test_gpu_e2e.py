@@ -5,6 +5,7 @@ Run on a GPU host with onnxruntime-gpu, nvcc and g++:  python -m pytest -m gpu t
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -47,14 +48,9 @@ def test_bert_engine_on_cuda_matches_pruned_model(tmp_path, dtype, tol):
     assert np.isfinite(out0.astype(np.float32)).all()
 
 
-@pytest.mark.parametrize("family", ["cuda_cover_wgmma", "cuda_nm_sparselt"])
-def test_sessions_keep_their_own_derived_weights(tmp_path, family):
-    """Kernels that derive buffers from the weight (the cover, cuSPARSELt's compressed W) keep one per session's
-    values: two sessions with different weights on one library each get their own results, and a session made
-    after both are gone (its weight likely at a freed address) gets its own, not a stale copy (the op layer
-    releases a kernel's buffers with its session)."""
-    import gc
-
+def _one_node(tmp_path, family):
+    """A one-node SparseLinear model's library for ``family`` (K = N = 256), a session maker (values scale, GPU) and
+    a check of a session's output against numpy."""
     from helpers import sparse_linear_model
     from onnx import TensorProto
 
@@ -78,11 +74,12 @@ def test_sessions_keep_their_own_derived_weights(tmp_path, family):
                       tables_hash=pk.tables_hash())
     lib = build_library(generate([(spec, pk)]), tmp_path / "lib", cuda_arch=("sm_90",)).path
 
-    def session(scale):
+    def session(scale, device_id=0):
         m = sparse_linear_model(spec, (pk.values * scale).astype(np.float16), TensorProto.FLOAT16)
         so = ort.SessionOptions()
         so.register_custom_ops_library(str(lib))
-        return ort.InferenceSession(m.SerializeToString(), so, providers=["CUDAExecutionProvider"])
+        return ort.InferenceSession(m.SerializeToString(), so,
+                                    providers=[("CUDAExecutionProvider", {"device_id": device_id})])
 
     x = rng.standard_normal((64, K)).astype(np.float16)
     want = x.astype(np.float64) @ W
@@ -91,6 +88,18 @@ def test_sessions_keep_their_own_derived_weights(tmp_path, family):
         y = sess.run(None, {"X": x})[0].astype(np.float64)
         assert np.linalg.norm(y - scale * want) / np.linalg.norm(scale * want) < 1e-2, scale
 
+    return session, check
+
+
+@pytest.mark.parametrize("family", ["cuda_cover_wgmma", "cuda_nm_sparselt"])
+def test_sessions_keep_their_own_derived_weights(tmp_path, family):
+    """Kernels that derive buffers from the weight (the cover, cuSPARSELt's compressed W) keep one per session's
+    values: two sessions with different weights on one library each get their own results, and a session made
+    after both are gone (its weight likely at a freed address) gets its own, not a stale copy (the op layer
+    releases a kernel's buffers with its session)."""
+    import gc
+
+    session, check = _one_node(tmp_path, family)
     s1, s2 = session(1.0), session(2.0)
     check(s1, 1.0)
     check(s2, 2.0)
@@ -102,3 +111,26 @@ def test_sessions_keep_their_own_derived_weights(tmp_path, family):
         check(s, scale)
         del s
         gc.collect()
+
+
+def _gpu_count() -> int:
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return 0
+    r = subprocess.run([smi, "-L"], capture_output=True, text=True)
+    return sum(line.startswith("GPU ") for line in r.stdout.splitlines()) if r.returncode == 0 else 0
+
+
+@pytest.mark.parametrize("family", ["cuda_nm_sparselt", "cuda_nm_wgmma", "cuda_cover_wgmma"])
+def test_sessions_on_two_gpus(tmp_path, family):
+    """Sessions of one process on two GPUs, one library: each runs the node with the state its kernel keeps per
+    GPU (cuSPARSELt's handle, offset table and plans; the wgmma metadata; the cover) and gets its own results
+    (before, a cuSPARSELt node refused the second GPU with code 6)."""
+    if _gpu_count() < 2:
+        pytest.skip("needs two GPUs")
+    session, check = _one_node(tmp_path, family)
+    s0, s1 = session(1.0, 0), session(2.0, 1)
+    check(s0, 1.0)
+    check(s1, 2.0)
+    check(s0, 1.0)
+    check(s1, 2.0)

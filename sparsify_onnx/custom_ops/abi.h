@@ -5,7 +5,7 @@
 //   1 a CUDA launch or runtime call failed, 2 scratch missing or smaller than _cuda_scratch(M),
 //   3 M too large for this kernel (grid or 32-bit index limits), 4 the kernel's shared memory could not be
 //   configured, 5 the kernel needs another GPU architecture (the wgmma kernels: Hopper, sm_90a), 6 the kernel
-//   keeps per-GPU state for one GPU only and already serves another one (cuSPARSELt).
+//   keeps per-GPU state for the first 16 GPUs of the process and was called on another one (cuSPARSELt).
 // Pointers are to contiguous row-major data; X is [M, K], Y and residual [M, N],
 // bias [N], values is the packed weight (codegen/packing.py).
 #pragma once

@@ -40,8 +40,8 @@ std::string launcher_error(int rc) {
     case 3: return "the batch (M rows) is too large for this kernel; split the input (code 3)";
     case 4: return "the kernel's shared memory could not be configured (code 4)";
     case 5: return "the kernel needs another GPU architecture (the wgmma kernels run only on Hopper, sm_90a) (code 5)";
-    case 6: return "a cuSPARSELt (2:4) kernel serves one GPU per process and already runs on another one; "
-                   "run the sessions of other GPUs in other processes (code 6)";
+    case 6: return "a cuSPARSELt (2:4) kernel keeps per-GPU state for the first 16 GPUs of a process and was called "
+                   "on a GPU past those; run those sessions in another process (code 6)";
     default: return "code " + std::to_string(rc);
   }
 }

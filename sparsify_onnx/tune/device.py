@@ -95,11 +95,12 @@ class TorchDevice:
 class PycudaDevice:
     kind = "pycuda"
 
-    def __init__(self):
+    def __init__(self, index: int | None = None):
+        """GPU ``index`` (default: $SPARSIFY_CUDA_DEVICE, else 0); its primary context becomes current."""
         import pycuda.driver as drv
         drv.init()
         self.drv = drv
-        dev = drv.Device(int(os.environ.get("SPARSIFY_CUDA_DEVICE", "0")))
+        dev = drv.Device(int(os.environ.get("SPARSIFY_CUDA_DEVICE", "0")) if index is None else index)
         self.ctx = dev.retain_primary_context()
         self.ctx.push()
         import atexit
