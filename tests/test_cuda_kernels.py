@@ -7,6 +7,8 @@ into one library (tune.build, cached) and called through their ABI launchers.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import sys
 
@@ -95,9 +97,26 @@ def test_one_derived_weight_per_values_tensor(gpu, lib, family):
     spec, pk, W, _ = built[i]
     scales = (1.0, 2.0, 1.0, -0.5)
     bufs = {sc: gpu.upload((pk.values * sc).astype(pk.values.dtype)) for sc in set(scales)}  # (all alive at once)
-    for n, sc in enumerate(scales):
-        Y, ref = _run(gpu, cl, spec, pk, W * sc, 300, 40 + n, bV=bufs[sc])
-        assert np.linalg.norm(Y - ref) / np.linalg.norm(ref) < 5e-3, (family, sc)
+    with _held(cl, spec, bufs.values()):
+        for n, sc in enumerate(scales):
+            Y, ref = _run(gpu, cl, spec, pk, W * sc, 300, 40 + n, bV=bufs[sc])
+            assert np.linalg.norm(Y - ref) / np.linalg.norm(ref) < 5e-3, (family, sc)
+
+
+@contextlib.contextmanager
+def _held(cl, spec, bufs):
+    """References to values buffers for their kernel's derived buffers, as the op layer holds them (abi.h,
+    sp_cuda_ref_fn): released at the end, so a later buffer at a freed address gets its own, not a stale copy."""
+    name = spec.procedural_name()
+    retain, release = getattr(cl.lib, f"{name}_cuda_retain"), getattr(cl.lib, f"{name}_cuda_release")
+    ptrs = [ctypes.c_void_p(b.ptr) for b in bufs]
+    for p in ptrs:
+        retain(p)
+    try:
+        yield
+    finally:
+        for p in ptrs:
+            release(p)
 
 
 @pytest.mark.parametrize("family", ["cuda_nm_sparselt", "cuda_nm_wgmma", "cuda_cover_wgmma"])
@@ -113,9 +132,11 @@ def test_one_node_on_two_gpus(gpu, lib, family):
     uses_lt = getattr(cl.lib, f"{spec.procedural_name()}_cuda_uses_cusparselt", None)
 
     def check(dev, seed):
-        Y, ref = _run(dev, cl, spec, pk, W, 300, seed)
-        assert np.isfinite(Y).all() and np.linalg.norm(Y - ref) / np.linalg.norm(ref) < 5e-3, (family, seed)
-        return uses_lt() if uses_lt else None
+        bV = dev.upload(pk.values)
+        with _held(cl, spec, [bV]):
+            Y, ref = _run(dev, cl, spec, pk, W, 300, seed, bV=bV)
+            assert np.isfinite(Y).all() and np.linalg.norm(Y - ref) / np.linalg.norm(ref) < 5e-3, (family, seed)
+            return uses_lt() if uses_lt else None
 
     on0 = check(gpu, 61)
     gpu1 = PycudaDevice(index=1)  # (GPU 1's context is current until close)
