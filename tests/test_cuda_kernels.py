@@ -53,17 +53,19 @@ def _run(gpu, cl, spec, pk, W, M, seed, bV=None):
     bias = rng.standard_normal(N).astype(npdt)
     res = rng.standard_normal((M, N)).astype(npdt)
     bX, bB, bR = gpu.upload(X), gpu.upload(bias), gpu.upload(res)
-    bV = bV if bV is not None else gpu.upload(pk.values)
+    own = bV is None  # (then held here: freed at the end, with the kernel's buffers derived from it)
+    bV = gpu.upload(pk.values) if own else bV
     bY = gpu.empty(M * N * np.dtype(npdt).itemsize)
     gpu.fill(bY, 0xFF)  # NaN in fp16 and fp32
     name = spec.procedural_name()
     sb = cl.scratch(name, M)
     bS = gpu.empty(sb)
     gpu.fill(bS, 0xFF)
-    rc = cl.launcher(name)(bX.ptr, bV.ptr, bB.ptr if spec.epilogue.bias else None,
-                           bR.ptr if spec.epilogue.residual else None, bY.ptr, M, gpu.stream(), bS.ptr, sb)
-    assert rc == 0, f"launcher returned {rc}"
-    gpu.sync()
+    with _held(cl, spec, [bV]) if own else contextlib.nullcontext():
+        rc = cl.launcher(name)(bX.ptr, bV.ptr, bB.ptr if spec.epilogue.bias else None,
+                               bR.ptr if spec.epilogue.residual else None, bY.ptr, M, gpu.stream(), bS.ptr, sb)
+        assert rc == 0, f"launcher returned {rc}"
+        gpu.sync()
     Y = gpu.download(bY, (M, N), npdt).astype(np.float64)
     ref = reference(X, W, bias, res, spec.epilogue)
     return Y, ref
@@ -106,10 +108,12 @@ def test_one_derived_weight_per_values_tensor(gpu, lib, family):
 @contextlib.contextmanager
 def _held(cl, spec, bufs):
     """References to values buffers for their kernel's derived buffers, as the op layer holds them (abi.h,
-    sp_cuda_ref_fn): released at the end, so a later buffer at a freed address gets its own, not a stale copy."""
+    sp_cuda_ref_fn): released at the end, so a later buffer at a freed address gets its own, not a stale copy.
+    (Kernels that derive nothing export no such functions.)"""
     name = spec.procedural_name()
-    retain, release = getattr(cl.lib, f"{name}_cuda_retain"), getattr(cl.lib, f"{name}_cuda_release")
-    ptrs = [ctypes.c_void_p(b.ptr) for b in bufs]
+    retain = getattr(cl.lib, f"{name}_cuda_retain", None)
+    release = getattr(cl.lib, f"{name}_cuda_release", None)
+    ptrs = [ctypes.c_void_p(b.ptr) for b in bufs] if retain and release else []
     for p in ptrs:
         retain(p)
     try:
