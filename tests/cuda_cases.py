@@ -73,6 +73,7 @@ CASES = [
     ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 520, 72, "plain", (4, 96, 64, 4, 0, 8)),
     ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 1000, 200, "bgr", (3, 128, 64, 4, 1, 0), 0.1),
     ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 520, 264, "ta", (2, 128, 128, 3, 1, 0), 0.1),
+    ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 520, 200, "bgr", (4, 96, 128, 3, 0, 0), 0.1),
     # Hopper wgmma (each source also carries its portable fallback); CI compiles them and a GPU host checks them
     # against numpy: kept rows not a multiple of the k-step, N not a multiple of 128
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 200, 200, "bgr", None),

@@ -255,9 +255,12 @@ class CudaCoverWgmma(CudaNmWgmma):
         return self.smem_bytes(t) + -(-K // t[2]) * t[2] // 2 <= 227 * 1024
 
     def tile_candidates(self, pattern, K, N, dtype):
-        """The 2:4 kernel's tiles, after 3 x 128 x 128 waited each step (the cover's best or within 3% of it at the
-        BERT shapes, bench/cuda/s7/run8-final), where the pair order fits beside the stages."""
-        return [t for t in [(3, 128, 128, 3, 0, 0)] + CANDIDATES if self.fits(K, t)]
+        """3 x 128 x 128 waited each step (the cover's best or within 3% of it at the BERT shapes,
+        bench/cuda/s7/run8-final), then 4 warpgroups with KS 128 (fewer 4-byte loads of X per output: best at
+        (4096, 768, 3072) with BM 96 and at (4096, 3072, 768) with BM 128, bench/cuda/s8/run4-cover-tiles), then the
+        2:4 kernel's tiles, where the pair order fits beside the stages."""
+        return [t for t in [(3, 128, 128, 3, 0, 0), (4, 96, 128, 3, 0, 0), (4, 128, 128, 3, 0, 0)] + CANDIDATES
+                if self.fits(K, t)]
 
     def tables(self, spec, packed, t):
         if packed.nnz > MAX_BAKED_NNZ:
