@@ -258,9 +258,13 @@ class CudaCoverWgmma(CudaNmWgmma):
         """3 x 128 x 128 waited each step (the cover's best or within 3% of it at the BERT shapes,
         bench/cuda/s7/run8-final), then 4 warpgroups with KS 128 (fewer 4-byte loads of X per output: best at
         (4096, 768, 3072) with BM 96 and at (4096, 3072, 768) with BM 128, bench/cuda/s8/run4-cover-tiles), then the
-        2:4 kernel's tiles, where the pair order fits beside the stages."""
-        return [t for t in [(3, 128, 128, 3, 0, 0), (4, 96, 128, 3, 0, 0), (4, 128, 128, 3, 0, 0)] + CANDIDATES
-                if self.fits(K, t)]
+        2:4 kernel's tiles, where the pair order fits beside the stages. Of the two 4-warpgroup tiles, BM 96 comes
+        first for narrow weights (N = 768: 3 column tiles x 43 m-tiles at M = 4096 fill the 132 SMs, BM 128 leaves
+        36 idle), BM 128 for wide ones (the tuner times only the first two tiles of a family it was not given)."""
+        four = [(4, 96, 128, 3, 0, 0), (4, 128, 128, 3, 0, 0)]
+        if N >= 2048:
+            four.reverse()
+        return [t for t in [(3, 128, 128, 3, 0, 0)] + four + CANDIDATES if self.fits(K, t)]
 
     def tables(self, spec, packed, t):
         if packed.nnz > MAX_BAKED_NNZ:
