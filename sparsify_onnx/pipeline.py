@@ -125,9 +125,13 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
 
     pr.stage("transform", f"devices {', '.join(devices)}, decisions for M={M} rows")
     topts = TransformOptions(devices=devices, policy=opt.policy, M=M, cuda_arch=tuple(opt.cuda_arch),
-                             cpu_arch=opt.cpu_arch, compact=spec.propagate)
+                             cpu_arch=opt.cpu_arch, compact=spec.propagate, progress=pr.say)
     plan = transform(propagated, topts)
     n_sparse = sum(p.action == "sparse" for p in plan.nodes)
+    for grp in plan.permutation.get("groups", []):
+        pr.say(f"K of {', '.join(grp['nodes'])} reordered into 2:4 groups (with {', '.join(grp['initializers'])}): "
+               f"{grp['residual_after']} of {grp['nnz']} non-zeros past two per group of 4, was "
+               f"{grp['residual_before']}")
     pr.say(f"{n_sparse} sparse ops, {sum(p.action == 'compacted' for p in plan.nodes)} compacted, "
            f"{sum(p.action == 'dense' for p in plan.nodes)} kept dense")
 
@@ -223,6 +227,10 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
                 "spec_sha256": spec.sha256, "devices": list(devices), "decided_by": plan.decided_by,
                 "input_shapes": {k: list(np.asarray(x).shape) for k, x in feeds.items()},
                 "engine": str(out_dir)}
+        if plan.permutation.get("groups"):
+            meta["k_reordered_into_2:4_groups"] = "; ".join(
+                f"{', '.join(g['nodes'])} ({g['residual_after']} of {g['nnz']} non-zeros past two, was "
+                f"{g['residual_before']})" for g in plan.permutation["groups"])
         if not_here:
             meta["not_run_here"] = not_here
         report = build_report(plan_nodes=plan_dicts if opt.bench else [p.to_dict() for p in plan.nodes],
@@ -238,6 +246,7 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
             "plan": [p.to_dict() for p in plan.nodes],
             "kernels": [k.to_dict() for k, _ in plan.kernels],
             "compaction": plan.compaction.get("removed", {}) if plan.compaction else {},
+            "permutation": plan.permutation,
             "input_shapes": meta["input_shapes"],
             "tuning": tuning,
         })

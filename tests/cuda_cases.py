@@ -32,13 +32,24 @@ def weight(pattern: Pattern, K: int, N: int, density: float, rng) -> np.ndarray:
     elif pattern.kind == "nm":
         r = rng.random((K // pattern.m, pattern.m, N)).argsort(axis=1)
         mask = (r < pattern.n).reshape(K, N)
+    elif density == "natural":  # unstructured, 2:4 in k's own groups of 4 but for three entries (the residual)
+        mask = natural_24(rng.random((K, N)) < 0.1)
+        for k, n in ((0, 0), (K - 5, N - 1), (K // 2, N // 2)):
+            mask[k // 4 * 4:k // 4 * 4 + 3, n] = True
     else:
         mask = rng.random((K, N)) < density
         mask[:, 1] = False  # an empty column
     return W * mask
 
 
-# (family, dtype, pattern, K, N, epilogue key, tile or None[, density: 0.3 if not given])
+def natural_24(mask: np.ndarray) -> np.ndarray:
+    """mask with every non-zero past the first two of each group of 4 consecutive k (per column) dropped."""
+    K, N = mask.shape
+    g = mask.reshape(K // 4, 4, N)
+    return (g & (np.cumsum(g, axis=1) <= 2)).reshape(K, N)
+
+
+# (family, dtype, pattern, K, N, epilogue key, tile or None[, density: 0.3 if not given, or "natural" (weight())])
 CASES = [
     ("cuda_bcsr_tc", "fp16", Pattern("block", block=(32, 32)), 136, 200, "bgr", None),
     ("cuda_bcsr_tc", "fp16", Pattern("block", block=(16, 16)), 96, 64, "plain", None),
@@ -74,6 +85,11 @@ CASES = [
     ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 1000, 200, "bgr", (3, 128, 64, 4, 1, 0), 0.1),
     ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 520, 264, "ta", (2, 128, 128, 3, 1, 0), 0.1),
     ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 520, 200, "bgr", (4, 96, 128, 3, 0, 0), 0.1),
+    # the cover in k's own order (a weight 2:4 in natural groups but for three residual entries: X loaded 16 bytes
+    # at a time, as after the transform stage's K permutation)
+    ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 520, 200, "bgr", (3, 128, 64, 4, 1, 0), "natural"),
+    ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 264, 136, "ta", (2, 128, 128, 3, 0, 0), "natural"),
+    ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 1000, 72, "plain", (4, 96, 64, 4, 0, 8), "natural"),
     # Hopper wgmma (each source also carries its portable fallback); CI compiles them and a GPU host checks them
     # against numpy: kept rows not a multiple of the k-step, N not a multiple of 128
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 200, 200, "bgr", None),

@@ -258,14 +258,17 @@ def test_nm_wgmma_takes_2of4_and_checks_its_tiles(monkeypatch):
                                   Epilogue(), tile=(3, 128, 128, 3, 1, 0), tables_hash="x"))
 
 
-@pytest.mark.parametrize("K,N,density,KS,BN", [(768, 768, 0.1, 64, 192), (3072, 768, 0.1, 128, 256),
-                                              (200, 136, 0.3, 64, 128), (264, 520, 0.5, 128, 128), (64, 8, 0.9, 64, 64)])
-def test_cover_of_an_unstructured_weight_rebuilds_it(K, N, density, KS, BN):
+@pytest.mark.parametrize("K,N,density,KS,BN,natural", [
+    (768, 768, 0.1, 64, 192, False), (3072, 768, 0.1, 128, 256, False), (200, 136, 0.3, 64, 128, False),
+    (264, 520, 0.5, 128, 128, False), (64, 8, 0.9, 64, 64, False),
+    (768, 768, 0.1, 64, 192, True), (264, 520, 0.5, 128, 128, True)])
+def test_cover_of_an_unstructured_weight_rebuilds_it(K, N, density, KS, BN, natural):
     """cuda_cover_wgmma's tables, read as the kernel reads them (X's pairs in each column tile's order, the 2:4
     slots with their offsets in that order, then the residual), give back the weight exactly; slot offsets are
     distinct and ascending (what the sparse tensor cores accept), every CSC entry lands in its own place, and
-    each panel's order is a permutation of its pairs. At 90% random sparsity the order leaves no residual (or a
-    handful at 256-column tiles); at 70% and denser much of the weight is residual."""
+    each panel's order is a permutation of its pairs (the identity in the natural form). At 90% random sparsity
+    the order leaves no residual (or a handful at 256-column tiles); at 70% and denser much of the weight is
+    residual, and so is 0.37% of the groups of a 90% weight in natural order."""
     import numpy as np
     from sparsify_onnx.codegen.cuda.nm_wgmma import cover_tables
     from sparsify_onnx.codegen.packing import pack
@@ -273,10 +276,11 @@ def test_cover_of_an_unstructured_weight_rebuilds_it(K, N, density, KS, BN):
     rng = np.random.default_rng(K + N)
     W = (rng.standard_normal((K, N)) * (rng.random((K, N)) < density)).astype(np.float32)
     pk = pack(W, Pattern("unstructured"), dtype=np.float32)
-    c = cover_tables(K, N, pk.tables["col_ptr"], pk.tables["row_idx"], KS, BN)
+    c = cover_tables(K, N, pk.tables["col_ptr"], pk.tables["row_idx"], KS, BN, natural=natural)
     ntiles, npan = -(-N // BN), -(-K // KS) * KS // 64
     xp = c["xperm"].astype(np.int64)
     assert xp.shape == (ntiles, npan, 32) and (np.sort(xp, axis=2) == np.arange(32)).all()
+    assert c["natural"] is natural and (not natural or (xp == np.arange(32)).all())
     dst, KC = c["dst"], K // 2 * N
     cov, res = dst >= 0, dst < 0
     assert np.unique(dst).size == pk.nnz and dst[cov].max(initial=0) < KC and res.sum() == c["nres"]
@@ -299,10 +303,44 @@ def test_cover_of_an_unstructured_weight_rebuilds_it(K, N, density, KS, BN):
     assert (words[:, 1] < BN).all() and (tiles * BN + words[:, 1] < N).all()
     np.add.at(got, (words[:, 0], tiles * BN + words[:, 1]), vals)
     assert np.array_equal(got, W)
-    if density == 0.1:
+    if natural:
+        grp = (W != 0).reshape(K // 4, 4, N).sum(axis=1)
+        assert c["nres"] == np.maximum(grp - 2, 0).sum()
+    elif density == 0.1:
         assert c["nres"] <= 0.001 * pk.nnz
     else:
         assert c["nres"] > 0.02 * pk.nnz
+
+
+def test_cover_takes_the_natural_order_where_its_residual_is_cheap(monkeypatch):
+    """A weight 2:4 in natural groups but for a few entries (what the transform stage's K permutation gives) renders
+    the cover in k's own order, X loaded 16 bytes at a time (no pair order in the source) and costs the 2:4
+    kernel's model plus its residual; a random 90% weight (0.37% of its groups past two) keeps the pair order."""
+    import numpy as np
+    from cuda_cases import CASES, build_case
+    from sparsify_onnx.codegen.packing import pack
+    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
+    from sparsify_onnx.pattern import Pattern
+    monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
+    natural = [i for i, c in enumerate(CASES) if c[-1] == "natural"]
+    assert natural
+    for i in natural:
+        spec, pk, W, srcs = build_case(i)
+        src = "".join(s.text for s in srcs)
+        assert "COVER, natural order" in src and "xperm[" not in src, CASES[i]
+    fam, pat = get_family("cuda_cover_wgmma"), Pattern("unstructured")
+    rng = np.random.default_rng(3)
+    mask = rng.random((768, 768)) < 0.1
+    cost = {}
+    for name, m in (("random", mask), ("natural", mask.reshape(192, 4, 768).cumsum(axis=1).reshape(768, 768) <= 2)):
+        pk = pack((m & mask).astype(np.float32), pat, dtype=np.float16)
+        spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, 768, 768, Epilogue(), tile=(3, 128, 64, 4, 1, 0),
+                          tables_hash=pk.tables_hash())
+        cost[name] = fam.cost(spec, pk, 4096)
+        assert ("xperm[" in fam.render(spec, pk)[0].text) is (name == "random")
+        if name == "natural":  # the 2:4 kernel's wave model (the residual: none)
+            assert cost[name] == pytest.approx(super(type(fam), fam).cost(spec, pk, 4096))
+    assert cost["random"] > 1.4 * cost["natural"], cost
 
 
 def test_nm_cost_follows_measured_cusparselt_speedups():

@@ -1,7 +1,8 @@
 """Transform stage: the execution plan.
 
 Entry point: `transform(propagated, options) -> Plan`. Channel compaction
-(compact.py) runs first, then sparse operator replacement (replace.py).
+(compact.py) runs first; for CUDA, the K permutation of unstructured weights
+(permute.py); then sparse operator replacement (replace.py).
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class Plan:
     devices: tuple[str, ...] = ("cpu",)
     decided_by: str = "cost model"  # or "measured on <GPU name>"
     compaction: dict = field(default_factory=dict)  # what channel compaction removed
+    permutation: dict = field(default_factory=dict)  # K axes reordered for 2:4 groups (permute.py)
 
 
 def transform(propagated, options=None) -> Plan:
@@ -61,6 +63,14 @@ def transform(propagated, options=None) -> Plan:
         res = compact(propagated, align=8 if "cuda" in options.devices else 1)
         compaction = {"removed": res.removed, "stats": getattr(res, "stats", {})}
         lo = index_model(res.model)
+    permutation: dict = {}
+    if "cuda" in options.devices and options.permute:
+        from ..graph import with_new_values
+        from .permute import permute_k
+        pr = permute_k(lo, annotated.selections, progress=options.progress)
+        permutation = {"groups": pr.groups, "log": pr.log}
+        if pr.edits:
+            lo = with_new_values(lo, pr.model, pr.edits)
     model, plans, kernels = replace_sparse_ops(lo, annotated.selections, options,
                                                excluded=annotated.excluded_nodes)
     removed = compaction.get("removed") or {}
@@ -72,4 +82,5 @@ def transform(propagated, options=None) -> Plan:
             p.action = "compacted"
             p.reason = (p.reason + "; " if p.reason else "") + "shrunk by channel compaction"
     return Plan(model=model, reference=annotated.loaded.model, kernels=kernels, nodes=plans,
-                devices=tuple(options.devices), decided_by="cost model", compaction=compaction)
+                devices=tuple(options.devices), decided_by="cost model", compaction=compaction,
+                permutation=permutation)

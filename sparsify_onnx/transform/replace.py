@@ -34,6 +34,8 @@ class TransformOptions:
     cuda_arch: tuple[str, ...] = ("sm_80", "sm_90")
     cpu_arch: str = "native"
     compact: bool = True  # channel compaction before replacement
+    permute: bool = True  # (CUDA) reorder the K axis of unstructured weights into 2:4 groups where that is free
+    progress: object = None  # callable(str) for long steps
     tuned: dict = field(default_factory=dict)  # op-independent: (device, family, tables_hash) -> tile
     measured: dict = field(default_factory=dict)  # node name -> (sparse seconds, dense seconds) timed on the GPU
     gpu_name: str = ""

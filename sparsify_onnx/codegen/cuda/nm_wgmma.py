@@ -107,7 +107,7 @@ class CudaNmWgmma(KernelFamily):
         fb_name, fb_text = embedded_fallback(spec, fb, packed)
         ctx = base_ctx(spec, packed)
         ctx.update(NWG=nwg, BM=bm, KS=ks, STAGES=st, INFLIGHT=inf, RS=rs, MINB=self.ctas_per_sm(t),
-                   FALLBACK=fb_name, FALLBACK_FAMILY=fb.family, COVER=False)
+                   FALLBACK=fb_name, FALLBACK_FAMILY=fb.family, COVER=False, XPERM=False)
         ctx.update(self.extra_ctx(spec, packed, t))
         return source(spec, render_template("cuda_nm_wgmma.cu.j2", **ctx) + "\n" + fb_text)
 
@@ -155,8 +155,10 @@ def pair_up(adj: list[int], P: int, rng, tries: int = 8) -> tuple[list[int], int
     return best
 
 
-def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int) -> dict:
+def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int, natural: bool = False) -> dict:
     """The pair-permuted 2:4 cover of an unstructured [K, N] weight given as CSC (``col_ptr``, ``row_idx``).
+    With ``natural``, the cover in k's own order (no pair order: X is loaded 16 bytes at a time), for weights
+    that are 2:4 in natural groups but for a few entries (e.g. after the transform stage's K permutation).
 
     In every column tile of BN and 64-k panel, the panel's 32 pairs of k (k, k + 1) are reordered so that each
     two consecutive slots (a group of 4 of the permuted k) hold at most two non-zeros in every column of the
@@ -179,7 +181,7 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int) -> dict:
     inv = np.tile(np.arange(32, dtype=np.int64), (ntiles, npan, 1))
     rng = np.random.default_rng(0)
     bits = np.int64(1) << np.arange(32, dtype=np.int64)
-    for t in range(ntiles):
+    for t in range(0 if natural else ntiles):
         sel = tile == t
         cnt = np.zeros((npan, 32, BN), np.float32)  # non-zeros per (panel, pair, column)
         np.add.at(cnt, (pan[sel], pair[sel], c[sel]), 1.0)
@@ -217,7 +219,7 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int) -> dict:
     res_words = np.stack([row_idx[res], c[res]], axis=1).reshape(-1)
     return {"idx": slots.reshape(G * 2, N).astype(np.uint8), "dst": dst,
             "xperm": np.argsort(inv, axis=2).astype(np.uint8), "res_start": res_start, "res_words": res_words,
-            "nres": int(res.size)}
+            "nres": int(res.size), "natural": natural}
 
 
 # the cover's time over the 2:4 kernel's at its tile (4-byte loads of X's permuted pairs instead of 16-byte ones:
@@ -267,26 +269,38 @@ class CudaCoverWgmma(CudaNmWgmma):
         return [t for t in [(3, 128, 128, 3, 0, 0)] + four + CANDIDATES if self.fits(K, t)]
 
     def tables(self, spec, packed, t):
+        """The cover in k's own order where its residual costs less than the pair order's 4-byte loads (per row
+        of X: the cost model's terms), else the pair-permuted cover."""
         if packed.nnz > MAX_BAKED_NNZ:
             raise ValueError(f"{self.name}: {packed.nnz} non-zeros is over the {MAX_BAKED_NNZ} baked-table limit")
         key = (packed.tables_hash(), spec.K, spec.N, t[0], t[2])
         memo = getattr(self, "_memo", None)  # (cost() then render() of one tile build them once)
         if memo is None or memo[0] != key:
-            memo = (key, cover_tables(spec.K, spec.N, packed.tables["col_ptr"], packed.tables["row_idx"], t[2],
-                                      64 * t[0]))
+            args = (spec.K, spec.N, packed.tables["col_ptr"], packed.tables["row_idx"], t[2], 64 * t[0])
+            c = cover_tables(*args, natural=True)
+            if c["nres"]:
+                M = 4096  # (both sides scale with M)
+                base = CudaNmWgmma.cost(self, spec, packed, M)
+                p = cover_tables(*args)
+                if (COVER_STEP_FACTOR - 1) * base + p["nres"] * M * COVER_ENTRY_ROW_S < c["nres"] * M * COVER_ENTRY_ROW_S:
+                    c = p
+            memo = (key, c)
             self._memo = memo
         return memo[1]
 
     def extra_ctx(self, spec, packed, t):
         c = self.tables(spec, packed, t)
-        return dict(COVER=True, nres=c["nres"], dst=fmt_array(c["dst"]), xperm=fmt_array(c["xperm"]),
+        return dict(COVER=True, XPERM=not c["natural"], nres=c["nres"], dst=fmt_array(c["dst"]),
+                    xperm=fmt_array(c["xperm"]) if not c["natural"] else "",
                     res_start=fmt_array(c["res_start"]), res_words=fmt_array(c["res_words"]),
                     idx_hex=hex_lines(c["idx"], 2))
 
     def cost(self, spec, packed, M):
-        """The 2:4 kernel's wave model times COVER_STEP_FACTOR, plus the residual's reads of X."""
+        """The 2:4 kernel's wave model (times COVER_STEP_FACTOR for the pair order), plus the residual's reads
+        of X."""
         t = self.geometry(spec)
         if packed.nnz > MAX_BAKED_NNZ:
             return float("inf")
         c = self.tables(spec, packed, t)
-        return COVER_STEP_FACTOR * super().cost(spec, packed, M) + c["nres"] * M * COVER_ENTRY_ROW_S
+        factor = 1.0 if c["natural"] else COVER_STEP_FACTOR
+        return factor * super().cost(spec, packed, M) + c["nres"] * M * COVER_ENTRY_ROW_S

@@ -1,0 +1,192 @@
+"""K permutation: reorder the input channels of an unstructured weight so that it becomes 2:4 in natural groups.
+
+`permute_k(lo, selections) -> PermuteResult` rewrites the initializers of a model so that, for every fp16
+MatMul/Gemm weight the spec makes unstructured, whose K axis can be permuted for free, the weight's rows (its k)
+come in an order in which each group of 4 consecutive k holds at most two non-zeros in every output column.
+On Hopper such a weight runs as a plain 2:4 product on the sparse tensor cores (``cuda_cover_wgmma`` in its natural
+form: X read 16 bytes at a time), instead of the pair-permuted cover, whose 4-byte loads of X cost 1.5x.
+
+Free means: the K axis is one of compaction's channel groups (`compact._Planner`: union-find over the axes that
+must change together; graph inputs and outputs, LayerNorm's and Softmax's axes, reshapes that split or merge the
+axis, and ops without a handler block a group), so the same permutation applied to every initializer of the
+group leaves the model's outputs unchanged. In a transformer that is the FFN: FFN1's output features (its weight
+columns and bias), the activation between, and FFN2's K. The attention and FFN1 inputs come from LayerNorm and
+stay as they are.
+
+The order (`natural_order`): pair the k whose non-zeros overlap least in the output columns, then match the
+pairs into groups of 4 that no column fills past two (the cover's ``pair_up``). At 90% random sparsity this
+finds an exact order for BERT's FFN2 ([3072, 768]) and for [768, 768]; none exists for [768, 3072] (every group
+would have to suit 3072 columns) nor at 80%. The order is applied only when what stays past two (the residual,
+added by the kernel from X in global memory) is at most `MAX_RESIDUAL_SHARE` of the non-zeros.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..graph import Loaded
+
+MAX_RESIDUAL_SHARE = 1e-3  # of the group's non-zeros, after the order
+MAX_DENSITY = 0.3  # denser weights: no order gets near two per group of 4; not searched
+MAX_K = 8192  # the search is O(K^2) in time and memory
+PERMUTABLE_PATTERNS = ("unstructured", "channel")  # other weights of the group may carry these along the axis
+
+
+@dataclass
+class PermuteResult:
+    model: onnx.ModelProto
+    edits: dict[str, np.ndarray] = field(default_factory=dict)  # initializer -> its permuted value
+    groups: list[dict] = field(default_factory=list)  # per permuted group: weights, members, residual
+    log: list[str] = field(default_factory=list)  # groups considered and not permuted, and why
+
+
+def natural_residual(mask: np.ndarray) -> int:
+    """Non-zeros past two in the groups of 4 consecutive rows of a [K, N] mask, per column."""
+    K, N = mask.shape
+    m = np.zeros((-(-K // 4) * 4, N), np.int8)
+    m[:K] = mask
+    return int(np.maximum(m.reshape(-1, 4, N).sum(axis=1) - 2, 0).sum())
+
+
+_MEMO: dict = {}  # (mask digest, seed) -> order: the pipeline plans up to three times (cost model, tuning)
+
+
+def natural_order(mask: np.ndarray, seed: int = 0, tries: int = 4) -> np.ndarray:
+    """An order of the K rows of a [K, N] boolean mask (K a multiple of 4) whose groups of 4 hold at most two
+    non-zeros in every column wherever the search finds one (see the module docstring)."""
+    import hashlib
+
+    key = (hashlib.sha256(np.packbits(mask).tobytes() + repr(mask.shape).encode()).hexdigest(), seed, tries)
+    if key not in _MEMO:
+        if len(_MEMO) > 64:
+            _MEMO.clear()
+        _MEMO[key] = _natural_order(mask, seed, tries)
+    return _MEMO[key].copy()
+
+
+def _natural_order(mask: np.ndarray, seed: int, tries: int) -> np.ndarray:
+    from ..codegen.cuda.nm_wgmma import pair_up
+
+    K, N = mask.shape
+    rng = np.random.default_rng(seed)
+    bf = mask.astype(np.float32)
+    overlap = bf @ bf.T  # columns where rows i and j are both non-zero
+    np.fill_diagonal(overlap, np.inf)
+    free = np.ones(K, bool)
+    pairs = []
+    for k in rng.permutation(K):  # greedy: each row with the free row it overlaps least (random ties)
+        if not free[k]:
+            continue
+        free[k] = False
+        j = int(np.argmin(np.where(free, overlap[k], np.inf) + rng.random(K) * 0.5))
+        free[j] = False
+        pairs.append((int(k), j))
+    cnt = np.stack([mask[a].astype(np.int8) + mask[b] for a, b in pairs])  # [K/2, N]
+    two, one = (cnt == 2).astype(np.float32), (cnt >= 1).astype(np.float32)
+    bad = (two @ one.T + one @ two.T) > 0  # two pairs that would give some column 3 or 4
+    P = len(pairs)
+    adj = [sum(1 << int(q) for q in np.flatnonzero(~bad[p]) if q != p) for p in range(P)]
+    order, _ = pair_up(adj, P, rng, tries=tries)
+    return np.array([k for p in order for k in pairs[p]], np.int64)
+
+
+def _k_slot(lo: Loaded, node) -> tuple[str, int] | None:
+    """(weight, axis) of the K axis of a MatMul/Gemm's constant 2-D weight."""
+    if node.op_type not in ("MatMul", "Gemm") or len(node.input) < 2:
+        return None
+    w = node.input[1]
+    if w not in lo.initializer_names or lo.weights[w].ndim != 2:
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Gemm" and int(attrs.get("transA", 0)):
+        return None
+    return w, (1 if node.op_type == "Gemm" and int(attrs.get("transB", 0)) else 0)
+
+
+def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
+              dtypes: tuple = (np.float16,)) -> PermuteResult:
+    """Permute the K axis of the model's unstructured weights (of ``dtypes``: the cover is fp16) where that is
+    free (module docstring)."""
+    from .compact import _Planner
+
+    pl = _Planner(SimpleNamespace(annotated=SimpleNamespace(loaded=lo)))
+    g = lo.model.graph
+    for node in g.node:
+        pl.visit(node)
+    for vi in list(g.input) + list(g.output):
+        pl.blocked.update(pl.slots_of(vi.name))
+    members: dict = {}
+    for s in list(pl.uf.p):
+        members.setdefault(pl.uf.find(s), []).append(s)
+    related = {pl.uf.find(s) for d, fs in pl.relations for s in [d, *fs]}
+
+    targets: dict = {}  # group root -> [(node name, weight, axis)]
+    for node in g.node:
+        ks = _k_slot(lo, node)
+        sel = selections.get(ks[0]) if ks else None
+        if ks is None or sel is None or sel.pattern.kind != "unstructured" or lo.weights[ks[0]].dtype not in dtypes:
+            continue
+        if ks not in pl.uf.p:
+            continue
+        targets.setdefault(pl.uf.find(ks), []).append((lo.node_name(node), *ks))
+
+    res = PermuteResult(model=lo.model)
+    for root, tl in targets.items():
+        names = ", ".join(t[0] for t in tl)
+        ms = members.get(root, [])
+        why = None
+        if root in related:
+            why = "the axis is split or merged by a reshape"
+        elif any(s in pl.blocked for s in ms):
+            why = "the axis is fixed elsewhere (a graph input or output, a normalisation, an op without a handler)"
+        elif len({pl.size(s) for s in ms}) != 1:
+            why = "the group's sizes are not all known"
+        if why is None:
+            for t, ax in ms:
+                if t not in lo.initializer_names:
+                    continue
+                sel = selections.get(t)
+                if sel is not None and sel.pattern.kind not in PERMUTABLE_PATTERNS:
+                    why = f"{t} is {sel.pattern.short()} along the axis"
+                    break
+        K = pl.size(ms[0]) if ms else None
+        if why is None and (K is None or K % 4 or K > MAX_K):
+            why = f"K = {K}: not a multiple of 4 up to {MAX_K}"
+        if why is None:
+            mask = np.concatenate([np.moveaxis(lo.weights[w], ax, 0) != 0 for _, w, ax in tl], axis=1)
+            nnz = int(mask.sum())
+            if nnz == 0 or nnz / mask.size > MAX_DENSITY:
+                why = f"density {nnz / mask.size:.2f} is over {MAX_DENSITY}"
+        if why is not None:
+            res.log.append(f"K of {names} not permuted: {why}")
+            continue
+        before = natural_residual(mask)
+        if before == 0:
+            res.log.append(f"K of {names} not permuted: already 2:4 in natural groups")
+            continue
+        if progress:
+            progress(f"ordering the K = {K} rows of {names} into 2:4 groups")
+        perm = natural_order(mask, seed=seed)
+        after = natural_residual(mask[perm])
+        if after > MAX_RESIDUAL_SHARE * nnz or after >= before:
+            res.log.append(f"K of {names} not permuted: the best order found leaves {after} of {nnz} non-zeros "
+                           f"past two per group of 4 (natural order: {before})")
+            continue
+        inits = sorted({s for s in ms if s[0] in lo.initializer_names})
+        for t, ax in inits:
+            res.edits[t] = np.take(res.edits.get(t, lo.weights[t]), perm, axis=ax)
+        res.groups.append({"weights": [w for _, w, _ in tl], "nodes": [t[0] for t in tl], "K": K,
+                           "initializers": [f"{t}[axis {ax}]" for t, ax in inits],
+                           "residual_before": before, "residual_after": after, "nnz": nnz})
+    if res.edits:
+        model = onnx.ModelProto()
+        model.CopyFrom(lo.model)
+        for t in model.graph.initializer:
+            if t.name in res.edits:
+                t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(res.edits[t.name]), t.name))
+        res.model = model
+    return res

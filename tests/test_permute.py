@@ -1,0 +1,116 @@
+"""K permutation (transform/permute.py): the order, the groups it may reorder, and the model's outputs after it."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from models.bert import BertConfig, build_bert
+from sparsify_onnx.annotate import annotate
+from sparsify_onnx.graph import index_model
+from sparsify_onnx.spec import parse_spec
+from sparsify_onnx.transform.permute import natural_order, natural_residual, permute_k
+
+FFN2 = "/encoder/layer.*/output/dense/MatMul"
+
+
+def _spec(rules: list[tuple[str, str]]) -> str:
+    out = ["version: 1", "rules:"]
+    for node, pattern in rules:
+        out += [f'  - select: {{node: "{node}"}}', f"    {pattern}"]
+    return "\n".join(out + ["propagate: true"]) + "\n"
+
+
+UNSTR90 = "pattern: unstructured\n    sparsity: 0.9"
+
+
+def _annotated(rules, dtype="fp32", **cfg):
+    model = build_bert(BertConfig.preset("tiny", dtype=dtype, **cfg), seed=1)
+    return annotate(index_model(model), parse_spec(_spec(rules)))
+
+
+def _run(model, feeds):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def _feeds(an):
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 1000, (2, 16)).astype(np.int64)
+    names = [i.name for i in an.loaded.model.graph.input]
+    return {n: (ids if "ids" in n else np.ones((2, 16), np.int64)) for n in names}
+
+
+@pytest.mark.parametrize("K,N,density", [(768, 768, 0.1), (256, 64, 0.1), (1024, 256, 0.05)])
+def test_natural_order_makes_a_90_percent_weight_2of4(K, N, density):
+    """At 90% (and 95%) random sparsity the order leaves no group of 4 consecutive k with three or more non-zeros
+    in any column (in natural order, 0.37% of the groups have them); it is a permutation of K."""
+    mask = np.random.default_rng(K).random((K, N)) < density
+    perm = natural_order(mask)
+    assert sorted(perm.tolist()) == list(range(K))
+    assert natural_residual(mask) > 0 and natural_residual(mask[perm]) == 0
+
+
+def test_natural_residual_counts_entries_past_two():
+    m = np.zeros((8, 3), bool)
+    m[0:3, 0] = True  # 3 in a group: 1 past two
+    m[4:8, 1] = True  # 4: 2 past two
+    m[[0, 5], 2] = True  # 1 per group: none
+    assert natural_residual(m) == 3
+
+
+def test_ffn2_is_reordered_with_ffn1_and_the_outputs_stay():
+    """BERT with every linear 90% unstructured: FFN2's K (the intermediate features) is reordered, together with
+    FFN1's weight columns and bias, and then holds at most two non-zeros per group of 4 in every column; the
+    attention and FFN1 weights read LayerNorm's output (a fixed axis) and stay as they are. onnxruntime gives the
+    same outputs before and after."""
+    an = _annotated([("/encoder/layer.*/MatMul", UNSTR90)])
+    res = permute_k(an.loaded, an.selections, dtypes=(np.float32,))
+    assert len(res.groups) == 2  # one per layer
+    inits = {t.name: numpy_helper.to_array(t) for t in res.model.graph.initializer}
+    for i, g in enumerate(res.groups):
+        w2, w1, b1 = (f"encoder.layer.{i}.{n}" for n in ("output.dense.weight", "intermediate.dense.weight",
+                                                         "intermediate.dense.bias"))
+        assert g["weights"] == [w2] and g["residual_after"] == 0 < g["residual_before"]
+        assert {f"{w1}[axis 1]", f"{b1}[axis 0]", f"{w2}[axis 0]"} <= set(g["initializers"])
+        assert natural_residual(inits[w2] != 0) == 0
+        old = an.loaded.weights  # (b1's entries are distinct: they give the order)
+        perm = np.array([int(np.flatnonzero(old[b1] == v)[0]) for v in inits[b1]])
+        assert np.array_equal(inits[w1], old[w1][:, perm]) and np.array_equal(inits[w2], old[w2][perm])
+    assert any("query" in line or "attention" in line for line in res.log)
+    feeds = _feeds(an)
+    for a, b in zip(_run(an.loaded.model, feeds), _run(res.model, feeds)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_fp16_weights_only_by_default():
+    """Only the fp16 cover gains from the order, so fp32 weights are left as they are unless asked."""
+    an = _annotated([(FFN2, UNSTR90)])
+    assert permute_k(an.loaded, an.selections).groups == []
+
+
+def test_a_block_sparse_producer_keeps_its_columns():
+    """FFN1 block sparse: reordering its output features would break its blocks, so FFN2 is not reordered (and the
+    log says why)."""
+    an = _annotated([("/encoder/layer.*/intermediate/dense/MatMul", "pattern: block\n    block: [16, 16]\n"
+                                                                     "    sparsity: 0.5"), (FFN2, UNSTR90)])
+    res = permute_k(an.loaded, an.selections, dtypes=(np.float32,))
+    assert res.groups == [] and res.edits == {}
+    assert any("block" in line and "not permuted" in line for line in res.log), res.log
+
+
+def test_transform_reorders_for_cuda_only():
+    """transform() runs the order when it plans CUDA kernels (recorded in Plan.permutation); CPU-only plans keep
+    the model's K order (the CSR kernels do not care)."""
+    from sparsify_onnx.propagate import propagate
+    from sparsify_onnx.transform import transform
+    from sparsify_onnx.transform.replace import TransformOptions
+    an = _annotated([(FFN2, UNSTR90)], dtype="fp16", layers=1)
+    prop = propagate(an, enabled=True)
+    cpu = transform(prop, TransformOptions(devices=("cpu",), policy="always"))
+    assert cpu.permutation == {}
+    cuda = transform(prop, TransformOptions(devices=("cpu", "cuda"), policy="always"))
+    groups = cuda.permutation["groups"]
+    assert [g["nodes"] for g in groups] == [["/encoder/layer.0/output/dense/MatMul"]]
+    assert groups[0]["residual_after"] == 0
