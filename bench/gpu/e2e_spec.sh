@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU host after .gpu/install.sh (ORT staged): BERT-base widths, 4 layers, fp16, every encoder linear
-# sparse by models/specs/$SPEC.yaml (default bert_tile75: tile-wise 75%; bert_2of4: 2:4), batch 32 x 128,
+# sparse by models/specs/$SPEC.yaml (default bert_tile75: tile-wise 75%; bert_2of4: 2:4; bert_unstructured90), batch 32 x 128,
 # converted and tuned on the GPU with the default kernels (Hopper wgmma, with their portable fallback), then
 # without them (SPARSIFY_WGMMA=0: mma.sync, or cuSPARSELt for 2:4); each report times the engine against the
 # pruned dense model on the CUDA execution provider in the same run.
@@ -12,7 +12,7 @@ S="--input-shape input_ids=32x128 --input-shape attention_mask=32x128"
 SPEC=${SPEC:-bert_tile75}
 for v in ${@:-wgmma mma}; do
   if [ $v = mma ]; then export SPARSIFY_WGMMA=0; else unset SPARSIFY_WGMMA; fi
-  timeout 280 python3 -m sparsify_onnx convert /tmp/bb16.onnx models/specs/$SPEC.yaml -o /tmp/eng-$SPEC-$v \
+  timeout ${CONVERT_TIMEOUT:-280} python3 -m sparsify_onnx convert /tmp/bb16.onnx models/specs/$SPEC.yaml -o /tmp/eng-$SPEC-$v \
     --device cuda --arch sm_90 $S > $OUT/convert-$SPEC-$v.log 2>&1
   echo "$v rc=$?"; grep "^OK\|^FAILED\|error\|engine  \|pruned dense\|plan:\|tuning.*nm" $OUT/convert-$SPEC-$v.log | head -12
 done
