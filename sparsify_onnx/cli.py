@@ -134,6 +134,9 @@ class Convert(Command):
         p.add_argument("--infer-rules", action="store_true", help="tensor scrambling for ops without a rule")
         p.add_argument("--no-tune", action="store_true",
                        help="do not time CUDA tile candidates on the GPU (the cost model picks)")
+        p.add_argument("--no-reorder", action="store_true",
+                       help="keep the K order of unstructured weights (by default, converting for CUDA reorders K "
+                            "where that is free, e.g. FFN2 with FFN1's columns, so the weight runs as 2:4)")
         p.add_argument("-q", "--quiet", action="store_true")
 
     def run(self, args):
@@ -144,7 +147,7 @@ class Convert(Command):
                              infer_rules=args.infer_rules,
                              cuda_arch=tuple(a.strip() for a in args.arch.split(",") if a.strip()),
                              cpu_arch=args.cpu_arch, threads=args.threads, quiet=args.quiet,
-                             tune=not args.no_tune)
+                             tune=not args.no_tune, reorder=not args.no_reorder)
         report = convert(args.model, args.spec, args.output, opt)
         print(format_console(report))
         return f"engine written to {args.output}"

@@ -28,6 +28,7 @@ class ConvertOptions:
     cpu_arch: str = "native"
     threads: int = 0  # onnxruntime intra-op threads for verify/bench (0 = default)
     tune: bool = True  # time CUDA tile candidates on the GPU when one is present
+    reorder: bool = True  # (CUDA) reorder K of unstructured weights into 2:4 groups where free (transform/permute.py)
     seed: int = 0
     force: bool = True
     quiet: bool = False
@@ -125,7 +126,8 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
 
     pr.stage("transform", f"devices {', '.join(devices)}, decisions for M={M} rows")
     topts = TransformOptions(devices=devices, policy=opt.policy, M=M, cuda_arch=tuple(opt.cuda_arch),
-                             cpu_arch=opt.cpu_arch, compact=spec.propagate, progress=pr.say)
+                             cpu_arch=opt.cpu_arch, compact=spec.propagate, progress=pr.say,
+                             permute=opt.reorder)
     plan = transform(propagated, topts)
     n_sparse = sum(p.action == "sparse" for p in plan.nodes)
     for grp in plan.permutation.get("groups", []):

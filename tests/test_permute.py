@@ -102,7 +102,7 @@ def test_a_block_sparse_producer_keeps_its_columns():
 
 def test_transform_reorders_for_cuda_only():
     """transform() runs the order when it plans CUDA kernels (recorded in Plan.permutation); CPU-only plans keep
-    the model's K order (the CSR kernels do not care)."""
+    the model's K order (the CSR kernels do not care), and so does `convert --no-reorder`."""
     from sparsify_onnx.propagate import propagate
     from sparsify_onnx.transform import transform
     from sparsify_onnx.transform.replace import TransformOptions
@@ -114,3 +114,5 @@ def test_transform_reorders_for_cuda_only():
     groups = cuda.permutation["groups"]
     assert [g["nodes"] for g in groups] == [["/encoder/layer.0/output/dense/MatMul"]]
     assert groups[0]["residual_after"] == 0
+    keep = transform(prop, TransformOptions(devices=("cpu", "cuda"), policy="always", permute=False))  # --no-reorder
+    assert keep.permutation == {}
