@@ -55,13 +55,16 @@ def natural_residual(mask: np.ndarray) -> int:
 _MEMO: dict = {}  # (mask digest, seed) -> order: the pipeline plans up to three times (cost model, tuning)
 
 
-def natural_order(mask: np.ndarray, seed: int = 0, tries: int = 4) -> np.ndarray:
+def natural_order(mask: np.ndarray, seed: int = 0, tries: int = 4, on_search=None) -> np.ndarray:
     """An order of the K rows of a [K, N] boolean mask (K a multiple of 4) whose groups of 4 hold at most two
-    non-zeros in every column wherever the search finds one (see the module docstring)."""
+    non-zeros in every column wherever the search finds one (see the module docstring). ``on_search()`` is
+    called before a search (not when the order is remembered from an earlier call)."""
     import hashlib
 
     key = (hashlib.sha256(np.packbits(mask).tobytes() + repr(mask.shape).encode()).hexdigest(), seed, tries)
     if key not in _MEMO:
+        if on_search:
+            on_search()
         if len(_MEMO) > 64:
             _MEMO.clear()
         _MEMO[key] = _natural_order(mask, seed, tries)
@@ -168,9 +171,8 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
         if before == 0:
             res.log.append(f"K of {names} not permuted: already 2:4 in natural groups")
             continue
-        if progress:
-            progress(f"ordering the K = {K} rows of {names} into 2:4 groups")
-        perm = natural_order(mask, seed=seed)
+        perm = natural_order(mask, seed=seed, on_search=progress and (
+            lambda: progress(f"ordering the K = {K} rows of {names} into 2:4 groups")))
         after = natural_residual(mask[perm])
         if after > MAX_RESIDUAL_SHARE * nnz or after >= before:
             res.log.append(f"K of {names} not permuted: the best order found leaves {after} of {nnz} non-zeros "
