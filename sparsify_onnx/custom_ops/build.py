@@ -127,9 +127,10 @@ def _run(cmd: list[str], what: str, source: Path | None, cwd: Path | None = None
 
 def build_library(sources: list[GeneratedSource], out_dir: Path, *, cuda: bool | None = None,
                   cuda_arch=("sm_80", "sm_90"), cpu_arch: str = "native",
-                  progress: Callable[[str], None] | None = None, jobs: int = 2,
+                  progress: Callable[[str], None] | None = None, jobs: int | None = None,
                   cache: CompileCache | None = None) -> BuildResult:
-    """Compile ``sources`` (+ the op layer) into ``out_dir/libsparsify_ops.so``.
+    """Compile ``sources`` (+ the op layer) into ``out_dir/libsparsify_ops.so``, ``jobs`` at a time (default: the
+    host's cores, at most 8: an nvcc run with large baked tables takes a few GB).
 
     cuda: None = build CUDA sources when there are any and nvcc exists; False = never; True = want them
     (still skipped, with a notice, when nvcc is missing).
@@ -208,6 +209,7 @@ def build_library(sources: list[GeneratedSource], out_dir: Path, *, cuda: bool |
         obj, hit = cache.get_or_build(key, obj_name, build)
         return obj, hit, cmd_txt
 
+    jobs = jobs or min(8, os.cpu_count() or 2)
     say(f"compiling {len(jobs_list)} translation units (jobs={jobs}, cache {cache.root})")
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
         results = list(ex.map(compile_one, jobs_list))
