@@ -48,6 +48,31 @@ def test_bert_engine_on_cuda_matches_pruned_model(tmp_path, dtype, tol):
     assert np.isfinite(out0.astype(np.float32)).all()
 
 
+def test_reordered_ffn2_on_cuda_matches_pruned_model(tmp_path):
+    """Unstructured 90% FFN2 converted for CUDA: its K is reordered with FFN1's columns and bias (manifest), its
+    kernel is the cover in natural order, and the engine on the CUDA EP matches the pruned dense model (whose order
+    is the model's own)."""
+    import json
+
+    from models.bert import BertConfig, build_bert, save_model
+    from sparsify_onnx.pipeline import ConvertOptions, convert
+
+    mp = tmp_path / "bert.onnx"
+    save_model(build_bert(BertConfig.preset("tiny", dtype="fp16"), seed=2), mp)
+    sp = tmp_path / "spec.yaml"
+    sp.write_text("version: 1\nrules:\n  - select: {node: \"/encoder/layer.*/MatMul\"}\n"
+                  "    pattern: unstructured\n    sparsity: 0.9\n")
+    out = tmp_path / "engine"
+    report = convert(mp, sp, out, ConvertOptions(device="cuda", policy="always", bench=False, quiet=True,
+                                                 cuda_arch=("sm_90",), tune=False,
+                                                 input_shapes={"input_ids": (4, 64), "attention_mask": (4, 64)}))
+    assert report["verification"]["passed"], report["verification"]
+    groups = json.loads((out / "manifest.json").read_text())["permutation"]["groups"]
+    assert [g["nodes"] for g in groups] == [[f"/encoder/layer.{i}/output/dense/MatMul"] for i in range(2)]
+    ffn2 = [p for p in (out / "src").glob("*cover_wgmma*k256_n64*.cu")]
+    assert len(ffn2) == 2 and all("COVER, natural order" in p.read_text() for p in ffn2)
+
+
 def _one_node(tmp_path, family):
     """A one-node SparseLinear model's library for ``family`` (K = N = 256), a session maker (values scale, GPU) and
     a check of a session's output against numpy."""
