@@ -48,10 +48,11 @@ def test_bert_engine_on_cuda_matches_pruned_model(tmp_path, dtype, tol):
     assert np.isfinite(out0.astype(np.float32)).all()
 
 
-def test_reordered_ffn2_on_cuda_matches_pruned_model(tmp_path):
-    """Unstructured 90% FFN2 converted for CUDA: its K is reordered with FFN1's columns and bias (manifest), its
-    kernel is the cover in natural order, and the engine on the CUDA EP matches the pruned dense model (whose order
-    is the model's own)."""
+def test_reordered_k_on_cuda_matches_pruned_model(tmp_path):
+    """Every linear unstructured at 90%, converted for CUDA: FFN2's K is reordered with FFN1's columns and bias, the
+    attention output's per head with V's columns and bias (manifest); those nodes run the cover in natural order,
+    Q/K/V/FFN1 the pair-permuted one; the engine on the CUDA EP matches the pruned dense model (whose order is the
+    model's own)."""
     import json
 
     from models.bert import BertConfig, build_bert, save_model
@@ -67,10 +68,13 @@ def test_reordered_ffn2_on_cuda_matches_pruned_model(tmp_path):
                                                  cuda_arch=("sm_90",), tune=False,
                                                  input_shapes={"input_ids": (4, 64), "attention_mask": (4, 64)}))
     assert report["verification"]["passed"], report["verification"]
-    groups = json.loads((out / "manifest.json").read_text())["permutation"]["groups"]
-    assert [g["nodes"] for g in groups] == [[f"/encoder/layer.{i}/output/dense/MatMul"] for i in range(2)]
-    ffn2 = [p for p in (out / "src").glob("*cover_wgmma*k256_n64*.cu")]
-    assert len(ffn2) == 2 and all("COVER, natural order" in p.read_text() for p in ffn2)
+    manifest = json.loads((out / "manifest.json").read_text())
+    reordered = {n for g in manifest["permutation"]["groups"] for n in g["nodes"]}
+    assert reordered == {f"/encoder/layer.{i}/{p}/dense/MatMul" for i in range(2) for p in ("output", "attention/output")}
+    for n in manifest["plan"]:
+        if n["action"] == "sparse":
+            src = (out / "src" / f"{n['kernels']['cuda']['name']}.cu").read_text()
+            assert ("COVER, natural order" in src) is (n["node"] in reordered), n["node"]
 
 
 def _one_node(tmp_path, family):

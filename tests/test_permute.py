@@ -60,25 +60,35 @@ def test_natural_residual_counts_entries_past_two():
     assert natural_residual(m) == 3
 
 
-def test_ffn2_is_reordered_with_ffn1_and_the_outputs_stay():
-    """BERT with every linear 90% unstructured: FFN2's K (the intermediate features) is reordered, together with
-    FFN1's weight columns and bias, and then holds at most two non-zeros per group of 4 in every column; the
-    attention and FFN1 weights read LayerNorm's output (a fixed axis) and stay as they are. onnxruntime gives the
-    same outputs before and after."""
-    an = _annotated([("/encoder/layer.*/MatMul", UNSTR90)])
+def test_ffn2_and_attention_output_are_reordered_and_the_outputs_stay():
+    """BERT with every linear 90% unstructured: FFN2's K (the intermediate features) is reordered together with
+    FFN1's weight columns and bias; the attention output's K (heads x head size) per head, together with V's
+    columns and bias, each head's k staying in its head. Both then hold at most two non-zeros per group of 4 in
+    every column. Q, K, V and FFN1 read LayerNorm's output (a fixed axis) and stay as they are. onnxruntime gives
+    the same outputs before and after."""
+    an = _annotated([("/encoder/layer.*/MatMul", UNSTR90)], hidden=128, heads=4, intermediate=512)
     res = permute_k(an.loaded, an.selections, dtypes=(np.float32,))
-    assert len(res.groups) == 2  # one per layer
     inits = {t.name: numpy_helper.to_array(t) for t in res.model.graph.initializer}
-    for i, g in enumerate(res.groups):
-        w2, w1, b1 = (f"encoder.layer.{i}.{n}" for n in ("output.dense.weight", "intermediate.dense.weight",
-                                                         "intermediate.dense.bias"))
-        assert g["weights"] == [w2] and g["residual_after"] == 0 < g["residual_before"]
-        assert {f"{w1}[axis 1]", f"{b1}[axis 0]", f"{w2}[axis 0]"} <= set(g["initializers"])
-        assert natural_residual(inits[w2] != 0) == 0
-        old = an.loaded.weights  # (b1's entries are distinct: they give the order)
-        perm = np.array([int(np.flatnonzero(old[b1] == v)[0]) for v in inits[b1]])
-        assert np.array_equal(inits[w1], old[w1][:, perm]) and np.array_equal(inits[w2], old[w2][perm])
-    assert any("query" in line or "attention" in line for line in res.log)
+    old = an.loaded.weights
+    by_node = {g["nodes"][0]: g for g in res.groups}
+    assert len(res.groups) == 4 and all(len(g["nodes"]) == 1 for g in res.groups)
+    for i in range(2):
+        p = f"encoder.layer.{i}."
+        for node, w2, w1, b1, heads in ((f"/encoder/layer.{i}/output/dense/MatMul", "output.dense.weight",
+                                         "intermediate.dense.weight", "intermediate.dense.bias", 1),
+                                        (f"/encoder/layer.{i}/attention/output/dense/MatMul",
+                                         "attention.output.dense.weight", "attention.self.value.weight",
+                                         "attention.self.value.bias", 4)):
+            g = by_node[node]
+            w2, w1, b1 = p + w2, p + w1, p + b1
+            assert g["weights"] == [w2] and g["heads"] == heads and g["residual_after"] == 0 < g["residual_before"]
+            assert {f"{w1}[axis 1]", f"{b1}[axis 0]", f"{w2}[axis 0]"} == set(g["initializers"])
+            assert natural_residual(inits[w2] != 0) == 0
+            perm = np.array([int(np.flatnonzero(old[b1] == v)[0]) for v in inits[b1]])  # (b1's entries differ)
+            assert np.array_equal(inits[w1], old[w1][:, perm]) and np.array_equal(inits[w2], old[w2][perm])
+            d = perm.size // heads
+            assert (perm // d == np.arange(perm.size) // d).all()  # each head's k stay in their head
+    assert sum("not permuted" in line for line in res.log) == 8  # Q, K, V, FFN1 of both layers
     feeds = _feeds(an)
     for a, b in zip(_run(an.loaded.model, feeds), _run(res.model, feeds)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
@@ -96,7 +106,9 @@ def test_a_block_sparse_producer_keeps_its_columns():
     an = _annotated([("/encoder/layer.*/intermediate/dense/MatMul", "pattern: block\n    block: [16, 16]\n"
                                                                      "    sparsity: 0.5"), (FFN2, UNSTR90)])
     res = permute_k(an.loaded, an.selections, dtypes=(np.float32,))
-    assert res.groups == [] and res.edits == {}
+    # (the FFN2 pattern also matches the attention output, which is reordered with V)
+    assert not any("intermediate" in t for t in res.edits) and all("/output/dense" not in g["nodes"][0] or
+                                                                  "attention" in g["nodes"][0] for g in res.groups)
     assert any("block" in line and "not permuted" in line for line in res.log), res.log
 
 
@@ -112,7 +124,45 @@ def test_transform_reorders_for_cuda_only():
     assert cpu.permutation == {}
     cuda = transform(prop, TransformOptions(devices=("cpu", "cuda"), policy="always"))
     groups = cuda.permutation["groups"]
-    assert [g["nodes"] for g in groups] == [["/encoder/layer.0/output/dense/MatMul"]]
-    assert groups[0]["residual_after"] == 0
+    assert sorted(g["nodes"][0] for g in groups) == ["/encoder/layer.0/attention/output/dense/MatMul",
+                                                     "/encoder/layer.0/output/dense/MatMul"]
+    assert all(g["residual_after"] == 0 for g in groups)
     keep = transform(prop, TransformOptions(devices=("cpu", "cuda"), policy="always", permute=False))  # --no-reorder
     assert keep.permutation == {}
+
+
+@pytest.mark.parametrize("head_constant", [False, True])
+def test_heads_are_ordered_apart_unless_a_constant_spans_them(head_constant):
+    """x -> V -> split into 4 heads of 16 -> (+ c[16], one constant shared by every head) -> merge -> Wo: without
+    c, Wo's K is ordered per head with V's columns (outputs unchanged); with c, a per-head order would need c in
+    four different orders at once, so nothing is reordered and the log says why."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent / "propagate"))
+    from proputil import helper, init, make_model, vi
+
+    rng = np.random.default_rng(4)
+    wv = rng.standard_normal((64, 64)).astype(np.float32)
+    wo = (rng.standard_normal((64, 96)) * (rng.random((64, 96)) < 0.1)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "wv"], ["v"]),
+             helper.make_node("Reshape", ["v", "split"], ["vh"])]
+    inits = [init("wv", wv), init("wo", wo), init("split", np.array([0, 0, 4, 16], np.int64)),
+             init("merge", np.array([0, 0, 64], np.int64))]
+    if head_constant:
+        nodes.append(helper.make_node("Add", ["vh", "c"], ["vc"]))
+        inits.append(init("c", rng.standard_normal(16).astype(np.float32)))
+    nodes += [helper.make_node("Reshape", ["vc" if head_constant else "vh", "merge"], ["ctx"]),
+              helper.make_node("MatMul", ["ctx", "wo"], ["y"])]
+    model = make_model(nodes, [vi("x", ["b", 8, 64])], [vi("y", ["b", 8, 96])], inits)
+    an = annotate(index_model(model), parse_spec(_spec([("MatMul_wo", UNSTR90)]).replace(
+        '{node: "MatMul_wo"}', '{tensor: "wo"}')))
+    res = permute_k(an.loaded, an.selections, dtypes=(np.float32,))
+    if head_constant:
+        assert res.groups == [] and any("constant runs along the head-size axis" in m for m in res.log), res.log
+        return
+    (g,) = res.groups
+    assert g["heads"] == 4 and set(g["initializers"]) == {"wv[axis 1]", "wo[axis 0]"}
+    assert natural_residual(numpy_helper.to_array(
+        next(t for t in res.model.graph.initializer if t.name == "wo")) != 0) == 0
+    x = {"x": rng.standard_normal((2, 8, 64)).astype(np.float32)}
+    np.testing.assert_allclose(_run(an.loaded.model, x)[0], _run(res.model, x)[0], rtol=1e-4, atol=1e-4)

@@ -15,7 +15,8 @@ Patterns ending in ``-wgmma`` use the Hopper families (``cuda_tile_wgmma``, ``cu
 their launchers run the portable kernel they carry, and the row says "fallback ran".
 ``unstructured-korder-wgmma`` is the same random unstructured weight as ``unstructured-wgmma`` with its rows (K) in the
 order the transform stage gives it where K can be reordered for free (transform/permute.py: BERT's FFN2, whose K is
-FFN1's output features), so the cover runs in k's own order; X is the same random X.
+FFN1's output features), so the cover runs in k's own order; X is the same random X. ``unstructured-horder-wgmma``
+orders each 64 rows among themselves, as for attention's output projection (K = heads x 64, ordered per head).
 
 ``--build-only`` renders and compiles every kernel into the cache
 (``$SPARSIFY_CACHE_DIR/cuda-dev``) without a GPU, so a GPU run only loads them.
@@ -43,7 +44,7 @@ SHAPES = [(4096, 768, 768), (4096, 3072, 768), (4096, 768, 3072), (8192, 8192, 8
 DENSITIES = [0.5, 0.25, 0.1, 0.05]
 PATTERNS = ["block16", "block32", "block64", "unstructured", "2:4", "tile",
             "block32-wgmma", "block64-wgmma", "tile-wgmma", "2:4-wgmma", "unstructured-wgmma",
-            "unstructured-korder-wgmma"]  # -wgmma: the Hopper families (off Hopper: their fallback)
+            "unstructured-korder-wgmma", "unstructured-horder-wgmma"]  # -wgmma: the Hopper families (off Hopper: their fallback)
 FAMILY = {"block": "cuda_bcsr_tc", "unstructured": "cuda_csr", "nm": "cuda_nm_sparselt", "tile": "cuda_tile"}
 WGMMA_FAMILY = {"block": "cuda_bcsr_wgmma", "tile": "cuda_tile_wgmma", "nm": "cuda_nm_wgmma",
                 "unstructured": "cuda_cover_wgmma"}  # "<pattern>-wgmma": the experimental kernels
@@ -60,7 +61,7 @@ def make_pattern(name: str) -> Pattern:
     if name.startswith("block"):
         b = int(name[5:])
         return Pattern("block", block=(b, b))
-    if name in ("unstructured", "unstructured-korder"):
+    if name in ("unstructured", "unstructured-korder", "unstructured-horder"):
         return Pattern("unstructured")
     if name == "2:4":
         return Pattern("nm", n=2, m=4)
@@ -118,7 +119,7 @@ def plan_cases(shapes, patterns, densities, sweep=False, seed=0):
                 if sweep and (pat.kind in ("block", "tile") and d in (0.1, 0.25) or pat.kind == "nm"
                               or pname.startswith("unstructured-") and d == 0.1):
                     tiles = fam.tile_candidates(pat, K, N, "fp16")[:12 if M * N * K < 2 ** 36 else 6]
-                base = pname.removesuffix("-wgmma").removesuffix("-korder")  # (-korder: the same weight, reordered)
+                base = pname.removesuffix("-wgmma").removesuffix("-korder").removesuffix("-horder")  # (the same weight)
                 for tile in tiles:
                     cases.append(dict(case, tile=tile, seed=seed + zlib.crc32(f"{N},{K},{base},{d}".encode()) % 100000))
     return cases
@@ -133,9 +134,11 @@ def _weight(pname, K, N, density, seed):
         _WCACHE.clear()  # cases come grouped: keep one weight at a time
         pat = make_pattern(pname)
         W = make_weight(pat, K, N, density, seed)
-        if "-korder" in pname and K % 4 == 0:
-            from ..transform.permute import natural_order
-            W = np.ascontiguousarray(W[natural_order(W != 0)])
+        if ("-korder" in pname or "-horder" in pname) and K % 64 == 0:
+            from ..transform.permute import best_natural_order
+            d = 64 if "-horder" in pname else K  # (rows ordered among themselves, as convert orders them)
+            W = np.ascontiguousarray(W[np.concatenate([h + best_natural_order(W[h:h + d] != 0, 0)
+                                                       for h in range(0, K, d)])])
         _WCACHE[key] = (W, pack(W, pat, dtype=np.float16))
     return _WCACHE[key]
 

@@ -33,6 +33,7 @@ from ..graph import Loaded
 MAX_RESIDUAL_SHARE = 1e-3  # of the group's non-zeros, after the order
 MAX_DENSITY = 0.3  # denser weights: no order gets near two per group of 4; not searched
 MAX_K = 8192  # the search is O(K^2) in time and memory
+SEEDS = 8  # orders tried per block of k until one leaves no residual
 PERMUTABLE_PATTERNS = ("unstructured", "channel")  # other weights of the group may carry these along the axis
 
 
@@ -97,6 +98,20 @@ def _natural_order(mask: np.ndarray, seed: int, tries: int) -> np.ndarray:
     return np.array([k for p in order for k in pairs[p]], np.int64)
 
 
+def best_natural_order(mask: np.ndarray, seed: int, on_search=None) -> np.ndarray:
+    """natural_order from up to SEEDS seeds (a small block, e.g. one head of 64 k, often needs a few), the first
+    that leaves no residual, else the one that leaves the least."""
+    best = None
+    for s in range(seed, seed + SEEDS):
+        order = natural_order(mask, seed=s, on_search=on_search if s == seed else None)
+        r = natural_residual(mask[order])
+        if best is None or r < best[0]:
+            best = (r, order)
+        if r == 0:
+            break
+    return best[1]
+
+
 def _k_slot(lo: Loaded, node) -> tuple[str, int] | None:
     """(weight, axis) of the K axis of a MatMul/Gemm's constant 2-D weight."""
     if node.op_type not in ("MatMul", "Gemm") or len(node.input) < 2:
@@ -122,12 +137,10 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
         pl.visit(node)
     for vi in list(g.input) + list(g.output):
         pl.blocked.update(pl.slots_of(vi.name))
-    members: dict = {}
-    for s in list(pl.uf.p):
-        members.setdefault(pl.uf.find(s), []).append(s)
-    related = {pl.uf.find(s) for d, fs in pl.relations for s in [d, *fs]}
+    groups = _Groups(pl)
 
-    targets: dict = {}  # group root -> [(node name, weight, axis)]
+    units: dict = {}  # unit key -> (slots that take the order, heads, [(node name, weight, axis)])
+    res = PermuteResult(model=lo.model)
     for node in g.node:
         ks = _k_slot(lo, node)
         sel = selections.get(ks[0]) if ks else None
@@ -135,30 +148,23 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
             continue
         if ks not in pl.uf.p:
             continue
-        targets.setdefault(pl.uf.find(ks), []).append((lo.node_name(node), *ks))
+        key, slots, heads, why = groups.unit(pl.uf.find(ks), lo)
+        if why:
+            res.log.append(f"K of {lo.node_name(node)} not permuted: {why}")
+            continue
+        units.setdefault(key, (slots, heads, []))[2].append((lo.node_name(node), *ks))
 
-    res = PermuteResult(model=lo.model)
-    for root, tl in targets.items():
+    for slots, heads, tl in units.values():
         names = ", ".join(t[0] for t in tl)
-        ms = members.get(root, [])
+        K = pl.size(tl[0][1:])
         why = None
-        if root in related:
-            why = "the axis is split or merged by a reshape"
-        elif any(s in pl.blocked for s in ms):
-            why = "the axis is fixed elsewhere (a graph input or output, a normalisation, an op without a handler)"
-        elif len({pl.size(s) for s in ms}) != 1:
-            why = "the group's sizes are not all known"
-        if why is None:
-            for t, ax in ms:
-                if t not in lo.initializer_names:
-                    continue
-                sel = selections.get(t)
-                if sel is not None and sel.pattern.kind not in PERMUTABLE_PATTERNS:
-                    why = f"{t} is {sel.pattern.short()} along the axis"
-                    break
-        K = pl.size(ms[0]) if ms else None
-        if why is None and (K is None or K % 4 or K > MAX_K):
-            why = f"K = {K}: not a multiple of 4 up to {MAX_K}"
+        for t, ax in slots:
+            sel = selections.get(t) if t in lo.initializer_names else None
+            if sel is not None and sel.pattern.kind not in PERMUTABLE_PATTERNS:
+                why = f"{t} is {sel.pattern.short()} along the axis"
+                break
+        if why is None and (K is None or K % heads or (K // heads) % 4 or K > MAX_K):
+            why = f"K = {K}" + (f" in {heads} heads" if heads > 1 else "") + f": not a multiple of 4 up to {MAX_K}"
         if why is None:
             mask = np.concatenate([np.moveaxis(lo.weights[w], ax, 0) != 0 for _, w, ax in tl], axis=1)
             nnz = int(mask.sum())
@@ -171,17 +177,19 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
         if before == 0:
             res.log.append(f"K of {names} not permuted: already 2:4 in natural groups")
             continue
-        perm = natural_order(mask, seed=seed, on_search=progress and (
-            lambda: progress(f"ordering the K = {K} rows of {names} into 2:4 groups")))
+        d = K // heads  # (each head's k are ordered among themselves)
+        say = progress and (lambda: progress(f"ordering the K = {K} rows of {names} into 2:4 groups" + (
+            f" ({heads} heads)" if heads > 1 else "")))
+        perm = np.concatenate([h * d + best_natural_order(mask[h * d:(h + 1) * d], seed, say) for h in range(heads)])
         after = natural_residual(mask[perm])
         if after > MAX_RESIDUAL_SHARE * nnz or after >= before:
             res.log.append(f"K of {names} not permuted: the best order found leaves {after} of {nnz} non-zeros "
                            f"past two per group of 4 (natural order: {before})")
             continue
-        inits = sorted({s for s in ms if s[0] in lo.initializer_names})
+        inits = sorted({s for s in slots if s[0] in lo.initializer_names})
         for t, ax in inits:
             res.edits[t] = np.take(res.edits.get(t, lo.weights[t]), perm, axis=ax)
-        res.groups.append({"weights": [w for _, w, _ in tl], "nodes": [t[0] for t in tl], "K": K,
+        res.groups.append({"weights": [w for _, w, _ in tl], "nodes": [t[0] for t in tl], "K": K, "heads": heads,
                            "initializers": [f"{t}[axis {ax}]" for t, ax in inits],
                            "residual_before": before, "residual_after": after, "nnz": nnz})
     if res.edits:
@@ -192,3 +200,68 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
                 t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(res.edits[t.name]), t.name))
         res.model = model
     return res
+
+
+class _Groups:
+    """Compaction's channel groups, and which of them an order may be applied to."""
+
+    def __init__(self, pl):
+        self.pl = pl
+        self.members: dict = {}
+        for s in list(pl.uf.p):
+            self.members.setdefault(pl.uf.find(s), []).append(s)
+        self.splits: dict = {}  # product root -> {(factor roots, factor sizes)}: reshapes that split or merge it
+        self.as_factor: dict = {}  # factor root -> {factor roots of each relation it is a factor of}
+        for d, fs in pl.relations:
+            for x in (d, *fs):  # (a slot only a reshape touches is a group of its own)
+                self.members.setdefault(pl.uf.find(x), [x])
+            facts = tuple(pl.uf.find(f) for f in fs)
+            self.splits.setdefault(pl.uf.find(d), set()).add((facts, tuple(pl.size(f) for f in fs)))
+            for f in facts:
+                self.as_factor.setdefault(f, set()).add(facts)
+
+    def fixed(self, root) -> str | None:
+        ms = self.members.get(root, [])
+        if any(s in self.pl.blocked for s in ms):
+            return "the axis is fixed elsewhere (a graph input or output, a normalisation, an op without a handler)"
+        if len({self.pl.size(s) for s in ms}) != 1 or None in {self.pl.size(s) for s in ms}:
+            return "the group's sizes are not all known"
+        return None
+
+    def unit(self, root, lo):
+        """(key, slots that take the order, heads, why not): the K group itself, or, for an axis a reshape splits
+        into (heads, head size), every axis made of those two factors, each head's k ordered among themselves
+        (attention's output projection: its K is V's output features, per head). Valid when the head-size
+        axis is only ever split from or merged into (heads, head size), holds no constant, and every tensor
+        that has it also has the heads axis (so no op mixes heads along it)."""
+        if root in self.as_factor:
+            return None, [], 1, "the axis is a factor of a reshape"
+        if root not in self.splits:
+            why = self.fixed(root)
+            return ("plain", root), self.members.get(root, []), 1, why
+        if len(self.splits[root]) != 1:
+            return None, [], 1, "reshapes split the axis in different ways"
+        (facts, sizes), = self.splits[root]
+        if len(facts) != 2:
+            return None, [], 1, f"a reshape splits the axis into {len(facts)} axes, not (heads, head size)"
+        hr, dr = facts
+        if dr in self.splits or self.as_factor.get(dr) != {facts}:
+            return None, [], 1, "the head-size axis is also reshaped otherwise"
+        why = self.fixed(dr)
+        if why:
+            return None, [], 1, "head size: " + why
+        if any(t in lo.initializer_names for t, _ in self.members[dr]):
+            return None, [], 1, "a constant runs along the head-size axis"
+        with_heads = {t for t, _ in self.members.get(hr, [])}
+        if any(t not in with_heads for t, _ in self.members[dr]):
+            return None, [], 1, "a tensor has the head-size axis without the heads axis"
+        products = [p for p, sp in self.splits.items() if any(f == facts for f, _ in sp)]
+        slots = []
+        for p in products:
+            if len(self.splits[p]) != 1 or p in self.as_factor:
+                return None, [], 1, "an axis made of the same heads is also reshaped otherwise"
+            why = self.fixed(p)
+            if why:
+                return None, [], 1, why
+            slots += self.members.get(p, [])
+        return ("heads", hr, dr), slots, sizes[0], None
