@@ -7,17 +7,19 @@ On Hopper such a weight runs as a plain 2:4 product on the sparse tensor cores (
 form: X read 16 bytes at a time), instead of the pair-permuted cover, whose 4-byte loads of X cost 1.5x.
 
 Free means: the K axis is one of compaction's channel groups (`compact._Planner`: union-find over the axes that
-must change together; graph inputs and outputs, LayerNorm's and Softmax's axes, reshapes that split or merge the
-axis, and ops without a handler block a group), so the same permutation applied to every initializer of the
-group leaves the model's outputs unchanged. In a transformer that is the FFN: FFN1's output features (its weight
-columns and bias), the activation between, and FFN2's K. The attention and FFN1 inputs come from LayerNorm and
-stay as they are.
+must change together; graph inputs and outputs, LayerNorm's and Softmax's axes, and ops without a handler block
+a group), so the same permutation applied to every initializer of the group leaves the model's outputs
+unchanged. In a transformer that is the FFN: FFN1's output features (its weight columns and bias), the
+activation between, and FFN2's K. An axis that reshapes split into (heads, head size) and merge back is ordered
+per head (`_Groups.unit`): attention's output projection, whose K is V's output features, with V's columns and
+bias, each head's k among themselves. Q, K, V and FFN1 read LayerNorm's output and stay as they are.
 
 The order (`natural_order`): pair the k whose non-zeros overlap least in the output columns, then match the
-pairs into groups of 4 that no column fills past two (the cover's ``pair_up``). At 90% random sparsity this
-finds an exact order for BERT's FFN2 ([3072, 768]) and for [768, 768]; none exists for [768, 3072] (every group
-would have to suit 3072 columns) nor at 80%. The order is applied only when what stays past two (the residual,
-added by the kernel from X in global memory) is at most `MAX_RESIDUAL_SHARE` of the non-zeros.
+pairs into groups of 4 that no column fills past two (the cover's ``pair_up``); `best_natural_order` tries a few
+seeds until one leaves nothing past two. At 90% random sparsity this finds an exact order for BERT's FFN2
+([3072, 768]) and, per head of 64, for its attention output ([768, 768]); none exists for [768, 3072] (every
+group would have to suit 3072 columns) nor at 80%. The order is applied only when what stays past two (the
+residual, added by the kernel from X in global memory) is at most `MAX_RESIDUAL_SHARE` of the non-zeros.
 """
 from __future__ import annotations
 
