@@ -50,9 +50,8 @@ def test_bert_engine_on_cuda_matches_pruned_model(tmp_path, dtype, tol):
 
 def test_reordered_k_on_cuda_matches_pruned_model(tmp_path):
     """Every linear unstructured at 90%, converted for CUDA: FFN2's K is reordered with FFN1's columns and bias, the
-    attention output's per head with V's columns and bias (manifest); those nodes run the cover in natural order,
-    Q/K/V/FFN1 the pair-permuted one; the engine on the CUDA EP matches the pruned dense model (whose order is the
-    model's own)."""
+    attention output's per head with V's columns and bias (manifest); those nodes run the cover in natural order;
+    the engine on the CUDA EP matches the pruned dense model (whose order is the model's own)."""
     import json
 
     from models.bert import BertConfig, build_bert, save_model
@@ -71,10 +70,10 @@ def test_reordered_k_on_cuda_matches_pruned_model(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     reordered = {n for g in manifest["permutation"]["groups"] for n in g["nodes"]}
     assert reordered == {f"/encoder/layer.{i}/{p}/dense/MatMul" for i in range(2) for p in ("output", "attention/output")}
-    for n in manifest["plan"]:
-        if n["action"] == "sparse":
+    for n in manifest["plan"]:  # (the others take whichever form costs less: at K = 64 often the natural one too)
+        if n["node"] in reordered:
             src = (out / "src" / f"{n['kernels']['cuda']['name']}.cu").read_text()
-            assert ("COVER, natural order" in src) is (n["node"] in reordered), n["node"]
+            assert n["action"] == "sparse" and "COVER, natural order" in src, n["node"]
 
 
 def _one_node(tmp_path, family):
