@@ -41,9 +41,10 @@ NM_WGMMA_SM_RATE = 6.5e12
 
 # the best tiles of session 5's H200 sweep first: 3 warpgroups x 128 rows (one wave of 128 CTAs at N = 768) at
 # (4096, 768, 768) 1.24x and (4096, 768, 3072) 1.09x; 4 x 128 at (4096, 3072, 768) 1.20x; 2 x 256 rastered at
-# 8192^3; then the runners-up
-CANDIDATES = [(3, 128, 64, 4, 1, 0), (4, 128, 64, 4, 1, 0), (2, 256, 64, 3, 1, 8), (3, 128, 128, 3, 1, 0),
-              (2, 96, 64, 4, 1, 0), (4, 96, 64, 4, 1, 0), (2, 128, 64, 4, 0, 0)]
+# 8192^3; then the runners-up. 3 x 128 x 128 waited each step is the best at (4096, 768, 3072) in session 9's A/B
+# (bench/cuda/s9/run3-nm128: 21.5 us = 1.22x against 22.8 for the first tile), for the natural cover too.
+CANDIDATES = [(3, 128, 64, 4, 1, 0), (3, 128, 128, 3, 0, 0), (4, 128, 64, 4, 1, 0), (2, 256, 64, 3, 1, 8),
+              (3, 128, 128, 3, 1, 0), (2, 96, 64, 4, 1, 0), (4, 96, 64, 4, 1, 0), (2, 128, 64, 4, 0, 0)]
 
 
 @register_family
@@ -266,7 +267,7 @@ class CudaCoverWgmma(CudaNmWgmma):
         four = [(4, 96, 128, 3, 0, 0), (4, 128, 128, 3, 0, 0)]
         if N >= 2048:
             four.reverse()
-        return [t for t in [(3, 128, 128, 3, 0, 0)] + four + CANDIDATES if self.fits(K, t)]
+        return [t for t in dict.fromkeys([(3, 128, 128, 3, 0, 0)] + four + CANDIDATES) if self.fits(K, t)]
 
     def tables(self, spec, packed, t):
         """The cover in k's own order where its residual costs less than the pair order's 4-byte loads (per row
