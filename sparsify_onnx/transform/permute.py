@@ -247,7 +247,7 @@ class _Groups:
         if len(facts) != 2:
             return None, [], 1, f"a reshape splits the axis into {len(facts)} axes, not (heads, head size)"
         hr, dr = facts
-        if dr in self.splits or self.as_factor.get(dr) != {facts}:
+        if hr == dr or dr in self.splits or self.as_factor.get(dr) != {facts}:
             return None, [], 1, "the head-size axis is also reshaped otherwise"
         why = self.fixed(dr)
         if why:
