@@ -7,6 +7,11 @@
 set -u
 cd "$(dirname "$0")/../.."
 ab() {  # the A/B sets: M N K pattern density rounds tiles... (-wgmma 2:4 and cover tile fields: NWG x BM x KS x STAGES x INFLIGHT x RS)
+  if [ "${AB_SET:-}" = ressmem ]; then  # session 9, fourth call: a few residual entries from shared memory
+    timeout -k 5 90 python3 bench/cuda/ab.py 4096 768 768 unstructured-horder1-wgmma 0.1 5 3x128x64x4x1x0 3x128x128x3x1x0
+    timeout -k 5 90 python3 bench/cuda/ab.py 4096 768 768 unstructured-horder-wgmma 0.1 5 3x128x64x4x1x0 3x128x128x3x1x0
+    return
+  fi
   if [ "${AB_SET:-}" = nm128 ]; then  # session 9, third call: the 2:4 kernel with the natural cover's best tile
     for s in "4096 768 768" "4096 768 3072" "4096 3072 768"; do
       timeout -k 5 90 python3 bench/cuda/ab.py $s 2:4-wgmma 0.5 5 3x128x64x4x1x0 3x128x128x3x0x0 3x128x128x3x1x0 4x128x128x3x0x0 4x128x64x4x1x0

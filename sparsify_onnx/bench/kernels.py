@@ -16,7 +16,8 @@ their launchers run the portable kernel they carry, and the row says "fallback r
 ``unstructured-korder-wgmma`` is the same random unstructured weight as ``unstructured-wgmma`` with its rows (K) in the
 order the transform stage gives it where K can be reordered for free (transform/permute.py: BERT's FFN2, whose K is
 FFN1's output features), so the cover runs in k's own order; X is the same random X. ``unstructured-horder-wgmma``
-orders each 64 rows among themselves, as for attention's output projection (K = heads x 64, ordered per head).
+orders each 64 rows among themselves, as for attention's output projection (K = heads x 64, ordered per head);
+``unstructured-horder1-wgmma`` the same with one seed per head, which leaves a few entries past two (the residual).
 
 ``--build-only`` renders and compiles every kernel into the cache
 (``$SPARSIFY_CACHE_DIR/cuda-dev``) without a GPU, so a GPU run only loads them.
@@ -61,7 +62,7 @@ def make_pattern(name: str) -> Pattern:
     if name.startswith("block"):
         b = int(name[5:])
         return Pattern("block", block=(b, b))
-    if name in ("unstructured", "unstructured-korder", "unstructured-horder"):
+    if name in ("unstructured", "unstructured-korder", "unstructured-horder", "unstructured-horder1"):
         return Pattern("unstructured")
     if name == "2:4":
         return Pattern("nm", n=2, m=4)
@@ -119,7 +120,7 @@ def plan_cases(shapes, patterns, densities, sweep=False, seed=0):
                 if sweep and (pat.kind in ("block", "tile") and d in (0.1, 0.25) or pat.kind == "nm"
                               or pname.startswith("unstructured-") and d == 0.1):
                     tiles = fam.tile_candidates(pat, K, N, "fp16")[:12 if M * N * K < 2 ** 36 else 6]
-                base = pname.removesuffix("-wgmma").removesuffix("-korder").removesuffix("-horder")  # (the same weight)
+                base = pname.removesuffix("-wgmma").split("-")[0]  # (-korder, -horder: the same weight, reordered)
                 for tile in tiles:
                     cases.append(dict(case, tile=tile, seed=seed + zlib.crc32(f"{N},{K},{base},{d}".encode()) % 100000))
     return cases
@@ -135,10 +136,10 @@ def _weight(pname, K, N, density, seed):
         pat = make_pattern(pname)
         W = make_weight(pat, K, N, density, seed)
         if ("-korder" in pname or "-horder" in pname) and K % 64 == 0:
-            from ..transform.permute import best_natural_order
+            from ..transform.permute import best_natural_order, natural_order
             d = 64 if "-horder" in pname else K  # (rows ordered among themselves, as convert orders them)
-            W = np.ascontiguousarray(W[np.concatenate([h + best_natural_order(W[h:h + d] != 0, 0)
-                                                       for h in range(0, K, d)])])
+            order = natural_order if "-horder1" in pname else best_natural_order
+            W = np.ascontiguousarray(W[np.concatenate([h + order(W[h:h + d] != 0, 0) for h in range(0, K, d)])])
         _WCACHE[key] = (W, pack(W, pat, dtype=np.float16))
     return _WCACHE[key]
 

@@ -19,7 +19,8 @@ pairs into groups of 4 that no column fills past two (the cover's ``pair_up``); 
 seeds until one leaves nothing past two. At 90% random sparsity this finds an exact order for BERT's FFN2
 ([3072, 768]) and, per head of 64, for its attention output ([768, 768]); none exists for [768, 3072] (every
 group would have to suit 3072 columns) nor at 80%. The order is applied only when what stays past two (the
-residual, added by the kernel from X in global memory) is at most `MAX_RESIDUAL_SHARE` of the non-zeros.
+residual, which the kernel adds in its epilogue, from shared memory while a column tile has at most 64 entries)
+is at most `MAX_RESIDUAL_SHARE` of the non-zeros.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from onnx import helper, numpy_helper
 
 from ..graph import Loaded
 
-MAX_RESIDUAL_SHARE = 1e-3  # of the group's non-zeros, after the order
+MAX_RESIDUAL_SHARE = 5e-3  # of the group's non-zeros, after the order (the kernel reads a few from shared memory)
 MAX_DENSITY = 0.3  # denser weights: no order gets near two per group of 4; not searched
 MAX_K = 8192  # the search is O(K^2) in time and memory
 SEEDS = 8  # orders tried per block of k until one leaves no residual

@@ -108,7 +108,7 @@ class CudaNmWgmma(KernelFamily):
         fb_name, fb_text = embedded_fallback(spec, fb, packed)
         ctx = base_ctx(spec, packed)
         ctx.update(NWG=nwg, BM=bm, KS=ks, STAGES=st, INFLIGHT=inf, RS=rs, MINB=self.ctas_per_sm(t),
-                   FALLBACK=fb_name, FALLBACK_FAMILY=fb.family, COVER=False, XPERM=False)
+                   FALLBACK=fb_name, FALLBACK_FAMILY=fb.family, COVER=False, XPERM=False, RES_SMEM=0)
         ctx.update(self.extra_ctx(spec, packed, t))
         return source(spec, render_template("cuda_nm_wgmma.cu.j2", **ctx) + "\n" + fb_text)
 
@@ -228,6 +228,10 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int, natural: bo
 # memory in the epilogue: 414 us for 8025 entries at (4096, 768, 768), 75% sparse); H200, bench/cuda/s7/run7-ws-fixed
 COVER_STEP_FACTOR = 1.5
 COVER_ENTRY_ROW_S = 1.2e-11
+# the natural cover keeps the pairs of X its residual reads in shared memory, loaded with the first stages, when a
+# column tile has at most this many entries (read from global memory in the epilogue, 8 entries cost 1.6 us at
+# (4096, 768, 768): bench/cuda/s9/run2-horder)
+RES_SMEM_MAX = 64
 
 
 @register_family
@@ -238,7 +242,11 @@ class CudaCoverWgmma(CudaNmWgmma):
     k-step of a CTA meets a few. Reordering the pairs of k inside each 64-k panel, per column tile (``pair_up``),
     removes them: each group of 4 then holds at most two non-zeros in every column, and the kernel is the 2:4
     kernel with X's tile loaded 4 bytes (one pair) at a time in that order. The cover's values are scattered from
-    the CSC values (the unstructured pattern's one packed format) on the first call."""
+    the CSC values (the unstructured pattern's one packed format) on the first call.
+
+    A weight that is 2:4 in k's own groups but for a few entries (the transform stage reorders K where the graph
+    allows it, transform/permute.py) takes the natural form instead: X loaded 16 bytes at a time as in the 2:4
+    kernel, the few entries added in the epilogue from their pairs of X, loaded into shared memory at the start."""
     name = "cuda_cover_wgmma"
     patterns = ("unstructured",)
     portable = "cuda_csr"
@@ -274,7 +282,7 @@ class CudaCoverWgmma(CudaNmWgmma):
         of X: the cost model's terms), else the pair-permuted cover."""
         if packed.nnz > MAX_BAKED_NNZ:
             raise ValueError(f"{self.name}: {packed.nnz} non-zeros is over the {MAX_BAKED_NNZ} baked-table limit")
-        key = (packed.tables_hash(), spec.K, spec.N, t[0], t[2])
+        key = (packed.tables_hash(), spec.K, spec.N, tuple(t))
         memo = getattr(self, "_memo", None)  # (cost() then render() of one tile build them once)
         if memo is None or memo[0] != key:
             args = (spec.K, spec.N, packed.tables["col_ptr"], packed.tables["row_idx"], t[2], 64 * t[0])
@@ -283,15 +291,32 @@ class CudaCoverWgmma(CudaNmWgmma):
                 M = 4096  # (both sides scale with M)
                 base = CudaNmWgmma.cost(self, spec, packed, M)
                 p = cover_tables(*args)
-                if (COVER_STEP_FACTOR - 1) * base + p["nres"] * M * COVER_ENTRY_ROW_S < c["nres"] * M * COVER_ENTRY_ROW_S:
+                if (COVER_STEP_FACTOR - 1) * base + self.residual_cost(spec, t, p, M, base) < \
+                        self.residual_cost(spec, t, c, M, base):
                     c = p
             memo = (key, c)
             self._memo = memo
         return memo[1]
 
+    def res_smem(self, c, t) -> int:
+        """The template's RES_MAX: a column tile's most residual entries, when the natural cover keeps their pairs
+        of X in shared memory (at most RES_SMEM_MAX, and room beside the stages); else 0 (global memory)."""
+        if not c["natural"] or not c["nres"]:
+            return 0
+        most = int(np.diff(c["res_start"]).max())
+        return most if most <= RES_SMEM_MAX and self.smem_bytes(t) + most * (t[1] + 2) * 4 <= 227 * 1024 else 0
+
+    def residual_cost(self, spec, t, c, M, base) -> float:
+        """From shared memory: one more 4-byte load of X per row and entry, as each of the pair order's K / 2
+        pairs costs; from global memory: COVER_ENTRY_ROW_S per entry and row."""
+        if self.res_smem(c, t):
+            return c["nres"] * (COVER_STEP_FACTOR - 1) * base / (spec.K / 2)
+        return c["nres"] * M * COVER_ENTRY_ROW_S
+
     def extra_ctx(self, spec, packed, t):
         c = self.tables(spec, packed, t)
-        return dict(COVER=True, XPERM=not c["natural"], nres=c["nres"], dst=fmt_array(c["dst"]),
+        return dict(COVER=True, XPERM=not c["natural"], RES_SMEM=self.res_smem(c, t), nres=c["nres"],
+                    dst=fmt_array(c["dst"]),
                     xperm=fmt_array(c["xperm"]) if not c["natural"] else "",
                     res_start=fmt_array(c["res_start"]), res_words=fmt_array(c["res_words"]),
                     idx_hex=hex_lines(c["idx"], 2))
@@ -303,5 +328,5 @@ class CudaCoverWgmma(CudaNmWgmma):
         if packed.nnz > MAX_BAKED_NNZ:
             return float("inf")
         c = self.tables(spec, packed, t)
-        factor = 1.0 if c["natural"] else COVER_STEP_FACTOR
-        return factor * super().cost(spec, packed, M) + c["nres"] * M * COVER_ENTRY_ROW_S
+        base = super().cost(spec, packed, M)
+        return (1.0 if c["natural"] else COVER_STEP_FACTOR) * base + self.residual_cost(spec, t, c, M, base)
