@@ -181,8 +181,9 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
             res.log.append(f"K of {names} not permuted: already 2:4 in natural groups")
             continue
         d = K // heads  # (each head's k are ordered among themselves)
-        say = progress and (lambda: progress(f"ordering the K = {K} rows of {names} into 2:4 groups" + (
-            f" ({heads} heads)" if heads > 1 else "")))
+        said: list = []  # (one line per weight, not per head)
+        say = progress and (lambda: said or said.append(progress(
+            f"ordering the K = {K} rows of {names} into 2:4 groups" + (f" ({heads} heads)" if heads > 1 else ""))))
         perm = np.concatenate([h * d + best_natural_order(mask[h * d:(h + 1) * d], seed, say) for h in range(heads)])
         after = natural_residual(mask[perm])
         if after > MAX_RESIDUAL_SHARE * nnz or after >= before:
