@@ -282,21 +282,27 @@ class CudaCoverWgmma(CudaNmWgmma):
         of X: the cost model's terms), else the pair-permuted cover."""
         if packed.nnz > MAX_BAKED_NNZ:
             raise ValueError(f"{self.name}: {packed.nnz} non-zeros is over the {MAX_BAKED_NNZ} baked-table limit")
-        key = (packed.tables_hash(), spec.K, spec.N, tuple(t))
-        memo = getattr(self, "_memo", None)  # (cost() then render() of one tile build them once)
-        if memo is None or memo[0] != key:
-            args = (spec.K, spec.N, packed.tables["col_ptr"], packed.tables["row_idx"], t[2], 64 * t[0])
-            c = cover_tables(*args, natural=True)
-            if c["nres"]:
-                M = 4096  # (both sides scale with M)
-                base = CudaNmWgmma.cost(self, spec, packed, M)
-                p = cover_tables(*args)
-                if (COVER_STEP_FACTOR - 1) * base + self.residual_cost(spec, t, p, M, base) < \
-                        self.residual_cost(spec, t, c, M, base):
-                    c = p
-            memo = (key, c)
-            self._memo = memo
-        return memo[1]
+        c = self._cover_tables(spec, packed, t, natural=True)
+        if c["nres"]:
+            M = 4096  # (both sides scale with M)
+            base = CudaNmWgmma.cost(self, spec, packed, M)
+            p = self._cover_tables(spec, packed, t, natural=False)
+            if (COVER_STEP_FACTOR - 1) * base + self.residual_cost(spec, t, p, M, base) < \
+                    self.residual_cost(spec, t, c, M, base):
+                c = p
+        return c
+
+    def _cover_tables(self, spec, packed, t, natural: bool) -> dict:
+        """cover_tables, remembered for the last few (weight, KS, column tile, form): cost() and render() of every
+        candidate tile ask for them, and tiles that share NWG and KS share them."""
+        key = (packed.tables_hash(), spec.K, spec.N, t[2], 64 * t[0], natural)
+        memo = self.__dict__.setdefault("_memo", {})
+        if key not in memo:
+            if len(memo) >= 8:
+                memo.pop(next(iter(memo)))
+            memo[key] = cover_tables(spec.K, spec.N, packed.tables["col_ptr"], packed.tables["row_idx"], t[2],
+                                     64 * t[0], natural=natural)
+        return memo[key]
 
     def res_smem(self, c, t) -> int:
         """The template's RES_MAX: a column tile's most residual entries, when the natural cover keeps their pairs
