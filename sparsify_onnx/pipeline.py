@@ -130,10 +130,9 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
                              permute=opt.reorder)
     plan = transform(propagated, topts)
     n_sparse = sum(p.action == "sparse" for p in plan.nodes)
+    from .transform.permute import describe
     for grp in plan.permutation.get("groups", []):
-        pr.say(f"K of {', '.join(grp['nodes'])} reordered into 2:4 groups (with {', '.join(grp['initializers'])}): "
-               f"{grp['residual_after']} of {grp['nnz']} non-zeros past two per group of 4, was "
-               f"{grp['residual_before']}")
+        pr.say(f"K reordered into 2:4 groups: {describe(grp)}")
     pr.say(f"{n_sparse} sparse ops, {sum(p.action == 'compacted' for p in plan.nodes)} compacted, "
            f"{sum(p.action == 'dense' for p in plan.nodes)} kept dense")
 
@@ -230,9 +229,7 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
                 "input_shapes": {k: list(np.asarray(x).shape) for k, x in feeds.items()},
                 "engine": str(out_dir)}
         if plan.permutation.get("groups"):
-            meta["k_reordered_into_2:4_groups"] = "; ".join(
-                f"{', '.join(g['nodes'])} ({g['residual_after']} of {g['nnz']} non-zeros past two, was "
-                f"{g['residual_before']})" for g in plan.permutation["groups"])
+            meta["k_reordered_into_2:4_groups"] = "; ".join(describe(g) for g in plan.permutation["groups"])
         if not_here:
             meta["not_run_here"] = not_here
         report = build_report(plan_nodes=plan_dicts if opt.bench else [p.to_dict() for p in plan.nodes],

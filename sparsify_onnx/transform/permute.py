@@ -48,6 +48,12 @@ class PermuteResult:
     log: list[str] = field(default_factory=list)  # groups considered and not permuted, and why
 
 
+def describe(group: dict) -> str:
+    """One line for a reordered group (PermuteResult.groups entry): the progress line and the report say it."""
+    return (f"{', '.join(group['nodes'])} ({group['residual_after']} of {group['nnz']} non-zeros past two per group "
+            f"of 4, was {group['residual_before']}; with {', '.join(group['initializers'])})")
+
+
 def natural_residual(mask: np.ndarray) -> int:
     """Non-zeros past two in the groups of 4 consecutive rows of a [K, N] mask, per column."""
     K, N = mask.shape
@@ -228,7 +234,8 @@ class _Groups:
         ms = self.members.get(root, [])
         if any(s in self.pl.blocked for s in ms):
             return "the axis is fixed elsewhere (a graph input or output, a normalisation, an op without a handler)"
-        if len({self.pl.size(s) for s in ms}) != 1 or None in {self.pl.size(s) for s in ms}:
+        sizes = {self.pl.size(s) for s in ms}
+        if len(sizes) != 1 or None in sizes:
             return "the group's sizes are not all known"
         return None
 
