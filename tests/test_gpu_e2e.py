@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,9 +60,7 @@ def test_reordered_k_on_cuda_matches_pruned_model(tmp_path):
 
     mp = tmp_path / "bert.onnx"
     save_model(build_bert(BertConfig.preset("tiny", dtype="fp16"), seed=2), mp)
-    sp = tmp_path / "spec.yaml"
-    sp.write_text("version: 1\nrules:\n  - select: {node: \"/encoder/layer.*/MatMul\"}\n"
-                  "    pattern: unstructured\n    sparsity: 0.9\n")
+    sp = Path(__file__).parent.parent / "models" / "specs" / "bert_unstructured90.yaml"
     out = tmp_path / "engine"
     report = convert(mp, sp, out, ConvertOptions(device="cuda", policy="always", bench=False, quiet=True,
                                                  cuda_arch=("sm_90",), tune=False,
