@@ -116,11 +116,6 @@ CASES = [
     # L2 eviction hints (6th field: 7 = values evict_last, Y streamed out, X^T evict_first), with a residual
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 200, "ta", (128, 64, 3, 0, 0, 7)),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 136, "br", (128, 32, 4, 1, 0, 3)),
-    # X stationary (7th field): runs of 2-3 groups per CTA at M = 300 (many groups: N 4104 / 8200, the last
-    # group 8 wide, empty), K not a multiple of 64 (a half-filled last region of X) or of the block height
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 224, 8200, "bgr", (128, 64, 3, 0, 0, 0, 1)),
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(16, 16)), 520, 4104, "ta", (64, 32, 3, 0, 0, 0, 1)),
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 768, 4104, "br", (128, 64, 3, 1, 0, 0, 1)),
 ]
 
 

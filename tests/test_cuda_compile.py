@@ -209,25 +209,15 @@ def test_wgmma_rejects_tiles_the_loaders_cannot_split(monkeypatch):
     fam = get_family("cuda_bcsr_wgmma")
     pat = Pattern("block", block=(16, 16))
 
-    def geometry(tile, pat=pat, K=64):
-        return fam._geometry(KernelSpec("linear", fam.name, "cuda", "fp16", pat, K, 64, Epilogue(), tile=tile,
+    def geometry(tile):
+        return fam._geometry(KernelSpec("linear", fam.name, "cuda", "fp16", pat, 64, 64, Epilogue(), tile=tile,
                                         tables_hash="x"))
-    assert geometry((256, 64, 4, 1)) == (256, 64, 4, 1, 0, 0, 0)
+    assert geometry((256, 64, 4, 1)) == (256, 64, 4, 1, 0, 0)
     for bad in ((256, 32, 4, 1), (192, 64, 3, 0), (128, 24, 3, 0)):
         with pytest.raises(ValueError, match="loading threads"):
             geometry(bad)
     with pytest.raises(ValueError, match="expected"):
-        geometry((128, 64, 3, 0, 0, 0, 1, 0))  # an 8-field tile of the removed forms
-    # X stationary (7th field): K rows of X in shared memory, blocks of 16 rows or more, no raster
-    assert geometry((128, 64, 3, 0, 0, 0, 1), K=768) == (128, 64, 3, 0, 0, 0, 1)
-    with pytest.raises(ValueError, match="do not fit"):
-        geometry((128, 64, 3, 0, 0, 0, 1), K=832)
-    with pytest.raises(ValueError, match="16, 32"):
-        geometry((128, 64, 3, 0, 0, 0, 1), pat=Pattern("block", block=(8, 8)))
-    with pytest.raises(ValueError, match="no raster"):
-        geometry((128, 64, 3, 0, 2, 0, 1))
-    assert (64, 32, 3, 0, 0, 0, 1) in fam.tile_candidates(pat, 1536, 64, "fp16")
-    assert not [t for t in fam.tile_candidates(pat, 3072, 768, "fp16") if len(t) > 6 and t[6]]
+        geometry((128, 64, 3, 0, 0, 0, 1))  # a 7-field tile of the removed forms
 
 
 def test_nm_wgmma_takes_2of4_and_checks_its_tiles(monkeypatch):

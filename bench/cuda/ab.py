@@ -2,10 +2,7 @@
 each round times cuBLAS, then every tile (CUDA-graph replay, median of trials, as bench.kernels), and the table
 gives the median over rounds. Kernels come from the compile cache (build them with bench.kernels --build-only).
 usage: python3 bench/cuda/ab.py M N K pattern density ROUNDS tile [tile ...]   (tile as 128x64x3x0; 'auto' = default)
-AB_BUILD_ONLY=1: only compile the kernels into $SPARSIFY_CACHE_DIR (on the dev machine, no GPU or torch needed).
-A tile may end in :PROBE (PROBES below): the same kernel with a part of its work cut out of the source, to time
-where the time goes; its result is wrong by design, so its error is printed, not checked."""
-import dataclasses
+AB_BUILD_ONLY=1: only compile the kernels into $SPARSIFY_CACHE_DIR (on the dev machine, no GPU or torch needed)."""
 import os
 import statistics
 import sys
@@ -17,38 +14,11 @@ from sparsify_onnx.tune.build import CudaLib, build_shared
 
 M, N, K = (int(x) for x in sys.argv[1:4])
 pattern, density, rounds = sys.argv[4], float(sys.argv[5]), int(sys.argv[6])
-# probes of the X-stationary block kernel (cuda_wgmma.cu.j2, XS): (text, replacement) in the generated source
-PROBES = {
-    "noX": ("for (int i = tid; i < BM * CPR; i += NT) {", "for (int i = tid; i < 0; i += NT) {"),  # X not loaded
-    "noStore": ("      store_tile(g + cg);", "      if (d[0][0] == 1234.5f) store_tile(g + cg);"),  # no epilogue
-    "onlyX": ("const int nsteps = sptr[gend] - sptr[g];", "const int nsteps = 0;"),  # load X, nothing else
-}
-args = [t.partition(":") for t in sys.argv[7:]]
-tiles = [() if t == "auto" else tuple(int(x) for x in t.split("x")) for t, _, _ in args]
-probes = [p for _, _, p in args]
-
-
-def render(t, probe):
-    W, pk, spec, srcs = render_case(dict(case, tile=t))
-    text = srcs[0].text
-    for pr in filter(None, probe.split("+")):  # e.g. noX+noStore
-        old, new = PROBES[pr]
-        assert old in text, pr
-        text = text.replace(old, new)
-    name = spec.procedural_name()
-    if probe:  # its own symbols: one process loads the kernel and its probes side by side
-        text = text.replace(name, name + "_" + probe.replace("+", "_"))
-        name += "_" + probe.replace("+", "_")
-    srcs = [dataclasses.replace(srcs[0], text=text)] + srcs[1:]
-    return W, pk, name, srcs
-
-
-def label(t, probe):
-    return ("x".join(map(str, t)) or "auto") + (f":{probe}" if probe else "")
+tiles = [() if t == "auto" else tuple(int(x) for x in t.split("x")) for t in sys.argv[7:]]
 case = [c for c in plan_cases([(M, N, K)], [pattern], [density]) if "skip" not in c][0]
 if os.environ.get("AB_BUILD_ONLY") == "1":
-    for t, probe in zip(tiles, probes):
-        print(label(t, probe), build_shared(render(t, probe)[3]))
+    for t in tiles:
+        print("x".join(map(str, t)) or "auto", build_shared(render_case(dict(case, tile=t))[3]))
     sys.exit(0)
 
 import torch  # noqa: E402
@@ -58,9 +28,10 @@ from sparsify_onnx.tune.device import TorchDevice  # noqa: E402
 dev = TorchDevice()
 X = torch.randn((M, K), device="cuda", dtype=torch.float16)
 calls, Wd = {}, None
-for t, probe in zip(tiles, probes):
-    W, pk, name, srcs = render(t, probe)
+for t in tiles:
+    W, pk, spec, srcs = render_case(dict(case, tile=t))
     lib = CudaLib(build_shared(srcs))
+    name = spec.procedural_name()
     fn = lib.launcher(name)
     V = torch.from_numpy(np.ascontiguousarray(pk.values)).cuda()
     Y = torch.empty((M, N), device="cuda", dtype=torch.float16)
@@ -75,9 +46,9 @@ for t, probe in zip(tiles, probes):
     torch.cuda.synchronize()
     ref = X.float() @ Wd.float()
     err = (torch.linalg.norm(Y.float() - ref) / torch.linalg.norm(ref)).item()
-    print(f"{label(t, probe)}: relative error {err:.1e}{' (probe: not checked)' if probe else ''}", flush=True)
-    assert probe or err < 1e-2, (t, err)
-    calls[label(t, probe)] = call
+    print(f"{'x'.join(map(str, t)) or 'auto'}: relative error {err:.1e}", flush=True)
+    assert err < 1e-2, (t, err)
+    calls["x".join(map(str, t)) or "auto"] = call
 times = {"cublas": []} | {k: [] for k in calls}
 for r in range(rounds):
     times["cublas"].append(dev.time(lambda: torch.matmul(X, Wd), 20) * 1e6)

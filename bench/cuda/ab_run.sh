@@ -7,19 +7,6 @@
 set -u
 cd "$(dirname "$0")/../.."
 ab() {  # the A/B sets: M N K pattern density rounds tiles... (-wgmma 2:4 and cover tile fields: NWG x BM x KS x STAGES x INFLIGHT x RS)
-  if [ "${AB_SET:-}" = xsprobe ]; then  # session 10: where the X-stationary kernel's time goes (probes: bench/cuda/ab.py)
-    T=128x64x3x0x0x0x1
-    timeout -k 5 90 python3 bench/cuda/ab.py 4096 3072 768 block32-wgmma 0.1 3 128x64x3x0 $T $T:noX+noStore $T:onlyX 128x64x3x1x0x0x1 64x32x3x0x0x0x1 64x64x6x0x0x0x1 64x64x6x0x0x0x1:noX+noStore
-    timeout -k 5 90 python3 bench/cuda/ab.py 4096 768 768 block32-wgmma 0.1 3 128x64x3x0 $T 128x64x3x1x0x0x1 64x32x3x0x0x0x1 64x64x6x0x0x0x1
-    return
-  fi
-  if [ "${AB_SET:-}" = xs ]; then  # session 10: block weights with X stationary (tile field 7)
-    for s in "4096 3072 768" "4096 768 768"; do
-      timeout -k 5 90 python3 bench/cuda/ab.py $s block32-wgmma 0.1 5 128x64x3x0 64x64x3x0 128x64x3x0x0x0x1 64x32x3x0x0x0x1 128x64x4x1x0x0x1 128x32x4x0x0x0x1
-    done
-    timeout -k 5 90 python3 bench/cuda/ab.py 4096 3072 768 block64-wgmma 0.1 3 128x64x3x0 128x64x3x0x0x0x1 64x32x3x0x0x0x1
-    return
-  fi
   if [ "${AB_SET:-}" = ressmem ]; then  # session 9, fourth call: a few residual entries from shared memory
     timeout -k 5 90 python3 bench/cuda/ab.py 4096 768 768 unstructured-horder1-wgmma 0.1 5 3x128x64x4x1x0 3x128x128x3x1x0
     timeout -k 5 90 python3 bench/cuda/ab.py 4096 768 768 unstructured-horder-wgmma 0.1 5 3x128x64x4x1x0 3x128x128x3x1x0

@@ -29,7 +29,10 @@ stage offsets (233 -> 128 SASS instructions per k-step at 8192^3 tile-wise, 1.25
 epilogue stores 16 bytes per lane (quad shuffles, as the gather kernels; 4-byte stores were 1.05x slower at
 8192^3 and 1.4-1.7x at BERT shapes). A warp-specialized form (a loading warpgroup, mbarrier pipeline) and a fused
 transpose were measured and lost at every benchmark shape after that change (bench/NOTES-cuda.md, session 4);
-they are in git history (commit c70aca7), as is a 2-CTA cluster form with TMA multicast (3d5d7c0). The
+they are in git history (commit c70aca7), as is a 2-CTA cluster form with TMA multicast (3d5d7c0) and an
+X-stationary form for blocks (1fd7dec: a CTA keeps its rows of X for all of K in shared memory and walks a run
+of groups; 24.5 against 20.2 us at 4096x3072x768, block 32x32 at 90%: both forms are bound by instruction issue,
+not by the re-reads of X it saved; bench/NOTES-cuda.md, session 10). The
 kernel is launched as a programmatic dependent of the transpose. The build compiles sm_90 as sm_90a.
 """
 from __future__ import annotations
@@ -58,8 +61,6 @@ WGMMA_SM_RATE = 4.2e12
 WGMMA_SM_RATE_BLOCK = 2.6e12
 TRANSPOSE_BW = 3.2e12
 H200_SMS = 132
-XS_LOAD_BW = 6e12  # X stationary: the CTAs' rows of X, loaded together at the start (L2 to SMs; a guess)
-MAX_SMEM_CTA = 227 * 1024  # dynamic shared memory one CTA may have (Hopper)
 
 # the tiles that won or came within 5% somewhere in session 4's H200 sweep (bench/cuda/s4/run6-default-on):
 # (128, 64, 3, 0) at 8192^3 75% and most BERT shapes, (128, 64, 3, 1) at 90%, (128, 32, 4, 0) at small K,
@@ -69,9 +70,6 @@ MAX_SMEM_CTA = 227 * 1024  # dynamic shared memory one CTA may have (Hopper)
 CANDIDATES = [(128, 64, 3, 0), (128, 64, 3, 1), (64, 64, 3, 0), (128, 64, 3, 0, 0, 7), (128, 32, 4, 0),
               (128, 64, 3, 0, 8), (256, 64, 4, 0)]
 
-# X stationary (tile field XS, block weights): BM 128 with 3 or 4 stages (one CTA per SM up to K = 768), BM 64
-# with KS 32 (two CTAs per SM up to K = 768)
-XS_CANDIDATES = [(128, 64, 3, 0, 0, 0, 1), (64, 32, 3, 0, 0, 0, 1), (128, 64, 4, 1, 0, 0, 1)]
 
 # the portable (mma.sync) family each wgmma family carries for GPUs other than Hopper
 FALLBACK = {"cuda_tile_wgmma": "cuda_tile", "cuda_bcsr_wgmma": "cuda_bcsr_tc"}
@@ -145,85 +143,43 @@ class _Wgmma(KernelFamily):
         return list(CANDIDATES)
 
     def _geometry(self, spec):
-        """(BM, KS, STAGES, INFLIGHT, RS, LH, XS); the trailing fields default to 0."""
+        """(BM, KS, STAGES, INFLIGHT, RS, LH); the trailing fields default to 0."""
         t = tuple(spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0])
-        if len(t) < 4 or len(t) > 7:
-            raise ValueError(f"{self.name}: tile {t}: (BM, KS, STAGES, INFLIGHT[, RS[, LH[, XS]]]) expected")
-        t = t + (0,) * (7 - len(t))
-        BM, KS, ST, G = t[0], t[1], t[2], self.group_width(spec.pattern)
+        if len(t) < 4 or len(t) > 6:
+            raise ValueError(f"{self.name}: tile {t}: (BM, KS, STAGES, INFLIGHT[, RS[, LH]]) expected")
+        t = t + (0,) * (6 - len(t))
+        BM, KS, G = t[0], t[1], self.group_width(spec.pattern)
         pt = 2 * BM  # loading threads
         if BM not in (64, 128, 256) or KS % 16 or (KS * BM // 8) % pt or (KS * G // 8) % pt:
             raise ValueError(f"{self.name}: tile {t}: BM must be 64, 128 or 256 and each stage's 16-byte chunks "
                              f"({KS} rows x {BM} + {G} columns) a multiple of the {pt} loading threads")
-        if t[6]:
-            why = self.stationary_misfit(spec.pattern, spec.K, spec.N, BM, KS, ST, t[4])
-            if why:
-                raise ValueError(f"{self.name}: tile {t}: {why}")
         return t
 
-    def stationary_misfit(self, pattern, K: int, N: int, BM: int, KS: int, ST: int, RS: int = 0) -> str | None:
-        """Why X stationary (tile field XS) cannot run this weight at this tile, or None: it needs blocks whose
-        rows come in runs of 16 (a k16 step of A is one run), K a multiple of 8 (16-byte pieces of X's rows), no
-        raster, and the CTA's rows of X for all of K plus the stages within the 227 KB of shared memory a CTA
-        may have."""
-        if pattern.kind != "block" or pattern.block[0] % 16:
-            return "X stationary needs blocks of 16, 32, ... rows"
-        if K % 8 or RS:
-            return "X stationary needs K a multiple of 8 and no raster"
-        if self.stationary_smem(K, N, BM, KS, ST, self.group_width(pattern)) > MAX_SMEM_CTA:
-            return (f"X stationary: {BM} rows x K = {K} of X and {ST} stages do not fit the "
-                    f"{MAX_SMEM_CTA // 1024} KB of shared memory of a CTA")
-        return None
-
-    @staticmethod
-    def stationary_smem(K: int, N: int, BM: int, KS: int, ST: int, G: int, tab: int = 0) -> int:
-        """Shared memory of an X-stationary CTA: X's regions of 64 k, the stages of B, the run's tables (``tab``
-        bytes, room for all entries: see ``table_bytes``), alignment slack (dynamic), and the run's group
-        boundaries and the stages' A offsets (static)."""
-        return -(-K // 64) * BM * 128 + ST * KS * G * 2 + tab + 1024 + 4 * (-(-N // G) + 1) + 4 * ST * KS // 16
-
-    @staticmethod
-    def table_bytes(nent: int, C: int) -> int:
-        """X stationary: shared memory for the tables of a run (block row + C member blocks per entry, 4 bytes
-        each), sized for all ``nent`` entries of the node (the launcher's runs depend on M)."""
-        return -(-max(nent, 1) * (1 + C) * 4 // 16) * 16
-
     def render(self, spec, packed):
-        BM, KS, ST, INF, RS, LH, XS = self._geometry(spec)
+        BM, KS, ST, INF, RS, LH = self._geometry(spec)
         G = self.group_width(spec.pattern)
         H, W, gptr, ukb, ubl = group_tables(spec, packed, G)
-        tab = self.table_bytes(int(ukb.size), G // W) if XS else 0
-        if XS and self.stationary_smem(spec.K, spec.N, BM, KS, ST, G, tab) > MAX_SMEM_CTA:
-            raise ValueError(f"{self.name}: tile {spec.tile}: X stationary: the tables of {ukb.size} entries do not "
-                             f"fit beside {BM} rows x K = {spec.K} of X and {ST} stages")
         la, sa, lb, sb = DESC(KS * 128)
-        XK = not XS and self.reads_x_directly(spec, H, KS)
-        if XK or XS:
+        XK = self.reads_x_directly(spec, H, KS)
+        if XK:
             la = 16  # K-major swizzled A: the leading byte offset is not used
         fb = self.fallback_spec(spec)
         fb_name, fb_text = embedded_fallback(spec, fb, packed) if fb else ("", "")
         ctx = base_ctx(spec, packed)
         ctx.update(FALLBACK=fb_name, FALLBACK_FAMILY=fb.family if fb else "",
                    FALLBACK_SCRATCH=bool(fb) and f"{fb_name}_cuda_scratch" in fb_text)
-        # X stationary: k-steps before each group (at least one per group)
-        sptr = np.concatenate([[0], np.cumsum(np.maximum(1, -(-np.diff(gptr) * H // KS)))])
-        ctx.update(MINB=self.ctas_per_sm(BM, KS, ST, G, (spec.K, spec.N) if XS else None, tab), G=G, XS=bool(XS),
-                   sptr=fmt_array(sptr), H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, RS=RS, LH=LH, XK=XK, ngroups=len(gptr) - 1,
+        ctx.update(MINB=self.ctas_per_sm(BM, KS, ST, G), G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, RS=RS, LH=LH, XK=XK, ngroups=len(gptr) - 1,
                    gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
                    kb_type=index_ctype(int(ukb.max()) if ukb.size else 0), IDENT=ubl is None,
                    ubl=fmt_array(ubl) if ubl is not None else "", LBO_A=la, SBO_A=sa, LBO_B=lb, SBO_B=sb)
         return source(spec, render_template("cuda_wgmma.cu.j2", **ctx) + ("\n" + fb_text if fb else ""))
 
-    @classmethod
-    def ctas_per_sm(cls, BM: int, KS: int, ST: int, G: int, xs: tuple[int, int] | None = None, tab: int = 0) -> int:
+    @staticmethod
+    def ctas_per_sm(BM: int, KS: int, ST: int, G: int) -> int:
         """CTAs per SM the kernel is built for (__launch_bounds__): as many as 228 KB of shared memory hold (each
-        CTA: its stages, 1 KB of alignment slack, 1 KB the system keeps; X stationary (``xs`` = (K, N)):
-        ``stationary_smem`` with ``tab`` bytes of tables, and the 1 KB), at most what leaves ~110 registers a
+        CTA: its stages, 1 KB of alignment slack, 1 KB the system keeps), at most what leaves ~110 registers a
         thread (4, 2, 1 for 1, 2, 4 warpgroups)."""
-        if xs:
-            smem = cls.stationary_smem(*xs, BM, KS, ST, G, tab) + 1024
-        else:
-            smem = ST * KS * (BM + G) * 2 + 2048
+        smem = ST * KS * (BM + G) * 2 + 2048
         return max(1, min(228 * 1024 // smem, {64: 4, 128: 2, 256: 1}[BM]))
 
     @staticmethod
@@ -246,29 +202,17 @@ class _Wgmma(KernelFamily):
         runs its k-steps at a per-SM rate, CTAs fill the SMs' slots, and the transpose of X runs before. Within
         0.70-1.27x of the measured plain-form times at 8192^3 and the BERT shapes (the FLOP roofline it replaced
         was 1.5-4x optimistic)."""
-        BM, KS, ST, XS = (self._geometry(spec)[i] for i in (0, 1, 2, 6))
+        BM, KS, ST = self._geometry(spec)[:3]
         G = self.group_width(spec.pattern)
-        H, W, gptr, ukb, _ = group_tables(spec, packed, G)
-        tab = self.table_bytes(int(ukb.size), G // W) if XS else 0
-        if XS and self.stationary_smem(spec.K, spec.N, BM, KS, ST, G, tab) > MAX_SMEM_CTA:
-            return float("inf")  # the tables do not fit beside X (render refuses it)
-        per_sm = self.ctas_per_sm(BM, KS, ST, G, (spec.K, spec.N) if XS else None, tab)
+        H, _, gptr, _, _ = group_tables(spec, packed, G)
+        per_sm = self.ctas_per_sm(BM, KS, ST, G)
         rate = WGMMA_SM_RATE if spec.pattern.kind == "tile" else WGMMA_SM_RATE_BLOCK
         t_step = 2.0 * BM * G * KS / (rate / per_sm)
         steps = -(-(np.diff(np.asarray(gptr)) * H) // KS)
+        cta = steps * t_step  # per group
         mt = -(-M // BM)
-        if XS:  # runs of gpc groups (as the launcher cuts them), each CTA first loading its rows of X
-            steps = np.maximum(1, steps)
-            runs = max(1, min(len(steps), H200_SMS * per_sm // mt))
-            gpc = -(-len(steps) // runs)
-            run = np.add.reduceat(steps, np.arange(0, len(steps), gpc)) * t_step
-            ctas = mt * len(run)
-            t_x = ctas * BM * spec.K * 2 / XS_LOAD_BW
-            t_gemm = -(-ctas // (H200_SMS * per_sm)) * float(run.max()) + t_x
-        else:
-            cta = steps * t_step  # per group
-            t_gemm = max(mt * float(cta.sum()) / (H200_SMS * per_sm), float(cta.max()) if cta.size else 0.0)
-        t_transpose = 0.0 if XS or self.reads_x_directly(spec, H, KS) else 2.0 * M * spec.K * 2 / TRANSPOSE_BW
+        t_gemm = max(mt * float(cta.sum()) / (H200_SMS * per_sm), float(cta.max()) if cta.size else 0.0)
+        t_transpose = 0.0 if self.reads_x_directly(spec, H, KS) else 2.0 * M * spec.K * 2 / TRANSPOSE_BW
         byts = 2 * (M * spec.K + M * spec.N * (2 if spec.epilogue.residual else 1)) + packed.values.nbytes
         return LAUNCH + t_transpose + max(t_gemm, byts / BW)  # (one launch: the GEMM's overlaps the transpose, PDL)
 
@@ -300,11 +244,6 @@ class CudaBcsrWgmma(_Wgmma):
 
     def group_width(self, pattern):
         return 128 if pattern.block[1] == 128 else 64
-
-    def tile_candidates(self, pattern, K, N, dtype):
-        """The shared list, with the X-stationary tiles that fit K in shared memory after the first."""
-        xs = [t for t in XS_CANDIDATES if not self.stationary_misfit(pattern, K, N, t[0], t[1], t[2])]
-        return CANDIDATES[:1] + xs + CANDIDATES[1:]
 
     def supports(self, pattern, K, N, dtype):
         why = super().supports(pattern, K, N, dtype)
