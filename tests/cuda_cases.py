@@ -116,6 +116,10 @@ CASES = [
     # L2 eviction hints (6th field: 7 = values evict_last, Y streamed out, X^T evict_first), with a residual
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 200, "ta", (128, 64, 3, 0, 0, 7)),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 136, "br", (128, 32, 4, 1, 0, 3)),
+    # 32-wide block columns paired by their shared blocks (pair_block_columns): an odd number of block columns
+    # (the last one 8 wide, without a partner), bias and residual; and an even number
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 768, 968, "bgr", (128, 64, 3, 0), 0.1),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 1024, "ta", (64, 64, 4, 1), 0.1),
 ]
 
 

@@ -449,14 +449,16 @@ def test_sm90a_only_with_cuda12(monkeypatch):
 @pytest.mark.parametrize("i", [i for i, c in enumerate(CASES) if c[0] in ("cuda_tile_wgmma", "cuda_bcsr_wgmma")])
 def test_wgmma_group_tables_rebuild_the_weight(i):
     """The wgmma kernels' tables, read the way the kernel reads them (group g, kept row q -> row k of W and
-    the source of each 8-column chunk of values), give back exactly the packed weight."""
+    the source of each 8-column chunk of values; a member of a paired group -> its block column), give back
+    exactly the packed weight."""
     import numpy as np
     from sparsify_onnx.codegen.cuda.wgmma import group_tables
     from sparsify_onnx.codegen.registry import get_family
     spec, pk, W, _ = build_case(i)
     fam = get_family(spec.family)
     G = fam.group_width(spec.pattern)
-    H, Wd, gptr, ukb, ubl = group_tables(spec, pk, G)
+    KS = fam._geometry(spec)[1]
+    H, Wd, gptr, ukb, ubl, bcol = group_tables(spec, pk, G, KS)
     C = G // Wd
     V = pk.values.reshape(-1).astype(np.float64)
     K, N = spec.K, spec.N
@@ -473,9 +475,10 @@ def test_wgmma_group_tables_rebuild_the_weight(i):
                     u, cw = int(ubl[e * C + cc // (Wd // 8)]), cc % (Wd // 8)
                 if u < 0 or k >= K:
                     continue
+                col = g * G + cc * 8 if bcol is None else int(bcol[g * C + cc // (Wd // 8)]) * Wd + cw * 8
                 row = V[(u * H + ii) * Wd + cw * 8:(u * H + ii) * Wd + cw * 8 + 8]
-                assert not got[k, g * G + cc * 8:g * G + cc * 8 + 8].any(), "a chunk written twice"
-                got[k, g * G + cc * 8:g * G + cc * 8 + 8] = row
+                assert not got[k, col:col + 8].any(), "a chunk written twice"
+                got[k, col:col + 8] = row
     np.testing.assert_array_equal(got[:, :N], W)
     assert not got[:, N:].any()
 

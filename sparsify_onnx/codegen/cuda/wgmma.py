@@ -103,29 +103,76 @@ def hopper_supports(fam: KernelFamily, pattern, K, N, dtype, k_rows: bool) -> st
     return None
 
 
-def group_tables(spec, packed, G: int):
-    """(H, W, gptr, ukb, ubl or None): per group of G columns, its entries (kept row blocks) and, for blocks,
-    which block of each member column holds the values (-1: none)."""
+def pair_block_columns(col_ptr, row_idx, H: int, KS: int) -> np.ndarray | None:
+    """An order of the block columns in which neighbours (2c, 2c + 1) share live block rows, so that the groups of
+    two take fewer k-steps of KS rows over the union of their blocks; None unless it saves k-steps without making
+    the longest group longer (the last wave of CTAs waits for it). Heaviest column first, each with the free
+    partner of fewest k-steps together, then of most shared blocks: a heavy column gets a light or overlapping
+    partner. Random 32x32 at 90% (H200, bench/NOTES-cuda.md, session 10): k-steps 117 -> 83 and the longest group
+    5 -> 4 at (K, N) = (768, 3072), 37 -> 29 (4 -> 4) at (768, 768), 108 -> 103 (13 -> 9) at (3072, 768). An odd
+    last column gets -1 (no partner)."""
+    nbc = len(col_ptr) - 1
+    if nbc < 3:
+        return None
+    nkb = int(row_idx.max()) + 1 if row_idx.size else 1
+    live = np.zeros((nkb, nbc), np.int32)
+    for bc in range(nbc):
+        live[row_idx[col_ptr[bc]:col_ptr[bc + 1]], bc] = 1
+    cnt = live.sum(axis=0)
+    shared = live.T @ live
+    steps = np.maximum(1, -(-(cnt[:, None] + cnt[None, :] - shared) * H // KS))
+    alone = np.maximum(1, -(-cnt * H // KS))
+    used = np.zeros(nbc, bool)
+    pairs: list[tuple[int, int]] = []
+    for c in np.argsort(-cnt, kind="stable"):
+        if used[c]:
+            continue
+        used[c] = True
+        free = np.flatnonzero(~used)
+        if free.size == 0:
+            pairs.append((int(c), -1))
+            break
+        p = int(free[np.lexsort((-shared[c, free], steps[c, free]))[0]])
+        used[p] = True
+        pairs.append((int(c), p))
+
+    def cost(ps):
+        s = [int(steps[a, b]) if b >= 0 else int(alone[a]) for a, b in ps]
+        return sum(s), max(s)
+    natural = cost([(c, c + 1 if c + 1 < nbc else -1) for c in range(0, nbc, 2)])
+    paired = cost(pairs)
+    if paired[0] >= natural[0] or paired[1] > natural[1]:
+        return None
+    return np.array(pairs, dtype=np.int64).reshape(-1)
+
+
+def group_tables(spec, packed, G: int, KS: int = 0):
+    """(H, W, gptr, ukb, ubl or None, bcol or None): per group of G columns, its entries (kept row blocks) and,
+    for blocks, which block of each member column holds the values (-1: none). With ``KS`` (the kernel's k-step),
+    32-wide block columns are paired by ``pair_block_columns``: bcol[g * C + c] is the block column of W that
+    member c of group g is (-1: none); None keeps the natural order (member c of group g is block column
+    g * C + c)."""
     if spec.pattern.kind == "tile":
         tptr, rows = _tables(spec, packed)
-        return 1, G, np.asarray(tptr), np.asarray(rows), None
+        return 1, G, np.asarray(tptr), np.asarray(rows), None, None
     h, w = spec.pattern.block
     col_ptr, row_idx = (np.asarray(a) for a in _tables(spec, packed))
     C = G // w
     nbc = len(col_ptr) - 1
+    bcol = pair_block_columns(col_ptr, row_idx, h, KS) if KS and (w, G) == (32, 64) else None
     gptr, ukb, ubl = [0], [], []
     for g in range(-(-nbc // C)):
         members = []
         for c in range(C):
-            bc = g * C + c
-            members.append({} if bc >= nbc else
+            bc = g * C + c if bcol is None else int(bcol[g * C + c])
+            members.append({} if bc >= nbc or bc < 0 else
                            {int(row_idx[u]): u for u in range(int(col_ptr[bc]), int(col_ptr[bc + 1]))})
         union = sorted(set().union(*[m.keys() for m in members]))
         for kb in union:
             ukb.append(kb)
             ubl += [m.get(kb, -1) for m in members]
         gptr.append(len(ukb))
-    return h, w, np.array(gptr), np.array(ukb, dtype=np.int64), np.array(ubl, dtype=np.int64)
+    return h, w, np.array(gptr), np.array(ukb, dtype=np.int64), np.array(ubl, dtype=np.int64), bcol
 
 
 class _Wgmma(KernelFamily):
@@ -158,7 +205,7 @@ class _Wgmma(KernelFamily):
     def render(self, spec, packed):
         BM, KS, ST, INF, RS, LH = self._geometry(spec)
         G = self.group_width(spec.pattern)
-        H, W, gptr, ukb, ubl = group_tables(spec, packed, G)
+        H, W, gptr, ukb, ubl, bcol = group_tables(spec, packed, G, KS)
         la, sa, lb, sb = DESC(KS * 128)
         XK = self.reads_x_directly(spec, H, KS)
         if XK:
@@ -171,7 +218,8 @@ class _Wgmma(KernelFamily):
         ctx.update(MINB=self.ctas_per_sm(BM, KS, ST, G), G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, RS=RS, LH=LH, XK=XK, ngroups=len(gptr) - 1,
                    gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
                    kb_type=index_ctype(int(ukb.max()) if ukb.size else 0), IDENT=ubl is None,
-                   ubl=fmt_array(ubl) if ubl is not None else "", LBO_A=la, SBO_A=sa, LBO_B=lb, SBO_B=sb)
+                   ubl=fmt_array(ubl) if ubl is not None else "", BCOL=bcol is not None,
+                   bcol=fmt_array(bcol) if bcol is not None else "", LBO_A=la, SBO_A=sa, LBO_B=lb, SBO_B=sb)
         return source(spec, render_template("cuda_wgmma.cu.j2", **ctx) + ("\n" + fb_text if fb else ""))
 
     @staticmethod
@@ -204,7 +252,7 @@ class _Wgmma(KernelFamily):
         was 1.5-4x optimistic)."""
         BM, KS, ST = self._geometry(spec)[:3]
         G = self.group_width(spec.pattern)
-        H, _, gptr, _, _ = group_tables(spec, packed, G)
+        H, _, gptr, _, _, _ = group_tables(spec, packed, G, KS)
         per_sm = self.ctas_per_sm(BM, KS, ST, G)
         rate = WGMMA_SM_RATE if spec.pattern.kind == "tile" else WGMMA_SM_RATE_BLOCK
         t_step = 2.0 * BM * G * KS / (rate / per_sm)
