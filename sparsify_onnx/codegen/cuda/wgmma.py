@@ -32,7 +32,9 @@ transpose were measured and lost at every benchmark shape after that change (ben
 they are in git history (commit c70aca7), as is a 2-CTA cluster form with TMA multicast (3d5d7c0) and an
 X-stationary form for blocks (1fd7dec: a CTA keeps its rows of X for all of K in shared memory and walks a run
 of groups; 24.5 against 20.2 us at 4096x3072x768, block 32x32 at 90%: both forms are bound by instruction issue,
-not by the re-reads of X it saved; bench/NOTES-cuda.md, session 10). The
+not by the re-reads of X it saved; bench/NOTES-cuda.md, session 10) and runs of groups per CTA (tile field RUN,
+0c9603b: one wave of CTAs, each walking a run of groups with one pipeline: 22.4 against 16.8 us there, 1018
+against 578 us at 8192^3; the hardware's scheduling of many short CTAs balances better). The
 kernel is launched as a programmatic dependent of the transpose. The build compiles sm_90 as sm_90a.
 """
 from __future__ import annotations
@@ -70,8 +72,6 @@ H200_SMS = 132
 CANDIDATES = [(128, 64, 3, 0), (128, 64, 3, 1), (64, 64, 3, 0), (128, 64, 3, 0, 0, 7), (128, 32, 4, 0),
               (128, 64, 3, 0, 8), (256, 64, 4, 0)]
 
-# blocks: runs of groups per CTA (7th field RUN; session 10)
-RUN_CANDIDATES = [(128, 64, 3, 0, 0, 0, 1), (128, 64, 3, 1, 0, 0, 1), (64, 64, 3, 0, 0, 0, 1)]
 
 # the portable (mma.sync) family each wgmma family carries for GPUs other than Hopper
 FALLBACK = {"cuda_tile_wgmma": "cuda_tile", "cuda_bcsr_wgmma": "cuda_bcsr_tc"}
@@ -192,24 +192,20 @@ class _Wgmma(KernelFamily):
         return list(CANDIDATES)
 
     def _geometry(self, spec):
-        """(BM, KS, STAGES, INFLIGHT, RS, LH, RUN); the trailing fields default to 0."""
+        """(BM, KS, STAGES, INFLIGHT, RS, LH); the trailing fields default to 0."""
         t = tuple(spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0])
-        if len(t) < 4 or len(t) > 7:
-            raise ValueError(f"{self.name}: tile {t}: (BM, KS, STAGES, INFLIGHT[, RS[, LH[, RUN]]]) expected")
-        t = t + (0,) * (7 - len(t))
+        if len(t) < 4 or len(t) > 6:
+            raise ValueError(f"{self.name}: tile {t}: (BM, KS, STAGES, INFLIGHT[, RS[, LH]]) expected")
+        t = t + (0,) * (6 - len(t))
         BM, KS, G = t[0], t[1], self.group_width(spec.pattern)
         pt = 2 * BM  # loading threads
         if BM not in (64, 128, 256) or KS % 16 or (KS * BM // 8) % pt or (KS * G // 8) % pt:
             raise ValueError(f"{self.name}: tile {t}: BM must be 64, 128 or 256 and each stage's 16-byte chunks "
                              f"({KS} rows x {BM} + {G} columns) a multiple of the {pt} loading threads")
-        if t[6] and (t[4] or not self.reads_x_directly(spec, spec.pattern.block[0] if spec.pattern.kind == "block"
-                                                        else 1, KS)):
-            raise ValueError(f"{self.name}: tile {t}: runs of groups (RUN) need blocks read straight from X (rows "
-                             f"in runs of 8, KS 64, K a multiple of 8) and no raster")
         return t
 
     def render(self, spec, packed):
-        BM, KS, ST, INF, RS, LH, RUN = self._geometry(spec)
+        BM, KS, ST, INF, RS, LH = self._geometry(spec)
         G = self.group_width(spec.pattern)
         H, W, gptr, ukb, ubl, bcol = group_tables(spec, packed, G, KS)
         la, sa, lb, sb = DESC(KS * 128)
@@ -221,9 +217,7 @@ class _Wgmma(KernelFamily):
         ctx = base_ctx(spec, packed)
         ctx.update(FALLBACK=fb_name, FALLBACK_FAMILY=fb.family if fb else "",
                    FALLBACK_SCRATCH=bool(fb) and f"{fb_name}_cuda_scratch" in fb_text)
-        # RUN: k-steps before each group (at least one per group)
-        sptr = np.concatenate([[0], np.cumsum(np.maximum(1, -(-np.diff(gptr) * H // KS)))])
-        ctx.update(MINB=self.ctas_per_sm(BM, KS, ST, G, RUN), G=G, RUN=bool(RUN), sptr=fmt_array(sptr), H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, RS=RS, LH=LH, XK=XK, ngroups=len(gptr) - 1,
+        ctx.update(MINB=self.ctas_per_sm(BM, KS, ST, G), G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, RS=RS, LH=LH, XK=XK, ngroups=len(gptr) - 1,
                    gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
                    kb_type=index_ctype(int(ukb.max()) if ukb.size else 0), IDENT=ubl is None,
                    ubl=fmt_array(ubl) if ubl is not None else "", BCOL=bcol is not None,
@@ -231,12 +225,11 @@ class _Wgmma(KernelFamily):
         return source(spec, render_template("cuda_wgmma.cu.j2", **ctx) + ("\n" + fb_text if fb else ""))
 
     @staticmethod
-    def ctas_per_sm(BM: int, KS: int, ST: int, G: int, run: bool = False) -> int:
+    def ctas_per_sm(BM: int, KS: int, ST: int, G: int) -> int:
         """CTAs per SM the kernel is built for (__launch_bounds__): as many as 228 KB of shared memory hold (each
-        CTA: its stages, 1 KB of alignment slack, 1 KB the system keeps; RUN: 640 bytes per warp for the epilogue
-        and the run's group boundaries), at most what leaves ~110 registers a thread (4, 2, 1 for 1, 2, 4
-        warpgroups)."""
-        smem = ST * KS * (BM + G) * 2 + 2048 + (BM // 64 * 4 * 640 + 4096 if run else 0)
+        CTA: its stages, 1 KB of alignment slack, 1 KB the system keeps), at most what leaves ~110 registers a
+        thread (4, 2, 1 for 1, 2, 4 warpgroups)."""
+        smem = ST * KS * (BM + G) * 2 + 2048
         return max(1, min(228 * 1024 // smem, {64: 4, 128: 2, 256: 1}[BM]))
 
     @staticmethod
@@ -259,22 +252,16 @@ class _Wgmma(KernelFamily):
         runs its k-steps at a per-SM rate, CTAs fill the SMs' slots, and the transpose of X runs before. Within
         0.70-1.27x of the measured plain-form times at 8192^3 and the BERT shapes (the FLOP roofline it replaced
         was 1.5-4x optimistic)."""
-        BM, KS, ST, RUN = (self._geometry(spec)[i] for i in (0, 1, 2, 6))
+        BM, KS, ST = self._geometry(spec)[:3]
         G = self.group_width(spec.pattern)
         H, _, gptr, _, _, _ = group_tables(spec, packed, G, KS)
-        per_sm = self.ctas_per_sm(BM, KS, ST, G, RUN)
+        per_sm = self.ctas_per_sm(BM, KS, ST, G)
         rate = WGMMA_SM_RATE if spec.pattern.kind == "tile" else WGMMA_SM_RATE_BLOCK
         t_step = 2.0 * BM * G * KS / (rate / per_sm)
         steps = -(-(np.diff(np.asarray(gptr)) * H) // KS)
+        cta = steps * t_step  # per group
         mt = -(-M // BM)
-        if RUN:  # runs of gpc groups (as the launcher cuts them), one wave
-            steps = np.maximum(1, steps)
-            runs = max(1, min(len(steps), H200_SMS * per_sm // mt))
-            run = np.add.reduceat(steps, np.arange(0, len(steps), -(-len(steps) // runs))) * t_step
-            t_gemm = -(-(mt * len(run)) // (H200_SMS * per_sm)) * float(run.max())
-        else:
-            cta = steps * t_step  # per group
-            t_gemm = max(mt * float(cta.sum()) / (H200_SMS * per_sm), float(cta.max()) if cta.size else 0.0)
+        t_gemm = max(mt * float(cta.sum()) / (H200_SMS * per_sm), float(cta.max()) if cta.size else 0.0)
         t_transpose = 0.0 if self.reads_x_directly(spec, H, KS) else 2.0 * M * spec.K * 2 / TRANSPOSE_BW
         byts = 2 * (M * spec.K + M * spec.N * (2 if spec.epilogue.residual else 1)) + packed.values.nbytes
         return LAUNCH + t_transpose + max(t_gemm, byts / BW)  # (one launch: the GEMM's overlaps the transpose, PDL)
@@ -307,11 +294,6 @@ class CudaBcsrWgmma(_Wgmma):
 
     def group_width(self, pattern):
         return 128 if pattern.block[1] == 128 else 64
-
-    def tile_candidates(self, pattern, K, N, dtype):
-        """The shared list, with the run tiles (RUN, blocks read straight from X) after the first."""
-        run = RUN_CANDIDATES if pattern.block[0] % 8 == 0 and K % 8 == 0 else []
-        return CANDIDATES[:1] + run + CANDIDATES[1:]
 
     def supports(self, pattern, K, N, dtype):
         why = super().supports(pattern, K, N, dtype)
