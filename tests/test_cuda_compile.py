@@ -483,6 +483,34 @@ def test_wgmma_group_tables_rebuild_the_weight(i):
     assert not got[:, N:].any()
 
 
+def test_block_columns_are_paired_without_lengthening_the_longest_group():
+    """pair_block_columns: every block column once (an odd one last, without partner), fewer k-steps over the
+    unions than the natural neighbours and no group longer than theirs; None where pairing saves nothing."""
+    import numpy as np
+    from sparsify_onnx.codegen.cuda.wgmma import pair_block_columns
+    rng = np.random.default_rng(3)
+
+    def csc(keep):
+        col_ptr = np.concatenate([[0], np.cumsum(keep.sum(axis=0))])
+        return col_ptr, np.concatenate([np.flatnonzero(keep[:, c]) for c in range(keep.shape[1])])
+
+    def steps(keep, pairs):
+        return [max(1, -(-int((keep[:, a] | (keep[:, b] if b >= 0 else False)).sum()) * 32 // 64))
+                for a, b in pairs]
+    for nkb, nbc in ((24, 96), (24, 31), (96, 24)):
+        keep = rng.random((nkb, nbc)) < 0.1
+        order = pair_block_columns(*csc(keep), 32, 64)
+        assert order is not None, (nkb, nbc)
+        assert sorted(int(c) for c in order if c >= 0) == list(range(nbc))
+        assert (order < 0).sum() == nbc % 2 and (nbc % 2 == 0 or order[-1] == -1)
+        pairs = order.reshape(-1, 2)
+        natural = [(c, c + 1 if c + 1 < nbc else -1) for c in range(0, nbc, 2)]
+        assert sum(steps(keep, pairs)) < sum(steps(keep, natural))
+        assert max(steps(keep, pairs)) <= max(steps(keep, natural))
+    # identical columns pair as they stand: nothing to save
+    assert pair_block_columns(*csc(np.repeat(rng.random((24, 1)) < 0.3, 8, axis=1)), 32, 64) is None
+
+
 def test_wgmma_cost_model_follows_the_h200(monkeypatch):
     """The wgmma wave model against session 4's H200 measurements (tile-wise G=128, plain form 128x64x3x0,
     bench/cuda/s4/run6-default-on): 8192^3 at 75% measured 604 us (cuda_tile 1337 us) and (4096, 3072, 768) at

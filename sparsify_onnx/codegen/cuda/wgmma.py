@@ -14,10 +14,13 @@ One template (``cuda_wgmma.cu.j2``) serves both. A CTA computes BM rows x one *g
 columns from the group's kept rows of W, gathered with cp.async into the 128-byte-swizzled shared layout that
 ``wgmma.mma_async m64nGk16`` reads through matrix descriptors (B N-major). Tile-wise kept rows are single k, so X
 is first transposed into scratch and A gathered M-major from X^T; block kept rows come in runs of H >= 8
-consecutive k, so at 64 kept rows per stage A is read K-major straight from X (no transpose, no scratch). A tile-wise tile is a group (its kept rows). For blocks h x w, a group is G / w
-adjacent block columns and its kept rows are the union of their live block rows; a block absent from one
-member column is read as zeros (so 32x32 blocks at 90% run ~19% of the rows on n64 tiles, where the
-mma.sync kernel runs 10% on n32 tiles at a fraction of the rate). ``bench/cuda/wgmma_probe.cu`` is the
+consecutive k, so at 64 kept rows per stage A is read K-major straight from X (no transpose, no scratch). A
+tile-wise tile is a group (its kept rows). For blocks h x w, a group is G / w block columns and its kept rows are
+the union of their live block rows; a block absent from one member column is read as zeros. Adjacent block
+columns would make 32x32 blocks at 90% run ~19% of the rows on n64 tiles (the mma.sync kernel runs 10% on n32
+tiles at a fraction of the rate), so 32-wide block columns are paired by their shared blocks instead
+(``pair_block_columns``; 1.51x -> 1.84x cuBLAS at (4096, 3072, 768), session 10) and each member's 32 columns
+are stored where they belong. ``bench/cuda/wgmma_probe.cu`` is the
 tile kernel standalone: it checks which descriptor stride convention is right; ``DESC`` must match it.
 
 Tile: (BM, KS, STAGES, INFLIGHT[, RS[, LH]]): rows per CTA (64, 128 or 256: one warpgroup per m64 sub-tile, every
@@ -26,8 +29,9 @@ stage boundary, RS > 0 to raster the CTAs in supertiles of RS m-tiles (consecuti
 group) instead of group-fastest, and LH the L2 eviction hints (bits: 1 keeps W's values with evict_last, 2 stores
 Y with evict-first, 4 loads X^T with evict_first). The mainloop sets each thread's addresses up once and only adds
 stage offsets (233 -> 128 SASS instructions per k-step at 8192^3 tile-wise, 1.25x faster on the H200). The
-epilogue stores 16 bytes per lane (quad shuffles, as the gather kernels; 4-byte stores were 1.05x slower at
-8192^3 and 1.4-1.7x at BERT shapes). A warp-specialized form (a loading warpgroup, mbarrier pipeline) and a fused
+epilogue stores 16 bytes per lane (4-byte stores were 1.05x slower at 8192^3 and 1.4-1.7x at BERT shapes), each
+8 rows x 32 columns put in row order through shared memory by one ``stmatrix`` (the quad shuffles it replaced,
+as in the gather kernels, took ~4x the instructions: 3-4% at the block BERT shapes). A warp-specialized form (a loading warpgroup, mbarrier pipeline) and a fused
 transpose were measured and lost at every benchmark shape after that change (bench/NOTES-cuda.md, session 4);
 they are in git history (commit c70aca7), as is a 2-CTA cluster form with TMA multicast (3d5d7c0) and an
 X-stationary form for blocks (1fd7dec: a CTA keeps its rows of X for all of K in shared memory and walks a run
@@ -110,9 +114,10 @@ def pair_block_columns(col_ptr, row_idx, H: int, KS: int) -> np.ndarray | None:
     two take fewer k-steps of KS rows over the union of their blocks; None unless it saves k-steps without making
     the longest group longer (the last wave of CTAs waits for it). Heaviest column first, each with the free
     partner of fewest k-steps together, then of most shared blocks: a heavy column gets a light or overlapping
-    partner. Random 32x32 at 90% (H200, bench/NOTES-cuda.md, session 10): k-steps 117 -> 83 and the longest group
-    5 -> 4 at (K, N) = (768, 3072), 37 -> 29 (4 -> 4) at (768, 768), 108 -> 103 (13 -> 9) at (3072, 768). An odd
-    last column gets -1 (no partner)."""
+    partner. On the benchmark's random 32x32 weights at 90% (bench/NOTES.md, session 10): k-steps 117 -> 83 and
+    the longest group 5 -> 4 at (K, N) = (768, 3072), 37 -> 29 (4 -> 4) at (768, 768), 108 -> 103 (13 -> 9) at
+    (3072, 768). (Taking the pairs of fewest k-steps first saved more k-steps but made the longest group longer:
+    slower on the H200 at N = 768.) An odd last column gets -1 (no partner)."""
     nbc = len(col_ptr) - 1
     if nbc < 3:
         return None
