@@ -120,11 +120,6 @@ CASES = [
     # (the last one 8 wide, without a partner), bias and residual; and an even number
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 768, 968, "bgr", (128, 64, 3, 0), 0.1),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 1024, "ta", (64, 64, 4, 1), 0.1),
-    # two m64 sub-tiles per warpgroup (7th field MW = 2): one warpgroup of BM 128, two of BM 256; A from X and
-    # from X^T
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 1024, "bgr", (128, 64, 3, 0, 0, 0, 2), 0.1),
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 768, 200, "br", (256, 64, 3, 1, 0, 0, 2)),
-    ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 200, "ta", (128, 64, 3, 1, 0, 0, 2)),
 ]
 
 

@@ -212,17 +212,12 @@ def test_wgmma_rejects_tiles_the_loaders_cannot_split(monkeypatch):
     def geometry(tile):
         return fam._geometry(KernelSpec("linear", fam.name, "cuda", "fp16", pat, 64, 64, Epilogue(), tile=tile,
                                         tables_hash="x"))
-    assert geometry((256, 64, 4, 1)) == (256, 64, 4, 1, 0, 0, 1)
-    for bad in ((256, 32, 4, 1), (128, 24, 3, 0)):
+    assert geometry((256, 64, 4, 1)) == (256, 64, 4, 1, 0, 0)
+    for bad in ((256, 32, 4, 1), (192, 64, 3, 0), (128, 24, 3, 0)):
         with pytest.raises(ValueError, match="loading threads"):
             geometry(bad)
     with pytest.raises(ValueError, match="expected"):
-        geometry((128, 64, 3, 0, 0, 0, 1, 0))  # an 8-field tile (of a removed form)
-    # MW: m64 sub-tiles per warpgroup, 1 or 2, dividing BM / 64
-    assert geometry((128, 64, 3, 0, 0, 0, 2)) == (128, 64, 3, 0, 0, 0, 2)
-    for bad in ((192, 64, 3, 0), (64, 64, 3, 0, 0, 0, 2), (256, 64, 3, 0, 0, 0, 4)):
-        with pytest.raises(ValueError, match="BM must be"):
-            geometry(bad)
+        geometry((128, 64, 3, 0, 0, 0, 1))  # a 7-field tile of the removed forms
 
 
 def test_nm_wgmma_takes_2of4_and_checks_its_tiles(monkeypatch):

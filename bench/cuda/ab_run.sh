@@ -7,16 +7,6 @@
 set -u
 cd "$(dirname "$0")/../.."
 ab() {  # the A/B sets: M N K pattern density rounds tiles... (-wgmma 2:4 and cover tile fields: NWG x BM x KS x STAGES x INFLIGHT x RS)
-  if [ "${AB_SET:-}" = mw ]; then  # session 10: two m64 sub-tiles per warpgroup (tile field 7, MW)
-    timeout -k 5 90 python3 bench/cuda/ab.py 4096 3072 768 block32-wgmma 0.1 5 128x64x3x1 128x64x3x0 128x64x3x0x0x0x2 128x64x3x1x0x0x2 256x64x3x0x0x0x2 128x64x4x1x0x0x2
-    timeout -k 5 90 python3 bench/cuda/ab.py 4096 768 768 block32-wgmma 0.1 5 128x64x3x0 128x64x3x0x0x0x2 128x64x3x1x0x0x2 256x64x3x0x0x0x2
-    timeout -k 5 90 python3 bench/cuda/ab.py 4096 768 3072 block32-wgmma 0.1 5 128x64x3x1 128x64x3x0x0x0x2 128x64x3x1x0x0x2 256x64x3x0x0x0x2
-    timeout -k 5 150 python3 bench/cuda/ab.py 8192 8192 8192 block32-wgmma 0.1 3 128x64x3x0 128x64x3x0x0x0x2 256x64x3x0x0x0x2
-    timeout -k 5 150 python3 bench/cuda/ab.py 8192 8192 8192 tile-wgmma 0.25 3 128x64x3x0 128x64x3x0x0x0x2 256x64x3x0x0x0x2 256x64x4x1x0x0x2
-    timeout -k 5 90 python3 bench/cuda/ab.py 4096 3072 768 tile-wgmma 0.25 3 128x64x3x0 128x64x3x0x0x0x2 256x64x3x0x0x0x2
-    timeout -k 5 90 python3 bench/cuda/ab.py 4096 3072 768 block64-wgmma 0.1 3 128x64x3x0 128x64x3x0x0x0x2 256x64x3x0x0x0x2
-    return
-  fi
   if [ "${AB_SET:-}" = ressmem ]; then  # session 9, fourth call: a few residual entries from shared memory
     timeout -k 5 90 python3 bench/cuda/ab.py 4096 768 768 unstructured-horder1-wgmma 0.1 5 3x128x64x4x1x0 3x128x128x3x1x0
     timeout -k 5 90 python3 bench/cuda/ab.py 4096 768 768 unstructured-horder-wgmma 0.1 5 3x128x64x4x1x0 3x128x128x3x1x0

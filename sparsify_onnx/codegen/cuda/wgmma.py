@@ -38,7 +38,8 @@ X-stationary form for blocks (1fd7dec: a CTA keeps its rows of X for all of K in
 of groups; 24.5 against 20.2 us at 4096x3072x768, block 32x32 at 90%: both forms are bound by instruction issue,
 not by the re-reads of X it saved; bench/NOTES-cuda.md, session 10) and runs of groups per CTA (tile field RUN,
 0c9603b: one wave of CTAs, each walking a run of groups with one pipeline: 22.4 against 16.8 us there, 1018
-against 578 us at 8192^3; the hardware's scheduling of many short CTAs balances better). The
+against 578 us at 8192^3; the hardware's scheduling of many short CTAs balances better); two m64 sub-tiles
+per warpgroup (tile field MW, 2209b53) came within 2% of one and lost at tile-wise 8192^3. The
 kernel is launched as a programmatic dependent of the transpose. The build compiles sm_90 as sm_90a.
 """
 from __future__ import annotations
@@ -197,24 +198,20 @@ class _Wgmma(KernelFamily):
         return list(CANDIDATES)
 
     def _geometry(self, spec):
-        """(BM, KS, STAGES, INFLIGHT, RS, LH, MW); the trailing fields default to 0, MW (m64 sub-tiles per
-        warpgroup) to 1."""
+        """(BM, KS, STAGES, INFLIGHT, RS, LH); the trailing fields default to 0."""
         t = tuple(spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0])
-        if len(t) < 4 or len(t) > 7:
-            raise ValueError(f"{self.name}: tile {t}: (BM, KS, STAGES, INFLIGHT[, RS[, LH[, MW]]]) expected")
-        t = t + (0,) * (6 - len(t)) + (1,) * (7 - max(len(t), 6))
-        BM, KS, MW, G = t[0], t[1], t[6], self.group_width(spec.pattern)
-        if MW not in (1, 2) or BM not in (64, 128, 256) or BM // 64 % MW:
-            raise ValueError(f"{self.name}: tile {t}: BM must be 64, 128 or 256, MW (m64 sub-tiles per warpgroup) "
-                             f"1 or 2 and dividing BM / 64")
-        pt = 2 * BM // MW  # loading threads (all of them)
-        if KS % 16 or (KS * BM // 8) % pt or (KS * G // 8) % pt:
-            raise ValueError(f"{self.name}: tile {t}: each stage's 16-byte chunks ({KS} rows x {BM} + {G} columns) "
-                             f"must be a multiple of the {pt} loading threads")
+        if len(t) < 4 or len(t) > 6:
+            raise ValueError(f"{self.name}: tile {t}: (BM, KS, STAGES, INFLIGHT[, RS[, LH]]) expected")
+        t = t + (0,) * (6 - len(t))
+        BM, KS, G = t[0], t[1], self.group_width(spec.pattern)
+        pt = 2 * BM  # loading threads
+        if BM not in (64, 128, 256) or KS % 16 or (KS * BM // 8) % pt or (KS * G // 8) % pt:
+            raise ValueError(f"{self.name}: tile {t}: BM must be 64, 128 or 256 and each stage's 16-byte chunks "
+                             f"({KS} rows x {BM} + {G} columns) a multiple of the {pt} loading threads")
         return t
 
     def render(self, spec, packed):
-        BM, KS, ST, INF, RS, LH, MW = self._geometry(spec)
+        BM, KS, ST, INF, RS, LH = self._geometry(spec)
         G = self.group_width(spec.pattern)
         H, W, gptr, ukb, ubl, bcol = group_tables(spec, packed, G, KS)
         la, sa, lb, sb = DESC(KS * 128)
@@ -226,7 +223,7 @@ class _Wgmma(KernelFamily):
         ctx = base_ctx(spec, packed)
         ctx.update(FALLBACK=fb_name, FALLBACK_FAMILY=fb.family if fb else "",
                    FALLBACK_SCRATCH=bool(fb) and f"{fb_name}_cuda_scratch" in fb_text)
-        ctx.update(MINB=self.ctas_per_sm(BM, KS, ST, G, MW), MW=MW, G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, RS=RS, LH=LH, XK=XK, ngroups=len(gptr) - 1,
+        ctx.update(MINB=self.ctas_per_sm(BM, KS, ST, G), G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, RS=RS, LH=LH, XK=XK, ngroups=len(gptr) - 1,
                    gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
                    kb_type=index_ctype(int(ukb.max()) if ukb.size else 0), IDENT=ubl is None,
                    ubl=fmt_array(ubl) if ubl is not None else "", BCOL=bcol is not None,
@@ -234,12 +231,12 @@ class _Wgmma(KernelFamily):
         return source(spec, render_template("cuda_wgmma.cu.j2", **ctx) + ("\n" + fb_text if fb else ""))
 
     @staticmethod
-    def ctas_per_sm(BM: int, KS: int, ST: int, G: int, MW: int = 1) -> int:
+    def ctas_per_sm(BM: int, KS: int, ST: int, G: int) -> int:
         """CTAs per SM the kernel is built for (__launch_bounds__): as many as 228 KB of shared memory hold (each
         CTA: its stages, 1 KB of alignment slack, 1 KB the system keeps), at most what leaves ~110 registers a
-        thread (4, 2, 1 for 1, 2, 4 warpgroups of one m64 sub-tile; half that, at least 1, with MW = 2)."""
+        thread (4, 2, 1 for 1, 2, 4 warpgroups)."""
         smem = ST * KS * (BM + G) * 2 + 2048
-        return max(1, min(228 * 1024 // smem, {1: 4, 2: 2, 4: 1}[BM // 64 // MW] // MW))
+        return max(1, min(228 * 1024 // smem, {64: 4, 128: 2, 256: 1}[BM]))
 
     @staticmethod
     def reads_x_directly(spec, H: int, KS: int) -> bool:
@@ -261,10 +258,10 @@ class _Wgmma(KernelFamily):
         runs its k-steps at a per-SM rate, CTAs fill the SMs' slots, and the transpose of X runs before. Within
         0.70-1.27x of the measured plain-form times at 8192^3 and the BERT shapes (the FLOP roofline it replaced
         was 1.5-4x optimistic)."""
-        BM, KS, ST, MW = (self._geometry(spec)[i] for i in (0, 1, 2, 6))
+        BM, KS, ST = self._geometry(spec)[:3]
         G = self.group_width(spec.pattern)
         H, _, gptr, _, _, _ = group_tables(spec, packed, G, KS)
-        per_sm = self.ctas_per_sm(BM, KS, ST, G, MW)
+        per_sm = self.ctas_per_sm(BM, KS, ST, G)
         rate = WGMMA_SM_RATE if spec.pattern.kind == "tile" else WGMMA_SM_RATE_BLOCK
         t_step = 2.0 * BM * G * KS / (rate / per_sm)
         steps = -(-(np.diff(np.asarray(gptr)) * H) // KS)
