@@ -120,6 +120,14 @@ CASES = [
     # (the last one 8 wide, without a partner), bias and residual; and an even number
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 768, 968, "bgr", (128, 64, 3, 0), 0.1),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 1024, "ta", (64, 64, 4, 1), 0.1),
+    # the TMA form (7th tile field; cuda_bcsr_tma.cu.j2): X by tensor map (rows past M and k past K zero-filled),
+    # pre-swizzled B images built on the first call. K not a multiple of 32 with a residual and a group in flight;
+    # paired block columns, an odd last one, more k-steps than stages, Y streamed; 64x64 blocks (two k-steps per
+    # block row) at BM 64; BM 256 with 2 stages in flight
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 136, "ta", (128, 32, 4, 1, 0, 0, 1)),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 768, 968, "bgr", (128, 32, 3, 0, 0, 2, 1), 0.1),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 1024, 192, "br", (64, 32, 4, 1, 0, 0, 1)),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 1024, 200, "plain", (256, 32, 2, 1, 0, 0, 1)),
 ]
 
 

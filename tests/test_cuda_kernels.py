@@ -89,13 +89,21 @@ def test_kernel_matches_numpy(gpu, lib, i, M):
             assert np.abs(Y - ref).max() < 0.05 * max(1.0, np.abs(ref).max())
 
 
-@pytest.mark.parametrize("family", ["cuda_nm_sparselt", "cuda_cover_wgmma"])
+def _case_index(family: str) -> int:
+    """The first case of ``family``; "cuda_bcsr_wgmma/tma": the first of that family's TMA form (7th tile field)."""
+    if family.endswith("/tma"):
+        return next(i for i, c in enumerate(CASES) if c[0] == family[:-4] and c[6] and len(c[6]) == 7 and c[6][6])
+    return [c[0] for c in CASES].index(family)
+
+
+@pytest.mark.parametrize("family", ["cuda_nm_sparselt", "cuda_cover_wgmma", "cuda_bcsr_wgmma/tma"])
 def test_one_derived_weight_per_values_tensor(gpu, lib, family):
-    """The kernels that derive a weight of their own from the values (cuSPARSELt's compressed W, the cover) keep one
-    per values tensor, as onnxruntime sessions each hold their own copy of an initializer: two values tensors of
-    the same node, called in turn, each give their own result (before, cuSPARSELt kept only the last one's)."""
+    """The kernels that derive a weight of their own from the values (cuSPARSELt's compressed W, the cover, the
+    block kernel's B images) keep one per values tensor, as onnxruntime sessions each hold their own copy of an
+    initializer: two values tensors of the same node, called in turn, each give their own result (before,
+    cuSPARSELt kept only the last one's)."""
     cl, built = lib
-    i = [c[0] for c in CASES].index(family)
+    i = _case_index(family)
     spec, pk, W, _ = built[i]
     scales = (1.0, 2.0, 1.0, -0.5)
     bufs = {sc: gpu.upload((pk.values * sc).astype(pk.values.dtype)) for sc in set(scales)}  # (all alive at once)
@@ -123,7 +131,7 @@ def _held(cl, spec, bufs):
             release(p)
 
 
-@pytest.mark.parametrize("family", ["cuda_nm_sparselt", "cuda_nm_wgmma", "cuda_cover_wgmma"])
+@pytest.mark.parametrize("family", ["cuda_nm_sparselt", "cuda_nm_wgmma", "cuda_cover_wgmma", "cuda_bcsr_wgmma/tma"])
 def test_one_node_on_two_gpus(gpu, lib, family):
     """onnxruntime may serve sessions on several GPUs of one process: a node called on GPU 0, then on GPU 1, then on
     GPU 0 again gives the right result each time, with its per-GPU state (cuSPARSELt's handle, offset table and
@@ -132,7 +140,7 @@ def test_one_node_on_two_gpus(gpu, lib, family):
         pytest.skip("needs two GPUs and the pycuda back end")
     from sparsify_onnx.tune.device import PycudaDevice
     cl, built = lib
-    spec, pk, W, _ = built[[c[0] for c in CASES].index(family)]
+    spec, pk, W, _ = built[_case_index(family)]
     uses_lt = getattr(cl.lib, f"{spec.procedural_name()}_cuda_uses_cusparselt", None)
 
     def check(dev, seed):  # (_run holds the values it uploads, as the op layer does)

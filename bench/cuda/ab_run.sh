@@ -7,6 +7,15 @@
 set -u
 cd "$(dirname "$0")/../.."
 ab() {  # the A/B sets: M N K pattern density rounds tiles... (-wgmma 2:4 and cover tile fields: NWG x BM x KS x STAGES x INFLIGHT x RS)
+  if [ "${AB_SET:-}" = tma ]; then  # session 11: the block kernel's TMA form (7th tile field) against the plain form
+    T="128x32x4x0x0x0x1 128x32x4x1x0x0x1 128x32x6x1x0x0x1 64x32x4x0x0x0x1 128x32x4x1x0x2x1"
+    for s in "4096 3072 768" "4096 768 768" "4096 768 3072"; do
+      timeout -k 5 120 python3 bench/cuda/ab.py $s block32-wgmma 0.1 5 128x64x3x0 64x64x3x0 $T
+    done
+    timeout -k 5 120 python3 bench/cuda/ab.py 4096 3072 768 block64-wgmma 0.1 5 128x64x3x0 128x32x4x1x0x0x1 64x32x4x0x0x0x1
+    timeout -k 5 200 python3 bench/cuda/ab.py 8192 8192 8192 block32-wgmma 0.1 3 128x64x3x0 128x32x4x1x0x0x1 128x32x6x1x0x0x1 256x32x4x1x0x0x1
+    return
+  fi
   if [ "${AB_SET:-}" = ressmem ]; then  # session 9, fourth call: a few residual entries from shared memory
     timeout -k 5 90 python3 bench/cuda/ab.py 4096 768 768 unstructured-horder1-wgmma 0.1 5 3x128x64x4x1x0 3x128x128x3x1x0
     timeout -k 5 90 python3 bench/cuda/ab.py 4096 768 768 unstructured-horder-wgmma 0.1 5 3x128x64x4x1x0 3x128x128x3x1x0

@@ -198,22 +198,45 @@ class _Wgmma(KernelFamily):
         return list(CANDIDATES)
 
     def _geometry(self, spec):
-        """(BM, KS, STAGES, INFLIGHT, RS, LH); the trailing fields default to 0."""
+        """(BM, KS, STAGES, INFLIGHT, RS, LH, TM); the trailing fields default to 0."""
         t = tuple(spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0])
-        if len(t) < 4 or len(t) > 6:
-            raise ValueError(f"{self.name}: tile {t}: (BM, KS, STAGES, INFLIGHT[, RS[, LH]]) expected")
-        t = t + (0,) * (6 - len(t))
+        if len(t) < 4 or len(t) > 7:
+            raise ValueError(f"{self.name}: tile {t}: (BM, KS, STAGES, INFLIGHT[, RS[, LH[, TM]]]) expected")
+        t = t + (0,) * (7 - len(t))
         BM, KS, G = t[0], t[1], self.group_width(spec.pattern)
+        if t[6]:
+            why = self.tma_unsupported(spec.pattern, spec.K, t)
+            if why:
+                raise ValueError(f"{self.name}: tile {t}: {why}")
+            return t
         pt = 2 * BM  # loading threads
         if BM not in (64, 128, 256) or KS % 16 or (KS * BM // 8) % pt or (KS * G // 8) % pt:
             raise ValueError(f"{self.name}: tile {t}: BM must be 64, 128 or 256 and each stage's 16-byte chunks "
                              f"({KS} rows x {BM} + {G} columns) a multiple of the {pt} loading threads")
         return t
 
+    def tma_unsupported(self, pattern, K, t) -> str | None:
+        """Why the TMA form (tile field TM, ``cuda_bcsr_tma.cu.j2``) cannot take this tile, or None. It runs blocks
+        of 32 or 64 columns and a multiple of 32 rows, k-steps of 32 rows, without raster or load hints, and
+        reads X through a tensor map (rows of 16-byte multiples)."""
+        if pattern.kind != "block":
+            return "the TMA form (TM) is for blocks"
+        if K % 8:
+            return f"the TMA form (TM) needs K a multiple of 8, not {K}"
+        h, w = pattern.block
+        BM, KS, ST, _, RS, LH, _ = t
+        if h % 32 or w not in (32, 64):
+            return f"the TMA form (TM) needs blocks of 32 or 64 columns and a multiple of 32 rows, not {h}x{w}"
+        if BM not in (64, 128, 256) or KS != 32 or ST < 2 or RS or LH & ~2:
+            return "the TMA form (TM) takes BM 64, 128 or 256, KS 32, 2 or more stages, no raster and LH 0 or 2"
+        return None
+
     def render(self, spec, packed):
-        BM, KS, ST, INF, RS, LH = self._geometry(spec)
+        BM, KS, ST, INF, RS, LH, TM = self._geometry(spec)
         G = self.group_width(spec.pattern)
         H, W, gptr, ukb, ubl, bcol = group_tables(spec, packed, G, KS)
+        if TM:
+            return self._render_tma(spec, packed, (BM, ST, INF, LH), (H, W, gptr, ukb, ubl, bcol))
         la, sa, lb, sb = DESC(KS * 128)
         XK = self.reads_x_directly(spec, H, KS)
         if XK:
@@ -229,6 +252,29 @@ class _Wgmma(KernelFamily):
                    ubl=fmt_array(ubl) if ubl is not None else "", BCOL=bcol is not None,
                    bcol=fmt_array(bcol) if bcol is not None else "", LBO_A=la, SBO_A=sa, LBO_B=lb, SBO_B=sb)
         return source(spec, render_template("cuda_wgmma.cu.j2", **ctx) + ("\n" + fb_text if fb else ""))
+
+    def _render_tma(self, spec, packed, geom, tables):
+        BM, ST, INF, LH = geom
+        H, W, gptr, ukb, ubl, bcol = tables
+        fb = self.fallback_spec(spec)
+        fb_name, fb_text = embedded_fallback(spec, fb, packed) if fb else ("", "")
+        ctx = base_ctx(spec, packed)
+        ctx.update(FALLBACK=fb_name, FALLBACK_FAMILY=fb.family if fb else "",
+                   FALLBACK_SCRATCH=bool(fb) and f"{fb_name}_cuda_scratch" in fb_text)
+        ctx.update(MINB=self.tma_ctas_per_sm(BM, ST), H=H, W=W, BM=BM, STAGES=ST, INFLIGHT=INF, LH=LH,
+                   ngroups=len(gptr) - 1, gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
+                   kb_type=index_ctype(int(ukb.max()) if ukb.size else 0), ubl=fmt_array(ubl),
+                   BCOL=bcol is not None, bcol=fmt_array(bcol) if bcol is not None else "")
+        return source(spec, render_template("cuda_bcsr_tma.cu.j2", **ctx) + ("\n" + fb_text if fb else ""))
+
+    @staticmethod
+    def tma_ctas_per_sm(BM: int, ST: int) -> int:
+        """CTAs per SM of the TMA form: as many as 228 KB of shared memory hold (its stages, the epilogue's patches,
+        the mbarriers, 1 KB of alignment slack, 1 KB the system keeps), at most what leaves ~72 registers a thread
+        (its BM / 64 consumer warpgroups and a producer warp)."""
+        nt = BM // 64 * 128 + 32
+        smem = ST * (BM * 64 + 4096) + nt // 32 * 640 + 16 * ST + 2048
+        return max(1, min(228 * 1024 // smem, 65536 // (nt * 72)))
 
     @staticmethod
     def ctas_per_sm(BM: int, KS: int, ST: int, G: int) -> int:
