@@ -128,6 +128,9 @@ CASES = [
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 768, 968, "bgr", (128, 32, 3, 0, 0, 2, 1), 0.1),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 1024, 192, "br", (64, 32, 4, 1, 0, 0, 1)),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 1024, 200, "plain", (256, 32, 2, 1, 0, 0, 1)),
+    # ... with thread 0 issuing the copies and refilling each slot (TM 2), in flight and not
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 1024, 192, "bgr", (128, 32, 3, 1, 0, 2, 2)),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 520, 136, "ta", (64, 32, 2, 0, 0, 0, 2)),
 ]
 
 

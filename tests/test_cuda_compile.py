@@ -223,7 +223,9 @@ def test_wgmma_rejects_tiles_the_loaders_cannot_split(monkeypatch):
         geometry((128, 32, 4, 0, 0, 0, 1))  # 16x16 blocks
     pat = Pattern("block", block=(32, 32))
     assert geometry((128, 32, 4, 0, 0, 2, 1)) == (128, 32, 4, 0, 0, 2, 1)
-    for bad in ((128, 64, 4, 0, 0, 0, 1), (128, 32, 1, 0, 0, 0, 1), (128, 32, 4, 0, 2, 0, 1), (128, 32, 4, 0, 0, 1, 1)):
+    assert geometry((64, 32, 2, 1, 0, 0, 2)) == (64, 32, 2, 1, 0, 0, 2)
+    for bad in ((128, 64, 4, 0, 0, 0, 1), (128, 32, 1, 0, 0, 0, 1), (128, 32, 4, 0, 2, 0, 1), (128, 32, 4, 0, 0, 1, 1),
+                (128, 32, 4, 0, 0, 0, 3)):
         with pytest.raises(ValueError, match="TMA form"):
             geometry(bad)
 

@@ -227,8 +227,9 @@ class _Wgmma(KernelFamily):
         BM, KS, ST, _, RS, LH, _ = t
         if h % 32 or w not in (32, 64):
             return f"the TMA form (TM) needs blocks of 32 or 64 columns and a multiple of 32 rows, not {h}x{w}"
-        if BM not in (64, 128, 256) or KS != 32 or ST < 2 or RS or LH & ~2:
-            return "the TMA form (TM) takes BM 64, 128 or 256, KS 32, 2 or more stages, no raster and LH 0 or 2"
+        if BM not in (64, 128, 256) or KS != 32 or ST < 2 or RS or LH & ~2 or t[6] not in (1, 2):
+            return ("the TMA form (TM 1: a producer warp, 2: thread 0 issues) takes BM 64, 128 or 256, KS 32, 2 or "
+                    "more stages, no raster and LH 0 or 2")
         return None
 
     def render(self, spec, packed):
@@ -236,7 +237,7 @@ class _Wgmma(KernelFamily):
         G = self.group_width(spec.pattern)
         H, W, gptr, ukb, ubl, bcol = group_tables(spec, packed, G, KS)
         if TM:
-            return self._render_tma(spec, packed, (BM, ST, INF, LH), (H, W, gptr, ukb, ubl, bcol))
+            return self._render_tma(spec, packed, (BM, ST, INF, LH, TM), (H, W, gptr, ukb, ubl, bcol))
         la, sa, lb, sb = DESC(KS * 128)
         XK = self.reads_x_directly(spec, H, KS)
         if XK:
@@ -254,27 +255,28 @@ class _Wgmma(KernelFamily):
         return source(spec, render_template("cuda_wgmma.cu.j2", **ctx) + ("\n" + fb_text if fb else ""))
 
     def _render_tma(self, spec, packed, geom, tables):
-        BM, ST, INF, LH = geom
+        BM, ST, INF, LH, TM = geom
         H, W, gptr, ukb, ubl, bcol = tables
         fb = self.fallback_spec(spec)
         fb_name, fb_text = embedded_fallback(spec, fb, packed) if fb else ("", "")
         ctx = base_ctx(spec, packed)
         ctx.update(FALLBACK=fb_name, FALLBACK_FAMILY=fb.family if fb else "",
                    FALLBACK_SCRATCH=bool(fb) and f"{fb_name}_cuda_scratch" in fb_text)
-        ctx.update(MINB=self.tma_ctas_per_sm(BM, ST), H=H, W=W, BM=BM, STAGES=ST, INFLIGHT=INF, LH=LH,
+        ctx.update(MINB=self.tma_ctas_per_sm(BM, ST, TM), TM=TM, H=H, W=W, BM=BM, STAGES=ST, INFLIGHT=INF, LH=LH,
                    ngroups=len(gptr) - 1, gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
                    kb_type=index_ctype(int(ukb.max()) if ukb.size else 0), ubl=fmt_array(ubl),
                    BCOL=bcol is not None, bcol=fmt_array(bcol) if bcol is not None else "")
         return source(spec, render_template("cuda_bcsr_tma.cu.j2", **ctx) + ("\n" + fb_text if fb else ""))
 
     @staticmethod
-    def tma_ctas_per_sm(BM: int, ST: int) -> int:
+    def tma_ctas_per_sm(BM: int, ST: int, TM: int) -> int:
         """CTAs per SM of the TMA form: as many as 228 KB of shared memory hold (its stages, the epilogue's patches,
-        the mbarriers, 1 KB of alignment slack, 1 KB the system keeps), at most what leaves ~72 registers a thread
-        (its BM / 64 consumer warpgroups and a producer warp)."""
-        nt = BM // 64 * 128 + 32
+        the mbarriers, 1 KB of alignment slack, 1 KB the system keeps), at most what leaves 64 registers a thread
+        (ptxas needs 58, allocated in 8s, for the n64 accumulators and descriptors; BM / 64 consumer warpgroups and, TM 1, a
+        producer warp)."""
+        nt = BM // 64 * 128 + (32 if TM == 1 else 0)
         smem = ST * (BM * 64 + 4096) + nt // 32 * 640 + 16 * ST + 2048
-        return max(1, min(228 * 1024 // smem, 65536 // (nt * 72)))
+        return max(1, min(228 * 1024 // smem, 65536 // (nt * 64)))
 
     @staticmethod
     def ctas_per_sm(BM: int, KS: int, ST: int, G: int) -> int:
