@@ -546,9 +546,15 @@ def test_wgmma_cost_model_follows_the_h200(monkeypatch):
 
 def test_wgmma_block_cost_model_follows_the_h200(monkeypatch):
     """Block 32x32 at 90% (session 4, run9, A straight from X): 8192^3 wgmma 611 us, cuda_bcsr_tc 780 us, and at
-    (4096, 3072, 768) 20.1 us against 23.6 -> the model is within 25% at 8192^3 and picks wgmma at both."""
+    (4096, 3072, 768) 20.1 us against 23.6 -> the model is within 25% at 8192^3 and picks wgmma at both. The TMA
+    form (session 11, run2-tma2): 14.9 us at (4096, 3072, 768) and 522 us at 8192^3 (BM 128), faster than the
+    plain form (16.9 and 581 us in the same call) -> the model is within 25% at both, ranks it first, and the
+    family's default tile is the TMA form's."""
+    import dataclasses
+
     import numpy as np
     from sparsify_onnx.codegen.packing import pack
+    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
     from sparsify_onnx.pattern import Pattern
     monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
     rng = np.random.default_rng(1)
@@ -562,6 +568,17 @@ def test_wgmma_block_cost_model_follows_the_h200(monkeypatch):
         assert min(cost, key=cost.get) == "cuda_bcsr_wgmma", (M, K, N, cost)
         if measured:
             assert 0.8 < cost["cuda_bcsr_wgmma"] / measured < 1.25, cost
+    fam = get_family("cuda_bcsr_wgmma")
+    assert fam.tile_candidates(pat, 768, 3072, "fp16")[0] == (128, 32, 4, 1, 0, 2, 1)
+    assert all(len(t) < 7 for t in fam.tile_candidates(Pattern("block", block=(16, 16)), 768, 3072, "fp16"))
+    for (M, K, N, measured, plain) in ((4096, 768, 3072, 14.9e-6, 16.9e-6), (8192, 8192, 8192, 522e-6, 581e-6)):
+        live = rng.random((K // 32, N // 32)) < 0.1
+        W = (np.repeat(np.repeat(live, 32, 0), 32, 1) * 0.5).astype(np.float32)
+        pk = pack(W, pat, dtype=np.float16)
+        spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, K, N, Epilogue(), tables_hash=pk.tables_hash())
+        tma = fam.cost(dataclasses.replace(spec, tile=(128, 32, 4, 1, 0, 2, 1)), pk, M)
+        assert 0.8 < tma / measured < 1.25, (M, K, N, tma)
+        assert tma < fam.cost(dataclasses.replace(spec, tile=(128, 64, 3, 0)), pk, M), (M, K, N)
 
 
 def test_tuning_reports_the_cusparselt_algorithm():

@@ -63,9 +63,18 @@ DESC = lambda panel: (panel, 1024, panel, 1024)  # noqa: E731
 # the register transpose of X (77.6 us for 8192^2 under ncu). With the leaner mainloop the pipeline fill and the
 # epilogue overlap the other CTA's k-steps, so the model no longer charges them.
 WGMMA_SM_RATE = 4.2e12
-# block groups: n64 tiles over the union of their columns' live rows, with absent blocks zero-filled, run at a
-# lower rate per k-step (run9: block 32x32 at 90%, 8192^3, 611 us)
-WGMMA_SM_RATE_BLOCK = 2.6e12
+# block groups (n64 tiles over the union of their columns' live rows, absent blocks zero-filled): SM time per CTA
+# and per 32 kept rows of 128 rows of X, the plain form [0] and the TMA form [1] (tile field TM), fitted by least
+# squares (after LAUNCH) to the H200 (session 11, bench/cuda/s11/run2-tma2: block 32x32 at 90%, BM 128, both forms
+# in one call). Plain 16.9 / 7.0 / 12.7 / 581 us at (4096, 3072, 768), (4096, 768, 768), (4096, 768, 3072), 8192^3:
+# the model gives 16.6 / 7.2 / 14.0 / 581. TMA 14.9 / 5.9 / 11.0 / 522: the model gives 14.5 / 6.5 / 12.5 / 522,
+# and 510 for BM 256's 482. (A fixed cost per CTA shows at every shape: the FLOP-rate model it replaced was 0.65x
+# the plain form's time at (4096, 3072, 768).)
+BLOCK_CTA_S = (0.52e-6, 0.40e-6)
+BLOCK_ROWS32_S = (0.19e-6, 0.174e-6)
+# the TMA form's tiles, in the order tuning tries them (s11/run1-tma, run2-tma2): the best at (4096, 768, 768) and
+# (4096, 768, 3072), at (4096, 3072, 768), at 8192^3, and for 64x64 blocks
+TMA_CANDIDATES = [(128, 32, 4, 1, 0, 2, 1), (128, 32, 3, 1, 0, 2, 2), (256, 32, 4, 1, 0, 2, 2), (64, 32, 4, 0, 0, 0, 1)]
 TRANSPOSE_BW = 3.2e12
 H200_SMS = 132
 
@@ -306,17 +315,20 @@ class _Wgmma(KernelFamily):
         runs its k-steps at a per-SM rate, CTAs fill the SMs' slots, and the transpose of X runs before. Within
         0.70-1.27x of the measured plain-form times at 8192^3 and the BERT shapes (the FLOP roofline it replaced
         was 1.5-4x optimistic)."""
-        BM, KS, ST = self._geometry(spec)[:3]
+        BM, KS, ST, TM = (self._geometry(spec)[i] for i in (0, 1, 2, 6))
         G = self.group_width(spec.pattern)
         H, _, gptr, _, _, _ = group_tables(spec, packed, G, KS)
-        per_sm = self.ctas_per_sm(BM, KS, ST, G)
-        rate = WGMMA_SM_RATE if spec.pattern.kind == "tile" else WGMMA_SM_RATE_BLOCK
-        t_step = 2.0 * BM * G * KS / (rate / per_sm)
         steps = -(-(np.diff(np.asarray(gptr)) * H) // KS)
-        cta = steps * t_step  # per group
         mt = -(-M // BM)
-        t_gemm = max(mt * float(cta.sum()) / (H200_SMS * per_sm), float(cta.max()) if cta.size else 0.0)
-        t_transpose = 0.0 if self.reads_x_directly(spec, H, KS) else 2.0 * M * spec.K * 2 / TRANSPOSE_BW
+        if spec.pattern.kind == "block":  # SM time per CTA and per 32 kept rows
+            f = 1 if TM else 0
+            rows32 = float(steps.sum()) * KS / 32
+            t_gemm = mt * (steps.size * BLOCK_CTA_S[f] + rows32 * BM / 128 * BLOCK_ROWS32_S[f]) / H200_SMS
+        else:
+            per_sm = self.ctas_per_sm(BM, KS, ST, G)
+            cta = steps * 2.0 * BM * G * KS / (WGMMA_SM_RATE / per_sm)  # per group
+            t_gemm = max(mt * float(cta.sum()) / (H200_SMS * per_sm), float(cta.max()) if cta.size else 0.0)
+        t_transpose = 0.0 if TM or self.reads_x_directly(spec, H, KS) else 2.0 * M * spec.K * 2 / TRANSPOSE_BW
         byts = 2 * (M * spec.K + M * spec.N * (2 if spec.epilogue.residual else 1)) + packed.values.nbytes
         return LAUNCH + t_transpose + max(t_gemm, byts / BW)  # (one launch: the GEMM's overlaps the transpose, PDL)
 
@@ -348,6 +360,11 @@ class CudaBcsrWgmma(_Wgmma):
 
     def group_width(self, pattern):
         return 128 if pattern.block[1] == 128 else 64
+
+    def tile_candidates(self, pattern, K, N, dtype):
+        """The TMA form's tiles first where it takes the blocks (faster at every shape measured), then the plain
+        form's."""
+        return [t for t in TMA_CANDIDATES if self.tma_unsupported(pattern, K, t) is None] + list(CANDIDATES)
 
     def supports(self, pattern, K, N, dtype):
         why = super().supports(pattern, K, N, dtype)
