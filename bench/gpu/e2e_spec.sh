@@ -17,3 +17,7 @@ for v in ${@:-wgmma mma}; do
     --device cuda --arch sm_90 $S $X > $OUT/convert-$SPEC-$v.log 2>&1
   echo "$v rc=$?"; grep "^OK\|^FAILED\|error\|engine  \|pruned dense\|plan:\|tuning.*nm" $OUT/convert-$SPEC-$v.log | head -12
 done
+# the engines' reports (per-node times) and manifests (the tuned tiles) beside the logs
+for v in ${@:-wgmma mma}; do
+  for f in report.md manifest.json; do [ -f /tmp/eng-$SPEC-$v/$f ] && cp /tmp/eng-$SPEC-$v/$f $OUT/$v-$f; done
+done

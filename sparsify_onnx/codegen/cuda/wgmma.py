@@ -23,11 +23,23 @@ tiles at a fraction of the rate), so 32-wide block columns are paired by their s
 are stored where they belong. ``bench/cuda/wgmma_probe.cu`` is the
 tile kernel standalone: it checks which descriptor stride convention is right; ``DESC`` must match it.
 
-Tile: (BM, KS, STAGES, INFLIGHT[, RS[, LH]]): rows per CTA (64, 128 or 256: one warpgroup per m64 sub-tile, every
+The TMA form (tile field 7, TM; template ``cuda_bcsr_tma.cu.j2``; blocks of 32 or 64 columns and a multiple of 32
+rows) takes the loads off the compute threads: per k-step of 32 kept rows, one thread issues a tensor-map box of X
+(32 k x BM rows, 64-byte swizzle, rows past M zero-filled) and one bulk copy of the step's B image, the step's 32 x
+64 halves of the group's members (zeros for an absent block) stored pre-swizzled, so the plain form's table lookups
+and cp.async address math (~250 instructions of prologue per warp and ~134 per k-step, session 10) shrink to an
+mbarrier wait and two wgmma per k-step. The images are a weight of its own, built on the first call per (GPU,
+values tensor) and held by the op layer's references (``_cuda_retain`` / ``_cuda_release``), as the cover's. TM 1:
+a producer warp issues; TM 2: thread 0 of the consumers does (no extra warp, so 4 CTAs of BM 128 fit an SM). On the
+H200 (session 11, bench/cuda/s11/run2-tma2): 14.4 against 16.9 us at (4096, 3072, 768), 5.9 against 7.0 at
+(4096, 768, 768), 11.0 against 12.7 at (4096, 768, 3072), 482 against 581 us at 8192^3 (block 32x32 at 90%; 2.1x,
+1.6x, 2.3x and 3.2x cuBLAS), so its tiles come first.
+
+Tile: (BM, KS, STAGES, INFLIGHT[, RS[, LH[, TM]]]): rows per CTA (64, 128 or 256: one warpgroup per m64 sub-tile, every
 thread loads and computes), kept rows per pipeline stage, stages, 1 to keep one wgmma group in flight across the
 stage boundary, RS > 0 to raster the CTAs in supertiles of RS m-tiles (consecutive CTAs: the m-tiles of one
-group) instead of group-fastest, and LH the L2 eviction hints (bits: 1 keeps W's values with evict_last, 2 stores
-Y with evict-first, 4 loads X^T with evict_first). The mainloop sets each thread's addresses up once and only adds
+group) instead of group-fastest, LH the L2 eviction hints (bits: 1 keeps W's values with evict_last, 2 stores
+Y with evict-first, 4 loads X^T with evict_first), and TM the TMA form (above; KS 32, no RS, LH 0 or 2). The mainloop sets each thread's addresses up once and only adds
 stage offsets (233 -> 128 SASS instructions per k-step at 8192^3 tile-wise, 1.25x faster on the H200). The
 epilogue stores 16 bytes per lane (4-byte stores were 1.05x slower at 8192^3 and 1.4-1.7x at BERT shapes), each
 8 rows x 32 columns put in row order through shared memory by one ``stmatrix`` (the quad shuffles it replaced,
