@@ -493,6 +493,24 @@ def test_wgmma_group_tables_rebuild_the_weight(i):
     assert not got[:, N:].any()
 
 
+def test_tma_form_keeps_small_tables_in_constant_memory(monkeypatch):
+    """The TMA form's uniformly read tables go to constant memory at BERT-base sizes and stay in global memory
+    where they would crowd a module's 64 KB (several kernels share one in the tuner and the benchmark)."""
+    import numpy as np
+    from sparsify_onnx.codegen.packing import pack
+    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
+    from sparsify_onnx.pattern import Pattern
+    monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
+    fam, pat, rng = get_family("cuda_bcsr_wgmma"), Pattern("block", block=(32, 32)), np.random.default_rng(3)
+    for K, N, where in ((768, 3072, "__constant__"), (4096, 4096, "__device__ const")):
+        live = rng.random((K // 32, N // 32)) < 0.2
+        pk = pack((np.repeat(np.repeat(live, 32, 0), 32, 1) * 0.5).astype(np.float32), pat, dtype=np.float16)
+        spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, K, N, Epilogue(), tile=(128, 32, 4, 1, 0, 2, 1),
+                          tables_hash=pk.tables_hash())
+        text = fam.render(spec, pk)[0].text
+        assert f"{where} int gptr[" in text and f"{where} unsigned short ukb[" in text, (K, N)
+
+
 def test_block_columns_are_paired_without_lengthening_the_longest_group():
     """pair_block_columns: every block column once (an odd one last, without partner), fewer k-steps over the
     unions than the natural neighbours and no group longer than theirs; None where pairing saves nothing."""

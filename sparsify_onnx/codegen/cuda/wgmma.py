@@ -86,6 +86,12 @@ BLOCK_CTA_S = (0.52e-6, 0.40e-6)
 BLOCK_ROWS32_S = (0.19e-6, 0.174e-6)
 # the TMA form's tiles, in the order tuning tries them (s11/run1-tma, run2-tma2): the best at (4096, 768, 768) and
 # (4096, 768, 3072), at (4096, 3072, 768), at 8192^3, and for 64x64 blocks
+# constant memory for the TMA form's uniformly read tables (gptr, ukb, bcol), up to this many bytes per kernel: a
+# module holds 64 KB, and the tuner and the benchmark build several kernels into one (an engine builds one per
+# node). BERT-base's tables take under 1 KB; 8192^3 at 90% takes 12 KB and stays in global memory. On the H200
+# (session 11, run4): 15.0 -> 14.3 us at (4096, 3072, 768), 482.6 -> 475.4 us at 8192^3 with its 12 KB, the
+# other BERT shapes within 1%.
+CONST_TABLE_BYTES = 4 * 1024
 TMA_CANDIDATES = [(128, 32, 4, 1, 0, 2, 1), (128, 32, 3, 1, 0, 2, 2), (256, 32, 4, 1, 0, 2, 2), (64, 32, 4, 0, 0, 0, 1)]
 TRANSPOSE_BW = 3.2e12
 H200_SMS = 132
@@ -283,6 +289,11 @@ class _Wgmma(KernelFamily):
         ctx = base_ctx(spec, packed)
         ctx.update(FALLBACK=fb_name, FALLBACK_FAMILY=fb.family if fb else "",
                    FALLBACK_SCRATCH=bool(fb) and f"{fb_name}_cuda_scratch" in fb_text)
+        # the tables a CTA reads uniformly (gptr, ukb, bcol) go to constant memory where they fit (the constant cache
+        # serves them after the first CTA on an SM; global memory costs an L2 round trip each)
+        nbytes = 4 * len(gptr) + ukb.size * (2 if ukb.size and ukb.max() < 65536 else 4) + 4 * (
+            bcol.size if bcol is not None else 0)
+        ctx.update(TABLES="__constant__" if nbytes <= CONST_TABLE_BYTES else "__device__ const")
         ctx.update(MINB=self.tma_ctas_per_sm(BM, ST, TM), TM=TM, H=H, W=W, BM=BM, STAGES=ST, INFLIGHT=INF, LH=LH,
                    ngroups=len(gptr) - 1, gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
                    kb_type=index_ctype(int(ukb.max()) if ukb.size else 0), ubl=fmt_array(ubl),
