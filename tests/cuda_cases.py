@@ -131,6 +131,10 @@ CASES = [
     # ... with thread 0 issuing the copies and refilling each slot (TM 2), in flight and not
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 1024, 192, "bgr", (128, 32, 3, 1, 0, 2, 2)),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 520, 136, "ta", (64, 32, 2, 0, 0, 0, 2)),
+    # ... persistent (TM 3): each CTA walks several items, the producer running into the next item's steps (the GPU
+    # tests cap the grid with SPARSIFY_TMA_GRID), in flight and not, an empty block column
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 968, "bgr", (128, 32, 3, 1, 0, 2, 3), 0.1),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 1024, 200, "ta", (64, 32, 2, 0, 0, 0, 3)),
 ]
 
 

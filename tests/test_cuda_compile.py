@@ -225,7 +225,7 @@ def test_wgmma_rejects_tiles_the_loaders_cannot_split(monkeypatch):
     assert geometry((128, 32, 4, 0, 0, 2, 1)) == (128, 32, 4, 0, 0, 2, 1)
     assert geometry((64, 32, 2, 1, 0, 0, 2)) == (64, 32, 2, 1, 0, 0, 2)
     for bad in ((128, 64, 4, 0, 0, 0, 1), (128, 32, 1, 0, 0, 0, 1), (128, 32, 4, 0, 2, 0, 1), (128, 32, 4, 0, 0, 1, 1),
-                (128, 32, 4, 0, 0, 0, 3)):
+                (128, 32, 4, 0, 0, 0, 4)):
         with pytest.raises(ValueError, match="TMA form"):
             geometry(bad)
 

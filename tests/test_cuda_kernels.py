@@ -38,6 +38,8 @@ def gpu():
 
 @pytest.fixture(scope="module")
 def lib(gpu):
+    # the persistent block kernels (TMA form, TM 3) run on at most 5 CTAs here, so each walks several items
+    os.environ.setdefault("SPARSIFY_TMA_GRID", "5")
     from sparsify_onnx.tune.build import CudaLib, build_shared
     built = [build_case(i) for i in range(len(CASES))]
     path = build_shared([b[3][0] for b in built], name="test_cuda_kernels")

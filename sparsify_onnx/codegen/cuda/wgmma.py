@@ -30,7 +30,9 @@ rows) takes the loads off the compute threads: per k-step of 32 kept rows, one t
 and cp.async address math (~250 instructions of prologue per warp and ~134 per k-step, session 10) shrink to an
 mbarrier wait and two wgmma per k-step. The images are a weight of its own, built on the first call per (GPU,
 values tensor) and held by the op layer's references (``_cuda_retain`` / ``_cuda_release``), as the cover's. TM 1:
-a producer warp issues; TM 2: thread 0 of the consumers does (no extra warp, so 4 CTAs of BM 128 fit an SM). On the
+a producer warp issues; TM 2: thread 0 of the consumers does (no extra warp, so 4 CTAs of BM 128 fit an SM); TM 3:
+TM 1 with persistent CTAs, each walking items (group, m-tile) blockIdx.x + i gridDim.x, the producer running into
+the next item while the consumers store the last (13.1 against 14.4 us at (4096, 3072, 768), run5). On the
 H200 (session 11, bench/cuda/s11/run2-tma2): 14.4 against 16.9 us at (4096, 3072, 768), 5.9 against 7.0 at
 (4096, 768, 768), 11.0 against 12.7 at (4096, 768, 3072), 482 against 581 us at 8192^3 (block 32x32 at 90%; 2.1x,
 1.6x, 2.3x and 3.2x cuBLAS), so its tiles come first.
@@ -84,15 +86,17 @@ WGMMA_SM_RATE = 4.2e12
 # the plain form's time at (4096, 3072, 768).)
 BLOCK_CTA_S = (0.52e-6, 0.40e-6)
 BLOCK_ROWS32_S = (0.19e-6, 0.174e-6)
-# the TMA form's tiles, in the order tuning tries them (s11/run1-tma, run2-tma2): the best at (4096, 768, 768) and
-# (4096, 768, 3072), at (4096, 3072, 768), at 8192^3, and for 64x64 blocks
+# the TMA form's tiles, in the order tuning tries them (s11/run1-tma, run2-tma2, run5-tma3): the best at (4096, 768,
+# 768) and (4096, 768, 3072), at (4096, 3072, 768) (persistent, TM 3: 13.1 against 14.4 us; slower at 8192^3, 559
+# against 486 us, and for 64x64 blocks), the best without a producer warp, at 8192^3, and for 64x64 blocks
 # constant memory for the TMA form's uniformly read tables (gptr, ukb, bcol), up to this many bytes per kernel: a
 # module holds 64 KB, and the tuner and the benchmark build several kernels into one (an engine builds one per
 # node). BERT-base's tables take under 1 KB; 8192^3 at 90% takes 12 KB and stays in global memory. On the H200
 # (session 11, run4): 15.0 -> 14.3 us at (4096, 3072, 768), 482.6 -> 475.4 us at 8192^3 with its 12 KB, the
 # other BERT shapes within 1%.
 CONST_TABLE_BYTES = 4 * 1024
-TMA_CANDIDATES = [(128, 32, 4, 1, 0, 2, 1), (128, 32, 3, 1, 0, 2, 2), (256, 32, 4, 1, 0, 2, 2), (64, 32, 4, 0, 0, 0, 1)]
+TMA_CANDIDATES = [(128, 32, 4, 1, 0, 2, 1), (128, 32, 4, 0, 0, 2, 3), (128, 32, 3, 1, 0, 2, 2), (256, 32, 4, 1, 0, 2, 2),
+                  (64, 32, 4, 0, 0, 0, 1)]
 TRANSPOSE_BW = 3.2e12
 H200_SMS = 132
 
@@ -254,8 +258,8 @@ class _Wgmma(KernelFamily):
         BM, KS, ST, _, RS, LH, _ = t
         if h % 32 or w not in (32, 64):
             return f"the TMA form (TM) needs blocks of 32 or 64 columns and a multiple of 32 rows, not {h}x{w}"
-        if BM not in (64, 128, 256) or KS != 32 or ST < 2 or RS or LH & ~2 or t[6] not in (1, 2):
-            return ("the TMA form (TM 1: a producer warp, 2: thread 0 issues) takes BM 64, 128 or 256, KS 32, 2 or "
+        if BM not in (64, 128, 256) or KS != 32 or ST < 2 or RS or LH & ~2 or t[6] not in (1, 2, 3):
+            return ("the TMA form (TM 1: a producer warp, 2: thread 0 issues, 3: 1 persistent) takes BM 64, 128 or 256, KS 32, 2 or "
                     "more stages, no raster and LH 0 or 2")
         return None
 
@@ -306,7 +310,7 @@ class _Wgmma(KernelFamily):
         the mbarriers, 1 KB of alignment slack, 1 KB the system keeps), at most what leaves 64 registers a thread
         (ptxas needs 58, allocated in 8s, for the n64 accumulators and descriptors; BM / 64 consumer warpgroups and, TM 1, a
         producer warp)."""
-        nt = BM // 64 * 128 + (32 if TM == 1 else 0)
+        nt = BM // 64 * 128 + (0 if TM == 2 else 32)
         smem = ST * (BM * 64 + 4096) + nt // 32 * 640 + 16 * ST + 2048
         return max(1, min(228 * 1024 // smem, 65536 // (nt * 64)))
 
