@@ -41,8 +41,8 @@ Tile: (BM, KS, STAGES, INFLIGHT[, RS[, LH[, TM]]]): rows per CTA (64, 128 or 256
 thread loads and computes), kept rows per pipeline stage, stages, 1 to keep one wgmma group in flight across the
 stage boundary, RS > 0 to raster the CTAs in supertiles of RS m-tiles (consecutive CTAs: the m-tiles of one
 group) instead of group-fastest, LH the L2 eviction hints (bits: 1 keeps W's values with evict_last, 2 stores
-Y with evict-first, 4 loads X^T with evict_first), and TM the TMA form (above; KS 32, no RS, LH 0 or 2). The mainloop sets each thread's addresses up once and only adds
-stage offsets (233 -> 128 SASS instructions per k-step at 8192^3 tile-wise, 1.25x faster on the H200). The
+Y with evict-first, 4 loads X^T with evict_first), and TM the TMA form (above; KS 32, no RS, LH 0 or 2). The
+mainloop sets each thread's addresses up once and only adds stage offsets (233 -> 128 SASS instructions per k-step at 8192^3 tile-wise, 1.25x faster on the H200). The
 epilogue stores 16 bytes per lane (4-byte stores were 1.05x slower at 8192^3 and 1.4-1.7x at BERT shapes), each
 8 rows x 32 columns put in row order through shared memory by one ``stmatrix`` (the quad shuffles it replaced,
 as in the gather kernels, took ~4x the instructions: 3-4% at the block BERT shapes). A warp-specialized form (a loading warpgroup, mbarrier pipeline) and a fused
@@ -89,14 +89,14 @@ BLOCK_ROWS32_S = (0.19e-6, 0.174e-6)
 # the TMA form's tiles, in the order tuning tries them (s11/run1-tma, run2-tma2, run5-tma3): the best at (4096, 768,
 # 768) and (4096, 768, 3072), at (4096, 3072, 768) (persistent, TM 3: 13.1 against 14.4 us; slower at 8192^3, 559
 # against 486 us, and for 64x64 blocks), the best without a producer warp, at 8192^3, and for 64x64 blocks
+TMA_CANDIDATES = [(128, 32, 4, 1, 0, 2, 1), (128, 32, 4, 0, 0, 2, 3), (128, 32, 3, 1, 0, 2, 2),
+                  (256, 32, 4, 1, 0, 2, 2), (64, 32, 4, 0, 0, 0, 1)]
 # constant memory for the TMA form's uniformly read tables (gptr, ukb, bcol), up to this many bytes per kernel: a
 # module holds 64 KB, and the tuner and the benchmark build several kernels into one (an engine builds one per
 # node). BERT-base's tables take under 1 KB; 8192^3 at 90% takes 12 KB and stays in global memory. On the H200
 # (session 11, run4): 15.0 -> 14.3 us at (4096, 3072, 768), 482.6 -> 475.4 us at 8192^3 with its 12 KB, the
 # other BERT shapes within 1%.
 CONST_TABLE_BYTES = 4 * 1024
-TMA_CANDIDATES = [(128, 32, 4, 1, 0, 2, 1), (128, 32, 4, 0, 0, 2, 3), (128, 32, 3, 1, 0, 2, 2), (256, 32, 4, 1, 0, 2, 2),
-                  (64, 32, 4, 0, 0, 0, 1)]
 TRANSPOSE_BW = 3.2e12
 H200_SMS = 132
 
@@ -259,8 +259,8 @@ class _Wgmma(KernelFamily):
         if h % 32 or w not in (32, 64):
             return f"the TMA form (TM) needs blocks of 32 or 64 columns and a multiple of 32 rows, not {h}x{w}"
         if BM not in (64, 128, 256) or KS != 32 or ST < 2 or RS or LH & ~2 or t[6] not in (1, 2, 3):
-            return ("the TMA form (TM 1: a producer warp, 2: thread 0 issues, 3: 1 persistent) takes BM 64, 128 or 256, KS 32, 2 or "
-                    "more stages, no raster and LH 0 or 2")
+            return ("the TMA form (TM 1: a producer warp, 2: thread 0 issues, 3: 1 persistent) takes BM 64, 128 or "
+                    "256, KS 32, 2 or more stages, no raster and LH 0 or 2")
         return None
 
     def render(self, spec, packed):
@@ -273,43 +273,46 @@ class _Wgmma(KernelFamily):
         XK = self.reads_x_directly(spec, H, KS)
         if XK:
             la = 16  # K-major swizzled A: the leading byte offset is not used
-        fb = self.fallback_spec(spec)
-        fb_name, fb_text = embedded_fallback(spec, fb, packed) if fb else ("", "")
-        ctx = base_ctx(spec, packed)
-        ctx.update(FALLBACK=fb_name, FALLBACK_FAMILY=fb.family if fb else "",
-                   FALLBACK_SCRATCH=bool(fb) and f"{fb_name}_cuda_scratch" in fb_text)
+        ctx, fb_text = self._context(spec, packed)
         ctx.update(MINB=self.ctas_per_sm(BM, KS, ST, G), G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, RS=RS, LH=LH, XK=XK, ngroups=len(gptr) - 1,
                    gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
                    kb_type=index_ctype(int(ukb.max()) if ukb.size else 0), IDENT=ubl is None,
                    ubl=fmt_array(ubl) if ubl is not None else "", BCOL=bcol is not None,
                    bcol=fmt_array(bcol) if bcol is not None else "", LBO_A=la, SBO_A=sa, LBO_B=lb, SBO_B=sb)
-        return source(spec, render_template("cuda_wgmma.cu.j2", **ctx) + ("\n" + fb_text if fb else ""))
+        return source(spec, render_template("cuda_wgmma.cu.j2", **ctx) + fb_text)
 
-    def _render_tma(self, spec, packed, geom, tables):
-        BM, ST, INF, LH, TM = geom
-        H, W, gptr, ukb, ubl, bcol = tables
+    def _context(self, spec, packed) -> tuple[dict, str]:
+        """The template context both forms share (the node, its embedded portable kernel's name) and that kernel's
+        source, to append ("" where there is none)."""
         fb = self.fallback_spec(spec)
         fb_name, fb_text = embedded_fallback(spec, fb, packed) if fb else ("", "")
         ctx = base_ctx(spec, packed)
         ctx.update(FALLBACK=fb_name, FALLBACK_FAMILY=fb.family if fb else "",
                    FALLBACK_SCRATCH=bool(fb) and f"{fb_name}_cuda_scratch" in fb_text)
+        return ctx, "\n" + fb_text if fb else ""
+
+    def _render_tma(self, spec, packed, geom, tables):
+        BM, ST, INF, LH, TM = geom
+        H, W, gptr, ukb, ubl, bcol = tables
+        ctx, fb_text = self._context(spec, packed)
         # the tables a CTA reads uniformly (gptr, ukb, bcol) go to constant memory where they fit (the constant cache
         # serves them after the first CTA on an SM; global memory costs an L2 round trip each)
-        nbytes = 4 * len(gptr) + ukb.size * (2 if ukb.size and ukb.max() < 65536 else 4) + 4 * (
+        kb_type = index_ctype(int(ukb.max()) if ukb.size else 0)
+        nbytes = 4 * len(gptr) + ukb.size * (2 if kb_type == "unsigned short" else 4) + 4 * (
             bcol.size if bcol is not None else 0)
         ctx.update(TABLES="__constant__" if nbytes <= CONST_TABLE_BYTES else "__device__ const")
         ctx.update(MINB=self.tma_ctas_per_sm(BM, ST, TM), TM=TM, H=H, W=W, BM=BM, STAGES=ST, INFLIGHT=INF, LH=LH,
                    ngroups=len(gptr) - 1, gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
-                   kb_type=index_ctype(int(ukb.max()) if ukb.size else 0), ubl=fmt_array(ubl),
+                   kb_type=kb_type, ubl=fmt_array(ubl),
                    BCOL=bcol is not None, bcol=fmt_array(bcol) if bcol is not None else "")
-        return source(spec, render_template("cuda_bcsr_tma.cu.j2", **ctx) + ("\n" + fb_text if fb else ""))
+        return source(spec, render_template("cuda_bcsr_tma.cu.j2", **ctx) + fb_text)
 
     @staticmethod
     def tma_ctas_per_sm(BM: int, ST: int, TM: int) -> int:
         """CTAs per SM of the TMA form: as many as 228 KB of shared memory hold (its stages, the epilogue's patches,
         the mbarriers, 1 KB of alignment slack, 1 KB the system keeps), at most what leaves 64 registers a thread
-        (ptxas needs 58, allocated in 8s, for the n64 accumulators and descriptors; BM / 64 consumer warpgroups and, TM 1, a
-        producer warp)."""
+        (ptxas needs 58, allocated in 8s, for the n64 accumulators and descriptors; BM / 64 consumer warpgroups
+        and, but for TM 2, a producer warp)."""
         nt = BM // 64 * 128 + (0 if TM == 2 else 32)
         smem = ST * (BM * 64 + 4096) + nt // 32 * 640 + 16 * ST + 2048
         return max(1, min(228 * 1024 // smem, 65536 // (nt * 64)))
