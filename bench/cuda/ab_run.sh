@@ -7,6 +7,15 @@
 set -u
 cd "$(dirname "$0")/../.."
 ab() {  # the A/B sets: M N K pattern density rounds tiles... (-wgmma 2:4 and cover tile fields: NWG x BM x KS x STAGES x INFLIGHT x RS)
+  if [ "${AB_SET:-}" = tma4 ]; then  # session 11, sixth call: X resident per m-tile (TM 4)
+    T="128x32x4x1x0x2x1 128x32x4x0x0x2x3 128x32x4x0x0x2x4 128x32x4x1x0x2x4 128x32x3x0x0x2x4 128x32x6x0x0x2x4"
+    for s in "4096 3072 768" "4096 768 768"; do
+      timeout -k 5 120 python3 bench/cuda/ab.py $s block32-wgmma 0.1 5 $T
+    done
+    timeout -k 5 120 python3 bench/cuda/ab.py 4096 3072 768 block64-wgmma 0.1 5 64x32x4x0x0x0x1 128x32x4x0x0x2x4 64x32x4x0x0x2x4
+    timeout -k 5 120 python3 bench/cuda/ab.py 4096 3072 768 block32-wgmma 0.2 5 128x32x4x1x0x2x1 128x32x4x0x0x2x3 128x32x4x0x0x2x4
+    return
+  fi
   if [ "${AB_SET:-}" = tma3 ]; then  # session 11, fifth call: persistent CTAs (TM 3) against the best so far
     for s in "4096 3072 768" "4096 768 768" "4096 768 3072"; do
       timeout -k 5 120 python3 bench/cuda/ab.py $s block32-wgmma 0.1 5 128x32x4x1x0x2x1 128x32x3x1x0x2x2 128x32x4x1x0x2x3 128x32x4x0x0x2x3 128x32x3x1x0x2x3 64x32x4x1x0x2x3
