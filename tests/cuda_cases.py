@@ -135,10 +135,6 @@ CASES = [
     # tests cap the grid with SPARSIFY_TMA_GRID), in flight and not, an empty block column
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 968, "bgr", (128, 32, 3, 1, 0, 2, 3), 0.1),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 1024, 200, "ta", (64, 32, 2, 0, 0, 0, 3)),
-    # ... with X resident (TM 4): X's boxes loaded once each, as the groups first need them (K 520: a last box past
-    # K; 64x64 blocks: two boxes per block row)
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 968, "bgr", (128, 32, 3, 1, 0, 2, 4), 0.1),
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 1024, 200, "ta", (64, 32, 2, 0, 0, 0, 4)),
 ]
 
 

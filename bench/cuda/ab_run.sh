@@ -7,7 +7,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 ab() {  # the A/B sets: M N K pattern density rounds tiles... (-wgmma 2:4 and cover tile fields: NWG x BM x KS x STAGES x INFLIGHT x RS)
-  if [ "${AB_SET:-}" = tma4 ]; then  # session 11, sixth call: X resident per m-tile (TM 4)
+  if [ "${AB_SET:-}" = tma4 ]; then  # session 11, sixth call: X resident per m-tile (TM 4; at fffe8d7, taken out after)
     T="128x32x4x1x0x2x1 128x32x4x0x0x2x3 128x32x4x0x0x2x4 128x32x4x1x0x2x4 128x32x3x0x0x2x4 128x32x6x0x0x2x4"
     for s in "4096 3072 768" "4096 768 768"; do
       timeout -k 5 120 python3 bench/cuda/ab.py $s block32-wgmma 0.1 5 $T

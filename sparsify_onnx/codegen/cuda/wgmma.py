@@ -32,7 +32,9 @@ mbarrier wait and two wgmma per k-step. The images are a weight of its own, buil
 values tensor) and held by the op layer's references (``_cuda_retain`` / ``_cuda_release``), as the cover's. TM 1:
 a producer warp issues; TM 2: thread 0 of the consumers does (no extra warp, so 4 CTAs of BM 128 fit an SM); TM 3:
 TM 1 with persistent CTAs, each walking items (group, m-tile) blockIdx.x + i gridDim.x, the producer running into
-the next item while the consumers store the last (13.1 against 14.4 us at (4096, 3072, 768), run5). On the
+the next item while the consumers store the last (13.1 against 14.4 us at (4096, 3072, 768), run5). (A TM 4 that
+kept a CTA's m-tile of X for all of K in shared memory, halving the L2 traffic at K = 768 with one CTA per SM, was
+slower: 15.9 against 13.2 us, run6; it is in commit fffe8d7.) On the
 H200 (session 11, bench/cuda/s11/run2-tma2): 14.4 against 16.9 us at (4096, 3072, 768), 5.9 against 7.0 at
 (4096, 768, 768), 11.0 against 12.7 at (4096, 768, 3072), 482 against 581 us at 8192^3 (block 32x32 at 90%; 2.1x,
 1.6x, 2.3x and 3.2x cuBLAS), so its tiles come first.
@@ -89,7 +91,7 @@ BLOCK_ROWS32_S = (0.19e-6, 0.174e-6)
 # the TMA form's tiles, in the order tuning tries them (s11/run1-tma, run2-tma2, run5-tma3): the best at (4096, 768,
 # 768) and (4096, 768, 3072), at (4096, 3072, 768) (persistent, TM 3: 13.1 against 14.4 us; slower at 8192^3, 559
 # against 486 us, and for 64x64 blocks), the best without a producer warp, at 8192^3, and for 64x64 blocks
-TMA_CANDIDATES = [(128, 32, 4, 1, 0, 2, 1), (128, 32, 4, 0, 0, 2, 3), (128, 32, 4, 0, 0, 2, 4), (128, 32, 3, 1, 0, 2, 2),
+TMA_CANDIDATES = [(128, 32, 4, 1, 0, 2, 1), (128, 32, 4, 0, 0, 2, 3), (128, 32, 3, 1, 0, 2, 2),
                   (256, 32, 4, 1, 0, 2, 2), (64, 32, 4, 0, 0, 0, 1)]
 # constant memory for the TMA form's uniformly read tables (gptr, ukb, bcol), up to this many bytes per kernel: a
 # module holds 64 KB, and the tuner and the benchmark build several kernels into one (an engine builds one per
@@ -258,11 +260,9 @@ class _Wgmma(KernelFamily):
         BM, KS, ST, _, RS, LH, _ = t
         if h % 32 or w not in (32, 64):
             return f"the TMA form (TM) needs blocks of 32 or 64 columns and a multiple of 32 rows, not {h}x{w}"
-        if BM not in (64, 128, 256) or KS != 32 or ST < 2 or RS or LH & ~2 or t[6] not in (1, 2, 3, 4):
-            return ("the TMA form (TM 1: a producer warp, 2: thread 0 issues, 3: 1 persistent, 4: 1 with X resident) "
-                    "takes BM 64, 128 or 256, KS 32, 2 or more stages, no raster and LH 0 or 2")
-        if t[6] == 4 and self.tma_smem(BM, ST, 4, K) > 227 * 1024:
-            return f"the TMA form with X resident (TM 4) holds BM x K halves of X: K = {K} is too large at BM {BM}"
+        if BM not in (64, 128, 256) or KS != 32 or ST < 2 or RS or LH & ~2 or t[6] not in (1, 2, 3):
+            return ("the TMA form (TM 1: a producer warp, 2: thread 0 issues, 3: 1 persistent) takes BM 64, 128 or "
+                    "256, KS 32, 2 or more stages, no raster and LH 0 or 2")
         return None
 
     def render(self, spec, packed):
@@ -303,27 +303,21 @@ class _Wgmma(KernelFamily):
         nbytes = 4 * len(gptr) + ukb.size * (2 if kb_type == "unsigned short" else 4) + 4 * (
             bcol.size if bcol is not None else 0)
         ctx.update(TABLES="__constant__" if nbytes <= CONST_TABLE_BYTES else "__device__ const")
-        ctx.update(MINB=self.tma_ctas_per_sm(BM, ST, TM, spec.K), TM=TM, H=H, W=W, BM=BM, STAGES=ST, INFLIGHT=INF,
-                   LH=LH, ngroups=len(gptr) - 1, gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
+        ctx.update(MINB=self.tma_ctas_per_sm(BM, ST, TM), TM=TM, H=H, W=W, BM=BM, STAGES=ST, INFLIGHT=INF, LH=LH,
+                   ngroups=len(gptr) - 1, gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
                    kb_type=kb_type, ubl=fmt_array(ubl),
                    BCOL=bcol is not None, bcol=fmt_array(bcol) if bcol is not None else "")
         return source(spec, render_template("cuda_bcsr_tma.cu.j2", **ctx) + fb_text)
 
     @staticmethod
-    def tma_smem(BM: int, ST: int, TM: int, K: int) -> int:
-        """Shared memory of a TMA-form CTA: its stages (TM 4: B's only, and X's BM x K), the epilogue's patches, the
-        mbarriers, 1 KB of alignment slack, 1 KB the system keeps."""
+    def tma_ctas_per_sm(BM: int, ST: int, TM: int) -> int:
+        """CTAs per SM of the TMA form: as many as 228 KB of shared memory hold (its stages, the epilogue's patches,
+        the mbarriers, 1 KB of alignment slack, 1 KB the system keeps), at most what leaves 64 registers a thread
+        (ptxas needs 58, allocated in 8s, for the n64 accumulators and descriptors; BM / 64 consumer warpgroups
+        and, but for TM 2, a producer warp)."""
         nt = BM // 64 * 128 + (0 if TM == 2 else 32)
-        nkb = -(-K // 32) if TM == 4 else 0
-        return nkb * BM * 64 + ST * (4096 + (0 if TM == 4 else BM * 64)) + nt // 32 * 640 + 8 * (2 * ST + nkb) + 2048
-
-    @classmethod
-    def tma_ctas_per_sm(cls, BM: int, ST: int, TM: int, K: int = 0) -> int:
-        """CTAs per SM of the TMA form: as many as 228 KB of shared memory hold, at most what leaves 64 registers a
-        thread (ptxas needs 58, allocated in 8s, for the n64 accumulators and descriptors; BM / 64 consumer
-        warpgroups and, but for TM 2, a producer warp)."""
-        nt = BM // 64 * 128 + (0 if TM == 2 else 32)
-        return max(1, min(228 * 1024 // cls.tma_smem(BM, ST, TM, K), 65536 // (nt * 64)))
+        smem = ST * (BM * 64 + 4096) + nt // 32 * 640 + 16 * ST + 2048
+        return max(1, min(228 * 1024 // smem, 65536 // (nt * 64)))
 
     @staticmethod
     def ctas_per_sm(BM: int, KS: int, ST: int, G: int) -> int:
