@@ -56,3 +56,9 @@ for graph in (False, True):
         err = np.linalg.norm(e[1].astype(np.float64) - ref) / np.linalg.norm(ref)
         print(f"cuda_graph={graph}: engine {e[0]:.3f} vs dense {d[0]:.3f} ms = {d[0] / e[0]:.2f}x "
               f"(outputs differ by {err:.1e}: the engine is pruned, the dense model is not)")
+if ("engine", False) in res and ("engine", True) in res:  # graph replay gives the same result as plain runs
+    a, b = (res[("engine", g)][1].astype(np.float64) for g in (False, True))
+    print(f"engine with graphs vs without: max abs difference {np.abs(a - b).max():.1e}")
+    print(f"dense with graphs vs without: max abs difference "
+          f"{np.abs(res[('dense', False)][1].astype(np.float64) - res[('dense', True)][1].astype(np.float64)).max():.1e}")
+
