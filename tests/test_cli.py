@@ -91,6 +91,8 @@ def test_prune_then_convert_and_bench(tmp_path, mlp):
     r = cli("bench", tmp_path / "e", "--repeat", "5", "--warmup", "1")
     assert r.returncode == 0, r.stderr
     assert "engine" in r.stdout
+    # CUDA graphs need an engine built for CUDA (and a GPU): a CPU engine says so
+    _user_error(cli("bench", tmp_path / "e", "--cuda-graph"), "--cuda-graph needs an engine built for CUDA")
 
 
 def test_verify_command_and_wrong_source(tmp_path, mlp):
