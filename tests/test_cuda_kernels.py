@@ -38,12 +38,16 @@ def gpu():
 
 @pytest.fixture(scope="module")
 def lib(gpu):
-    # the persistent block kernels (TMA form, TM 3) run on at most 5 CTAs here, so each walks several items
+    # the persistent block kernels (TMA form, TM 3) run on at most 5 CTAs here, so each walks several items (the
+    # library reads it once per process; restored after, so later modules' libraries run on the whole GPU)
+    old = os.environ.get("SPARSIFY_TMA_GRID")
     os.environ.setdefault("SPARSIFY_TMA_GRID", "5")
     from sparsify_onnx.tune.build import CudaLib, build_shared
     built = [build_case(i) for i in range(len(CASES))]
     path = build_shared([b[3][0] for b in built], name="test_cuda_kernels")
-    return CudaLib(path), built
+    yield CudaLib(path), built
+    if old is None:
+        os.environ.pop("SPARSIFY_TMA_GRID", None)
 
 
 def _run(gpu, cl, spec, pk, W, M, seed, bV=None):
