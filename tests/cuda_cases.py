@@ -116,7 +116,7 @@ CASES = [
     # L2 eviction hints (6th field: 7 = values evict_last, Y streamed out, X^T evict_first), with a residual
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 200, "ta", (128, 64, 3, 0, 0, 7)),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 136, "br", (128, 32, 4, 1, 0, 3)),
-    # 32-wide block columns paired by their shared blocks (group_block_columns): an odd number of block columns
+    # 32-wide block columns paired by their shared blocks (pair_block_columns): an odd number of block columns
     # (the last one 8 wide, without a partner), bias and residual; and an even number
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 768, 968, "bgr", (128, 64, 3, 0), 0.1),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 1024, "ta", (64, 64, 4, 1), 0.1),
@@ -135,15 +135,6 @@ CASES = [
     # tests cap the grid with SPARSIFY_TMA_GRID), in flight and not, an empty block column
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 968, "bgr", (128, 32, 3, 1, 0, 2, 3), 0.1),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 1024, 200, "ta", (64, 32, 2, 0, 0, 0, 3)),
-    # ... compact groups (8th field CP: pairs or fours of 32-wide block columns, each member's n32 wgmma on its own
-    # images, zeros where it has no block): K not a multiple of 32 with a residual; fours with an odd last group (31
-    # block columns, the last 8 wide) and more steps than stages; 64x32 blocks (two k-steps a block row) with thread
-    # 0 issuing; persistent pairs and fours, BM 256
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 136, "ta", (128, 32, 4, 1, 0, 0, 1, 2)),
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 768, 968, "bgr", (128, 32, 3, 0, 0, 2, 1, 4), 0.1),
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 32)), 1024, 200, "br", (64, 32, 4, 1, 0, 0, 2, 4)),
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 968, "bgr", (128, 32, 3, 1, 0, 2, 3, 2), 0.1),
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 1024, 1024, "ta", (256, 32, 2, 1, 0, 0, 3, 4), 0.1),
 ]
 
 

@@ -71,7 +71,7 @@ def _assert_compiles(tmp_path, text: str):
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
     # ptxas's "wgmma.mma_async instructions are serialized" (a kernel that runs, slowly; C7520: a wgmma under a
-    # condition ptxas cannot prove uniform): a code generation bug
+    # condition ptxas cannot prove uniform, even as a guard predicate): a code generation bug
     assert "C7513" not in r.stdout + r.stderr and "C7520" not in r.stdout + r.stderr, (r.stdout + r.stderr)[-4000:]
 
 
@@ -213,28 +213,22 @@ def test_wgmma_rejects_tiles_the_loaders_cannot_split(monkeypatch):
     def geometry(tile):
         return fam._geometry(KernelSpec("linear", fam.name, "cuda", "fp16", pat, 64, 64, Epilogue(), tile=tile,
                                         tables_hash="x"))
-    assert geometry((256, 64, 4, 1)) == (256, 64, 4, 1, 0, 0, 0, 0)
+    assert geometry((256, 64, 4, 1)) == (256, 64, 4, 1, 0, 0, 0)
     for bad in ((256, 32, 4, 1), (192, 64, 3, 0), (128, 24, 3, 0)):
         with pytest.raises(ValueError, match="loading threads"):
             geometry(bad)
     with pytest.raises(ValueError, match="expected"):
-        geometry((128, 64, 3, 0, 0, 0, 1, 0, 0))
-    with pytest.raises(ValueError, match="TMA form"):
-        geometry((128, 64, 3, 0, 0, 0, 0, 2))  # compact groups without TMA
+        geometry((128, 64, 3, 0, 0, 0, 1, 0))
     # the TMA form (7th field): 32-row k-steps inside blocks of 32 or 64 columns
     with pytest.raises(ValueError, match="32 or 64 columns"):
         geometry((128, 32, 4, 0, 0, 0, 1))  # 16x16 blocks
     pat = Pattern("block", block=(32, 32))
-    assert geometry((128, 32, 4, 0, 0, 2, 1)) == (128, 32, 4, 0, 0, 2, 1, 0)
-    assert geometry((64, 32, 2, 1, 0, 0, 2)) == (64, 32, 2, 1, 0, 0, 2, 0)
-    assert geometry((128, 32, 4, 0, 0, 2, 3, 4)) == (128, 32, 4, 0, 0, 2, 3, 4)
+    assert geometry((128, 32, 4, 0, 0, 2, 1)) == (128, 32, 4, 0, 0, 2, 1)
+    assert geometry((64, 32, 2, 1, 0, 0, 2)) == (64, 32, 2, 1, 0, 0, 2)
     for bad in ((128, 64, 4, 0, 0, 0, 1), (128, 32, 1, 0, 0, 0, 1), (128, 32, 4, 0, 2, 0, 1), (128, 32, 4, 0, 0, 1, 1),
-                (128, 32, 4, 0, 0, 0, 4), (128, 32, 4, 0, 0, 0, 1, 3)):
+                (128, 32, 4, 0, 0, 0, 4)):
         with pytest.raises(ValueError, match="TMA form"):
             geometry(bad)
-    pat = Pattern("block", block=(64, 64))
-    with pytest.raises(ValueError, match="32-wide"):
-        geometry((128, 32, 4, 0, 0, 0, 1, 2))  # compact groups are of 32-wide block columns
 
 
 def test_nm_wgmma_takes_2of4_and_checks_its_tiles(monkeypatch):
@@ -469,23 +463,14 @@ def test_wgmma_group_tables_rebuild_the_weight(i):
     the source of each 8-column chunk of values; a member of a paired group -> its block column), give back
     exactly the packed weight."""
     import numpy as np
-    from sparsify_onnx.codegen.cuda.wgmma import compact_tables, group_tables
+    from sparsify_onnx.codegen.cuda.wgmma import group_tables
     from sparsify_onnx.codegen.registry import get_family
     spec, pk, W, _ = build_case(i)
     fam = get_family(spec.family)
-    geom = fam._geometry(spec)
-    KS, CP = geom[1], geom[7]
-    G = 32 * CP if CP else fam.group_width(spec.pattern)
+    G = fam.group_width(spec.pattern)
+    KS = fam._geometry(spec)[1]
     H, Wd, gptr, ukb, ubl, bcol = group_tables(spec, pk, G, KS)
     C = G // Wd
-    if CP:  # the compact form reads a member's block through the images: entry e's (k-step, member) in order
-        ct = compact_tables(H, ubl, CP)
-        for e in range(ukb.size):
-            members = [c for c in range(C) if ct["umask"][e] >> c & 1]
-            assert members == [c for c in range(C) if ubl[e * C + c] >= 0]
-            for j in range(H // 32):
-                for r, c in enumerate(members):
-                    assert ct["isrc"][ct["uoff"][e] + j * len(members) + r] == ubl[e * C + c] * (H // 32) + j
     V = pk.values.reshape(-1).astype(np.float64)
     K, N = spec.K, spec.N
     got = np.zeros((K, -(-N // G) * G))
@@ -527,33 +512,32 @@ def test_tma_form_keeps_small_tables_in_constant_memory(monkeypatch):
         assert f"{where} int gptr[" in text and f"{where} unsigned short ukb[" in text, (K, N)
 
 
-def test_block_columns_are_grouped_without_lengthening_the_longest_group():
-    """group_block_columns: every block column once (-1 filling the last group), fewer k-steps over the unions than
-    the natural neighbours and no group longer than theirs, in pairs and in fours; None where grouping saves
-    nothing."""
+def test_block_columns_are_paired_without_lengthening_the_longest_group():
+    """pair_block_columns: every block column once (an odd one last, without partner), fewer k-steps over the
+    unions than the natural neighbours and no group longer than theirs; None where pairing saves nothing."""
     import numpy as np
-    from sparsify_onnx.codegen.cuda.wgmma import group_block_columns
+    from sparsify_onnx.codegen.cuda.wgmma import pair_block_columns
     rng = np.random.default_rng(3)
 
     def csc(keep):
         col_ptr = np.concatenate([[0], np.cumsum(keep.sum(axis=0))])
         return col_ptr, np.concatenate([np.flatnonzero(keep[:, c]) for c in range(keep.shape[1])])
 
-    def steps(keep, groups, KS):
-        return [max(1, -(-int(np.any(keep[:, [m for m in g if m >= 0]], axis=1).sum()) * 32 // KS)) for g in groups]
-    for C, KS in ((2, 64), (4, 32)):
-        for nkb, nbc in ((24, 96), (24, 31), (96, 24)):
-            keep = rng.random((nkb, nbc)) < 0.1
-            order = group_block_columns(*csc(keep), 32, KS, C)
-            assert order is not None, (C, nkb, nbc)
-            assert sorted(int(c) for c in order if c >= 0) == list(range(nbc))
-            groups = order.reshape(-1, C)
-            assert (order < 0).sum() == -nbc % C and (groups[:-1] >= 0).all()
-            natural = [[c + i if c + i < nbc else -1 for i in range(C)] for c in range(0, nbc, C)]
-            assert sum(steps(keep, groups, KS)) < sum(steps(keep, natural, KS)), (C, nkb, nbc)
-            assert max(steps(keep, groups, KS)) <= max(steps(keep, natural, KS)), (C, nkb, nbc)
-        # identical columns group as they stand: nothing to save
-        assert group_block_columns(*csc(np.repeat(rng.random((24, 1)) < 0.3, 8, axis=1)), 32, KS, C) is None
+    def steps(keep, pairs):
+        return [max(1, -(-int((keep[:, a] | (keep[:, b] if b >= 0 else False)).sum()) * 32 // 64))
+                for a, b in pairs]
+    for nkb, nbc in ((24, 96), (24, 31), (96, 24)):
+        keep = rng.random((nkb, nbc)) < 0.1
+        order = pair_block_columns(*csc(keep), 32, 64)
+        assert order is not None, (nkb, nbc)
+        assert sorted(int(c) for c in order if c >= 0) == list(range(nbc))
+        assert (order < 0).sum() == nbc % 2 and (nbc % 2 == 0 or order[-1] == -1)
+        pairs = order.reshape(-1, 2)
+        natural = [(c, c + 1 if c + 1 < nbc else -1) for c in range(0, nbc, 2)]
+        assert sum(steps(keep, pairs)) < sum(steps(keep, natural))
+        assert max(steps(keep, pairs)) <= max(steps(keep, natural))
+    # identical columns pair as they stand: nothing to save
+    assert pair_block_columns(*csc(np.repeat(rng.random((24, 1)) < 0.3, 8, axis=1)), 32, 64) is None
 
 
 def test_wgmma_cost_model_follows_the_h200(monkeypatch):

@@ -96,17 +96,13 @@ def test_kernel_matches_numpy(gpu, lib, i, M):
 
 
 def _case_index(family: str) -> int:
-    """The first case of ``family``; "cuda_bcsr_wgmma/tma": the first of that family's TMA form (7th tile field),
-    "/cp": the first of its compact groups (8th field)."""
-    if family.endswith(("/tma", "/cp")):
-        fam, form = family.split("/")
-        return next(i for i, c in enumerate(CASES) if c[0] == fam and c[6] and len(c[6]) >= 7 and c[6][6]
-                    and (form == "cp") == (len(c[6]) == 8 and c[6][7] > 0))
+    """The first case of ``family``; "cuda_bcsr_wgmma/tma": the first of that family's TMA form (7th tile field)."""
+    if family.endswith("/tma"):
+        return next(i for i, c in enumerate(CASES) if c[0] == family[:-4] and c[6] and len(c[6]) == 7 and c[6][6])
     return [c[0] for c in CASES].index(family)
 
 
-@pytest.mark.parametrize("family", ["cuda_nm_sparselt", "cuda_cover_wgmma", "cuda_bcsr_wgmma/tma",
-                                    "cuda_bcsr_wgmma/cp"])
+@pytest.mark.parametrize("family", ["cuda_nm_sparselt", "cuda_cover_wgmma", "cuda_bcsr_wgmma/tma"])
 def test_one_derived_weight_per_values_tensor(gpu, lib, family):
     """The kernels that derive a weight of their own from the values (cuSPARSELt's compressed W, the cover, the
     block kernel's B images) keep one per values tensor, as onnxruntime sessions each hold their own copy of an

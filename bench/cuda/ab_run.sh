@@ -7,7 +7,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 ab() {  # the A/B sets: M N K pattern density rounds tiles... (-wgmma 2:4 and cover tile fields: NWG x BM x KS x STAGES x INFLIGHT x RS)
-  if [ "${AB_SET:-}" = cp ]; then  # session 12: compact groups (8th field CP 2 / 4; 12 / 14: wgmma under a guard predicate)
+  if [ "${AB_SET:-}" = cp ]; then  # session 12: compact groups (8th field CP 2 / 4; 12 / 14: wgmma under a guard predicate; at 33d55aa, taken out)
     T="128x32x4x1x0x2x1 128x32x4x0x0x2x3 128x32x4x1x0x2x1x2 128x32x4x0x0x2x3x2 128x32x4x1x0x2x1x12"
     T4="128x32x4x1x0x2x1x4 128x32x4x0x0x2x3x4 64x32x4x1x0x2x1x4 64x32x4x0x0x2x3x4 128x32x4x1x0x2x1x14"
     [ "${AB_SHAPES:-all}" != big ] && for s in "4096 3072 768" "4096 768 768" "4096 768 3072"; do

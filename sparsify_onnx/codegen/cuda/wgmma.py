@@ -19,7 +19,7 @@ tile-wise tile is a group (its kept rows). For blocks h x w, a group is G / w bl
 the union of their live block rows; a block absent from one member column is read as zeros. Adjacent block
 columns would make 32x32 blocks at 90% run ~19% of the rows on n64 tiles (the mma.sync kernel runs 10% on n32
 tiles at a fraction of the rate), so 32-wide block columns are paired by their shared blocks instead
-(``group_block_columns``; 1.51x -> 1.84x cuBLAS at (4096, 3072, 768), session 10) and each member's 32 columns
+(``pair_block_columns``; 1.51x -> 1.84x cuBLAS at (4096, 3072, 768), session 10) and each member's 32 columns
 are stored where they belong. ``bench/cuda/wgmma_probe.cu`` is the
 tile kernel standalone: it checks which descriptor stride convention is right; ``DESC`` must match it.
 
@@ -99,8 +99,6 @@ TMA_CANDIDATES = [(128, 32, 4, 1, 0, 2, 1), (128, 32, 4, 0, 0, 2, 3), (128, 32, 
 # (session 11, run4): 15.0 -> 14.3 us at (4096, 3072, 768), 482.6 -> 475.4 us at 8192^3 with its 12 KB, the
 # other BERT shapes within 1%.
 CONST_TABLE_BYTES = 4 * 1024
-# registers a thread of the TMA form with CP 4 (four members' m64n32 accumulators: 64) needs, as ptxas allocates
-TMA_CP4_REGS = 96
 TRANSPOSE_BW = 3.2e12
 H200_SMS = 132
 
@@ -145,75 +143,56 @@ def hopper_supports(fam: KernelFamily, pattern, K, N, dtype, k_rows: bool) -> st
     return None
 
 
-def group_block_columns(col_ptr, row_idx, H: int, KS: int, C: int = 2) -> np.ndarray | None:
-    """An order of the block columns in which each C neighbours (C c .. C c + C - 1) share live block rows, so that
-    the groups take fewer k-steps of KS rows over the union of their blocks; None unless it saves k-steps without
-    making the longest group longer (the last wave of CTAs waits for it). Heaviest column first; the group grows by
-    the free column that adds fewest k-steps to its union, then shares most of its blocks: a heavy column gets light
-    or overlapping partners. Pairs (C = 2) on the benchmark's random 32x32 weights at 90% (bench/NOTES.md, session
-    10): k-steps 117 -> 83 and the longest group 5 -> 4 at (K, N) = (768, 3072), 37 -> 29 (4 -> 4) at (768, 768),
-    108 -> 103 (13 -> 9) at (3072, 768). (Taking the pairs of fewest k-steps first saved more k-steps but made the
-    longest group longer: slower on the H200 at N = 768.) The last group may be short: -1 fills it."""
+def pair_block_columns(col_ptr, row_idx, H: int, KS: int) -> np.ndarray | None:
+    """An order of the block columns in which neighbours (2c, 2c + 1) share live block rows, so that the groups of
+    two take fewer k-steps of KS rows over the union of their blocks; None unless it saves k-steps without making
+    the longest group longer (the last wave of CTAs waits for it). Heaviest column first, each with the free
+    partner of fewest k-steps together, then of most shared blocks: a heavy column gets a light or overlapping
+    partner. On the benchmark's random 32x32 weights at 90% (bench/NOTES.md, session 10): k-steps 117 -> 83 and
+    the longest group 5 -> 4 at (K, N) = (768, 3072), 37 -> 29 (4 -> 4) at (768, 768), 108 -> 103 (13 -> 9) at
+    (3072, 768). (Taking the pairs of fewest k-steps first saved more k-steps but made the longest group longer:
+    slower on the H200 at N = 768.) An odd last column gets -1 (no partner)."""
     nbc = len(col_ptr) - 1
-    if nbc <= C:
+    if nbc < 3:
         return None
     nkb = int(row_idx.max()) + 1 if row_idx.size else 1
     live = np.zeros((nkb, nbc), np.int32)
     for bc in range(nbc):
         live[row_idx[col_ptr[bc]:col_ptr[bc + 1]], bc] = 1
-
-    def steps(n):
-        return np.maximum(1, -(-np.asarray(n) * H // KS))
+    cnt = live.sum(axis=0)
+    shared = live.T @ live
+    steps = np.maximum(1, -(-(cnt[:, None] + cnt[None, :] - shared) * H // KS))
+    alone = np.maximum(1, -(-cnt * H // KS))
     used = np.zeros(nbc, bool)
-    groups: list[list[int]] = []
-    for c in np.argsort(-live.sum(axis=0), kind="stable"):
+    pairs: list[tuple[int, int]] = []
+    for c in np.argsort(-cnt, kind="stable"):
         if used[c]:
             continue
         used[c] = True
-        group, union = [int(c)], live[:, c].copy()
-        while len(group) < C:
-            free = np.flatnonzero(~used)
-            if free.size == 0:
-                break
-            inter = union @ live[:, free]
-            grown = steps(int(union.sum()) + live[:, free].sum(axis=0) - inter)
-            p = int(free[np.lexsort((-inter, grown))[0]])
-            used[p] = True
-            group.append(p)
-            union |= live[:, p]
-        groups.append(group + [-1] * (C - len(group)))
+        free = np.flatnonzero(~used)
+        if free.size == 0:
+            pairs.append((int(c), -1))
+            break
+        p = int(free[np.lexsort((-shared[c, free], steps[c, free]))[0]])
+        used[p] = True
+        pairs.append((int(c), p))
 
-    def cost(gs):
-        s = [int(steps(int(np.any(live[:, [m for m in g if m >= 0]], axis=1).sum()))) for g in gs]
+    def cost(ps):
+        s = [int(steps[a, b]) if b >= 0 else int(alone[a]) for a, b in ps]
         return sum(s), max(s)
-    natural = cost([[c + i if c + i < nbc else -1 for i in range(C)] for c in range(0, nbc, C)])
-    grouped = cost(groups)
-    if grouped[0] >= natural[0] or grouped[1] > natural[1]:
+    natural = cost([(c, c + 1 if c + 1 < nbc else -1) for c in range(0, nbc, 2)])
+    paired = cost(pairs)
+    if paired[0] >= natural[0] or paired[1] > natural[1]:
         return None
-    return np.array(groups, dtype=np.int64).reshape(-1)
-
-
-def compact_tables(H: int, ubl, C: int) -> dict[str, np.ndarray]:
-    """The TMA form's compact groups (tile field CP = C members): per entry e its members' mask (bit c: member c has
-    a block there) and the index of its first B image (2 KB: 32 rows of one block's 32 columns); entry e's images
-    follow in (k-step, member) order, the present members only. isrc[i] is the 32-row piece of the values (block u,
-    rows 32 j: piece u * H / 32 + j) that image i holds."""
-    sub = H // 32
-    u = np.asarray(ubl, dtype=np.int64).reshape(-1, C)
-    present = u >= 0
-    mask = (present * (1 << np.arange(C))).sum(axis=1)
-    count = present.sum(axis=1) * sub
-    uoff = np.concatenate([[0], np.cumsum(count)[:-1]]) if u.size else np.zeros(0, np.int64)
-    isrc = np.array([int(b) * sub + j for row, ok in zip(u, present) for j in range(sub) for b in row[ok]], np.int64)
-    return dict(umask=mask, uoff=uoff, isrc=isrc)
+    return np.array(pairs, dtype=np.int64).reshape(-1)
 
 
 def group_tables(spec, packed, G: int, KS: int = 0):
     """(H, W, gptr, ukb, ubl or None, bcol or None): per group of G columns, its entries (kept row blocks) and,
     for blocks, which block of each member column holds the values (-1: none). With ``KS`` (the kernel's k-step),
-    32-wide block columns are grouped by ``group_block_columns`` (pairs at G = 64, fours at G = 128): bcol[g * C + c]
-    is the block column of W that member c of group g is (-1: none); None keeps the natural order (member c of
-    group g is block column g * C + c)."""
+    32-wide block columns are paired by ``pair_block_columns``: bcol[g * C + c] is the block column of W that
+    member c of group g is (-1: none); None keeps the natural order (member c of group g is block column
+    g * C + c)."""
     if spec.pattern.kind == "tile":
         tptr, rows = _tables(spec, packed)
         return 1, G, np.asarray(tptr), np.asarray(rows), None, None
@@ -221,7 +200,7 @@ def group_tables(spec, packed, G: int, KS: int = 0):
     col_ptr, row_idx = (np.asarray(a) for a in _tables(spec, packed))
     C = G // w
     nbc = len(col_ptr) - 1
-    bcol = group_block_columns(col_ptr, row_idx, h, KS, C) if KS and w == 32 and G in (64, 128) else None
+    bcol = pair_block_columns(col_ptr, row_idx, h, KS) if KS and (w, G) == (32, 64) else None
     gptr, ukb, ubl = [0], [], []
     for g in range(-(-nbc // C)):
         members = []
@@ -252,19 +231,17 @@ class _Wgmma(KernelFamily):
         return list(CANDIDATES)
 
     def _geometry(self, spec):
-        """(BM, KS, STAGES, INFLIGHT, RS, LH, TM, CP); the trailing fields default to 0."""
+        """(BM, KS, STAGES, INFLIGHT, RS, LH, TM); the trailing fields default to 0."""
         t = tuple(spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0])
-        if len(t) < 4 or len(t) > 8:
-            raise ValueError(f"{self.name}: tile {t}: (BM, KS, STAGES, INFLIGHT[, RS[, LH[, TM[, CP]]]]) expected")
-        t = t + (0,) * (8 - len(t))
+        if len(t) < 4 or len(t) > 7:
+            raise ValueError(f"{self.name}: tile {t}: (BM, KS, STAGES, INFLIGHT[, RS[, LH[, TM]]]) expected")
+        t = t + (0,) * (7 - len(t))
         BM, KS, G = t[0], t[1], self.group_width(spec.pattern)
         if t[6]:
             why = self.tma_unsupported(spec.pattern, spec.K, t)
             if why:
                 raise ValueError(f"{self.name}: tile {t}: {why}")
             return t
-        if t[7]:
-            raise ValueError(f"{self.name}: tile {t}: compact groups (CP) are a TMA form (TM) tile field")
         pt = 2 * BM  # loading threads
         if BM not in (64, 128, 256) or KS % 16 or (KS * BM // 8) % pt or (KS * G // 8) % pt:
             raise ValueError(f"{self.name}: tile {t}: BM must be 64, 128 or 256 and each stage's 16-byte chunks "
@@ -274,29 +251,26 @@ class _Wgmma(KernelFamily):
     def tma_unsupported(self, pattern, K, t) -> str | None:
         """Why the TMA form (tile field TM, ``cuda_bcsr_tma.cu.j2``) cannot take this tile, or None. It runs blocks
         of 32 or 64 columns and a multiple of 32 rows, k-steps of 32 rows, without raster or load hints, and
-        reads X through a tensor map (rows of 16-byte multiples). CP 2 or 4 (compact groups: pairs or fours of 32-wide
-        block columns, each member's own n32 wgmma on the blocks present) needs 32-wide blocks."""
+        reads X through a tensor map (rows of 16-byte multiples)."""
         if pattern.kind != "block":
             return "the TMA form (TM) is for blocks"
         if K % 8:
             return f"the TMA form (TM) needs K a multiple of 8, not {K}"
         h, w = pattern.block
-        BM, KS, ST, _, RS, LH, TM, CP = tuple(t) + (0,) * (8 - len(t))
+        BM, KS, ST, _, RS, LH, _ = t
         if h % 32 or w not in (32, 64):
             return f"the TMA form (TM) needs blocks of 32 or 64 columns and a multiple of 32 rows, not {h}x{w}"
-        if BM not in (64, 128, 256) or KS != 32 or ST < 2 or RS or LH & ~2 or TM not in (1, 2, 3):
+        if BM not in (64, 128, 256) or KS != 32 or ST < 2 or RS or LH & ~2 or t[6] not in (1, 2, 3):
             return ("the TMA form (TM 1: a producer warp, 2: thread 0 issues, 3: 1 persistent) takes BM 64, 128 or "
                     "256, KS 32, 2 or more stages, no raster and LH 0 or 2")
-        if CP % 10 not in (0, 2, 4) or CP and w != 32:
-            return f"the TMA form's compact groups (CP) are pairs or fours (2, 4) of 32-wide block columns, not {CP} of {w}"
         return None
 
     def render(self, spec, packed):
-        BM, KS, ST, INF, RS, LH, TM, CP = self._geometry(spec)
-        G = 32 * (CP % 10) if CP else self.group_width(spec.pattern)
+        BM, KS, ST, INF, RS, LH, TM = self._geometry(spec)
+        G = self.group_width(spec.pattern)
         H, W, gptr, ukb, ubl, bcol = group_tables(spec, packed, G, KS)
         if TM:
-            return self._render_tma(spec, packed, (BM, ST, INF, LH, TM, CP), (H, W, G, gptr, ukb, ubl, bcol))
+            return self._render_tma(spec, packed, (BM, ST, INF, LH, TM), (H, W, gptr, ukb, ubl, bcol))
         la, sa, lb, sb = DESC(KS * 128)
         XK = self.reads_x_directly(spec, H, KS)
         if XK:
@@ -320,36 +294,30 @@ class _Wgmma(KernelFamily):
         return ctx, "\n" + fb_text if fb else ""
 
     def _render_tma(self, spec, packed, geom, tables):
-        BM, ST, INF, LH, TM, CP = geom
-        SKIP, CP = CP >= 10, CP % 10  # (experiment: CP 12, 14 issue the members' wgmma under a guard predicate)
-        H, W, G, gptr, ukb, ubl, bcol = tables
+        BM, ST, INF, LH, TM = geom
+        H, W, gptr, ukb, ubl, bcol = tables
         ctx, fb_text = self._context(spec, packed)
-        # the tables a CTA reads uniformly (gptr, ukb, bcol; with CP umask, uoff) go to constant memory where they fit
-        # (the constant cache serves them after the first CTA on an SM; global memory costs an L2 round trip each)
+        # the tables a CTA reads uniformly (gptr, ukb, bcol) go to constant memory where they fit (the constant cache
+        # serves them after the first CTA on an SM; global memory costs an L2 round trip each)
         kb_type = index_ctype(int(ukb.max()) if ukb.size else 0)
         nbytes = 4 * len(gptr) + ukb.size * (2 if kb_type == "unsigned short" else 4) + 4 * (
-            bcol.size if bcol is not None else 0) + (5 * ukb.size if CP else 0)
+            bcol.size if bcol is not None else 0)
         ctx.update(TABLES="__constant__" if nbytes <= CONST_TABLE_BYTES else "__device__ const")
-        if CP:
-            ct = compact_tables(H, ubl, CP)
-            ctx.update(umask=fmt_array(ct["umask"]), uoff=fmt_array(ct["uoff"]), isrc=fmt_array(ct["isrc"]),
-                       nimg=int(ct["isrc"].size))
-        ctx.update(MINB=self.tma_ctas_per_sm(BM, ST, TM, CP), TM=TM, CP=CP, SKIP=int(SKIP), G=G, H=H, W=W, BM=BM, STAGES=ST,
-                   INFLIGHT=INF, LH=LH, ngroups=len(gptr) - 1, gptr=fmt_array(gptr), ukb=fmt_array(ukb),
-                   nent=int(ukb.size), kb_type=kb_type, ubl=fmt_array(ubl),
+        ctx.update(MINB=self.tma_ctas_per_sm(BM, ST, TM), TM=TM, H=H, W=W, BM=BM, STAGES=ST, INFLIGHT=INF, LH=LH,
+                   ngroups=len(gptr) - 1, gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
+                   kb_type=kb_type, ubl=fmt_array(ubl),
                    BCOL=bcol is not None, bcol=fmt_array(bcol) if bcol is not None else "")
         return source(spec, render_template("cuda_bcsr_tma.cu.j2", **ctx) + fb_text)
 
     @staticmethod
-    def tma_ctas_per_sm(BM: int, ST: int, TM: int, CP: int = 0) -> int:
+    def tma_ctas_per_sm(BM: int, ST: int, TM: int) -> int:
         """CTAs per SM of the TMA form: as many as 228 KB of shared memory hold (its stages, the epilogue's patches,
-        the mbarriers, 1 KB of alignment slack, 1 KB the system keeps), at most what leaves a thread the registers
-        ptxas needs for 32 accumulators and the descriptors (58, allocated in 8s as 64; 64 accumulators with CP 4:
-        TMA_CP4_REGS), for BM / 64 consumer warpgroups and, but for TM 2, a producer warp."""
+        the mbarriers, 1 KB of alignment slack, 1 KB the system keeps), at most what leaves 64 registers a thread
+        (ptxas needs 58, allocated in 8s, for the n64 accumulators and descriptors; BM / 64 consumer warpgroups
+        and, but for TM 2, a producer warp)."""
         nt = BM // 64 * 128 + (0 if TM == 2 else 32)
-        CP %= 10
-        smem = ST * (BM * 64 + (2048 * CP if CP else 4096)) + (2048 if CP else 0) + nt // 32 * 640 + 16 * ST + 2048
-        return max(1, min(228 * 1024 // smem, 65536 // (nt * (TMA_CP4_REGS if CP == 4 else 64))))
+        smem = ST * (BM * 64 + 4096) + nt // 32 * 640 + 16 * ST + 2048
+        return max(1, min(228 * 1024 // smem, 65536 // (nt * 64)))
 
     @staticmethod
     def ctas_per_sm(BM: int, KS: int, ST: int, G: int) -> int:
@@ -379,8 +347,8 @@ class _Wgmma(KernelFamily):
         runs its k-steps at a per-SM rate, CTAs fill the SMs' slots, and the transpose of X runs before. Within
         0.70-1.27x of the measured plain-form times at 8192^3 and the BERT shapes (the FLOP roofline it replaced
         was 1.5-4x optimistic)."""
-        BM, KS, ST, TM, CP = (self._geometry(spec)[i] for i in (0, 1, 2, 6, 7))
-        G = 32 * (CP % 10) if CP else self.group_width(spec.pattern)
+        BM, KS, ST, TM = (self._geometry(spec)[i] for i in (0, 1, 2, 6))
+        G = self.group_width(spec.pattern)
         H, _, gptr, _, _, _ = group_tables(spec, packed, G, KS)
         steps = -(-(np.diff(np.asarray(gptr)) * H) // KS)
         mt = -(-M // BM)

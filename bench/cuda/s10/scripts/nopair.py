@@ -5,6 +5,6 @@ import sys
 
 import sparsify_onnx.codegen.cuda.wgmma as w
 
-w.group_block_columns = lambda *a, **k: None
+w.pair_block_columns = lambda *a, **k: None
 sys.argv = ["ab.py"] + sys.argv[1:]
 runpy.run_path("bench/cuda/ab.py", run_name="__main__")
