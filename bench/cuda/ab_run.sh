@@ -7,6 +7,15 @@
 set -u
 cd "$(dirname "$0")/../.."
 ab() {  # the A/B sets: M N K pattern density rounds tiles... (-wgmma 2:4 and cover tile fields: NWG x BM x KS x STAGES x INFLIGHT x RS)
+  if [ "${AB_SET:-}" = mc ]; then  # session 12: the B images multicast in 2-CTA clusters along M (8th field MC)
+    T="128x32x4x1x0x2x1 128x32x4x0x0x2x3 128x32x3x1x0x2x2 128x32x4x1x0x2x1x2 128x32x3x1x0x2x2x2 128x32x4x0x0x2x2x2 256x32x4x1x0x2x2x2 64x32x4x0x0x0x1x2"
+    [ "${AB_SHAPES:-all}" != big ] && for s in "4096 3072 768" "4096 768 768" "4096 768 3072"; do
+      timeout -k 5 150 python3 bench/cuda/ab.py $s block32-wgmma 0.1 5 $T
+    done
+    [ "${AB_SHAPES:-all}" != big ] && timeout -k 5 120 python3 bench/cuda/ab.py 4096 3072 768 block64-wgmma 0.1 5 64x32x4x0x0x0x1 64x32x4x0x0x0x1x2 128x32x4x1x0x2x1x2
+    [ "${AB_SHAPES:-all}" != bert ] && timeout -k 5 240 python3 bench/cuda/ab.py 8192 8192 8192 block32-wgmma 0.1 3 256x32x4x1x0x2x2 256x32x4x1x0x2x2x2 128x32x4x1x0x2x1 128x32x4x1x0x2x1x2 128x32x3x1x0x2x2x2
+    return
+  fi
   if [ "${AB_SET:-}" = cp ]; then  # session 12: compact groups (8th field CP 2 / 4; 12 / 14: wgmma under a guard predicate; at 33d55aa, taken out)
     T="128x32x4x1x0x2x1 128x32x4x0x0x2x3 128x32x4x1x0x2x1x2 128x32x4x0x0x2x3x2 128x32x4x1x0x2x1x12"
     T4="128x32x4x1x0x2x1x4 128x32x4x0x0x2x3x4 64x32x4x1x0x2x1x4 64x32x4x0x0x2x3x4 128x32x4x1x0x2x1x14"
