@@ -135,13 +135,6 @@ CASES = [
     # tests cap the grid with SPARSIFY_TMA_GRID), in flight and not, an empty block column
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 968, "bgr", (128, 32, 3, 1, 0, 2, 3), 0.1),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 1024, 200, "ta", (64, 32, 2, 0, 0, 0, 3)),
-    # ... with the B images multicast in clusters of 2 CTAs along M (8th field MC; an odd number of m-tiles pads
-    # the last cluster with a CTA past M): K not a multiple of 32 with a residual; thread 0 issuing, more k-steps
-    # than stages; 64x64 blocks at BM 64; BM 256 with 2 stages
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 136, "ta", (128, 32, 4, 1, 0, 0, 1, 2)),
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 768, 968, "bgr", (128, 32, 3, 0, 0, 2, 2, 2), 0.1),
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 1024, 192, "br", (64, 32, 4, 1, 0, 0, 1, 2)),
-    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 1024, 200, "plain", (256, 32, 2, 1, 0, 0, 2, 2)),
 ]
 
 

@@ -213,23 +213,20 @@ def test_wgmma_rejects_tiles_the_loaders_cannot_split(monkeypatch):
     def geometry(tile):
         return fam._geometry(KernelSpec("linear", fam.name, "cuda", "fp16", pat, 64, 64, Epilogue(), tile=tile,
                                         tables_hash="x"))
-    assert geometry((256, 64, 4, 1)) == (256, 64, 4, 1, 0, 0, 0, 0)
+    assert geometry((256, 64, 4, 1)) == (256, 64, 4, 1, 0, 0, 0)
     for bad in ((256, 32, 4, 1), (192, 64, 3, 0), (128, 24, 3, 0)):
         with pytest.raises(ValueError, match="loading threads"):
             geometry(bad)
     with pytest.raises(ValueError, match="expected"):
-        geometry((128, 64, 3, 0, 0, 0, 1, 0, 0))
-    with pytest.raises(ValueError, match="TMA form"):
-        geometry((128, 64, 3, 0, 0, 0, 0, 2))  # multicast without TMA
+        geometry((128, 64, 3, 0, 0, 0, 1, 0))
     # the TMA form (7th field): 32-row k-steps inside blocks of 32 or 64 columns
     with pytest.raises(ValueError, match="32 or 64 columns"):
         geometry((128, 32, 4, 0, 0, 0, 1))  # 16x16 blocks
     pat = Pattern("block", block=(32, 32))
-    assert geometry((128, 32, 4, 0, 0, 2, 1)) == (128, 32, 4, 0, 0, 2, 1, 0)
-    assert geometry((64, 32, 2, 1, 0, 0, 2)) == (64, 32, 2, 1, 0, 0, 2, 0)
-    assert geometry((128, 32, 4, 0, 0, 2, 2, 2)) == (128, 32, 4, 0, 0, 2, 2, 2)
+    assert geometry((128, 32, 4, 0, 0, 2, 1)) == (128, 32, 4, 0, 0, 2, 1)
+    assert geometry((64, 32, 2, 1, 0, 0, 2)) == (64, 32, 2, 1, 0, 0, 2)
     for bad in ((128, 64, 4, 0, 0, 0, 1), (128, 32, 1, 0, 0, 0, 1), (128, 32, 4, 0, 2, 0, 1), (128, 32, 4, 0, 0, 1, 1),
-                (128, 32, 4, 0, 0, 0, 4), (128, 32, 4, 0, 0, 0, 1, 4), (128, 32, 4, 0, 0, 0, 3, 2)):
+                (128, 32, 4, 0, 0, 0, 4)):
         with pytest.raises(ValueError, match="TMA form"):
             geometry(bad)
 

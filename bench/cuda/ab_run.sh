@@ -7,7 +7,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 ab() {  # the A/B sets: M N K pattern density rounds tiles... (-wgmma 2:4 and cover tile fields: NWG x BM x KS x STAGES x INFLIGHT x RS)
-  if [ "${AB_SET:-}" = mc ]; then  # session 12: the B images multicast in 2-CTA clusters along M (8th field MC)
+  if [ "${AB_SET:-}" = mc ]; then  # session 12: the B images multicast in 2-CTA clusters along M (8th field MC; at b8e6ea1, taken out)
     T="128x32x4x1x0x2x1 128x32x4x0x0x2x3 128x32x3x1x0x2x2 128x32x4x1x0x2x1x2 128x32x3x1x0x2x2x2 128x32x4x0x0x2x2x2 256x32x4x1x0x2x2x2 64x32x4x0x0x0x1x2"
     [ "${AB_SHAPES:-all}" != big ] && for s in "4096 3072 768" "4096 768 768" "4096 768 3072"; do
       timeout -k 5 150 python3 bench/cuda/ab.py $s block32-wgmma 0.1 5 $T

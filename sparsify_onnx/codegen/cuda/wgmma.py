@@ -231,19 +231,17 @@ class _Wgmma(KernelFamily):
         return list(CANDIDATES)
 
     def _geometry(self, spec):
-        """(BM, KS, STAGES, INFLIGHT, RS, LH, TM, MC); the trailing fields default to 0."""
+        """(BM, KS, STAGES, INFLIGHT, RS, LH, TM); the trailing fields default to 0."""
         t = tuple(spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0])
-        if len(t) < 4 or len(t) > 8:
-            raise ValueError(f"{self.name}: tile {t}: (BM, KS, STAGES, INFLIGHT[, RS[, LH[, TM[, MC]]]]) expected")
-        t = t + (0,) * (8 - len(t))
+        if len(t) < 4 or len(t) > 7:
+            raise ValueError(f"{self.name}: tile {t}: (BM, KS, STAGES, INFLIGHT[, RS[, LH[, TM]]]) expected")
+        t = t + (0,) * (7 - len(t))
         BM, KS, G = t[0], t[1], self.group_width(spec.pattern)
         if t[6]:
             why = self.tma_unsupported(spec.pattern, spec.K, t)
             if why:
                 raise ValueError(f"{self.name}: tile {t}: {why}")
             return t
-        if t[7]:
-            raise ValueError(f"{self.name}: tile {t}: multicast (MC) is a TMA form (TM) tile field")
         pt = 2 * BM  # loading threads
         if BM not in (64, 128, 256) or KS % 16 or (KS * BM // 8) % pt or (KS * G // 8) % pt:
             raise ValueError(f"{self.name}: tile {t}: BM must be 64, 128 or 256 and each stage's 16-byte chunks "
@@ -253,29 +251,26 @@ class _Wgmma(KernelFamily):
     def tma_unsupported(self, pattern, K, t) -> str | None:
         """Why the TMA form (tile field TM, ``cuda_bcsr_tma.cu.j2``) cannot take this tile, or None. It runs blocks
         of 32 or 64 columns and a multiple of 32 rows, k-steps of 32 rows, without raster or load hints, and
-        reads X through a tensor map (rows of 16-byte multiples). MC 2 (the B images multicast in clusters of 2 CTAs
-        along M) is for CTAs of one item (TM 1 and 2)."""
+        reads X through a tensor map (rows of 16-byte multiples)."""
         if pattern.kind != "block":
             return "the TMA form (TM) is for blocks"
         if K % 8:
             return f"the TMA form (TM) needs K a multiple of 8, not {K}"
         h, w = pattern.block
-        BM, KS, ST, _, RS, LH, TM, MC = tuple(t) + (0,) * (8 - len(t))
+        BM, KS, ST, _, RS, LH, _ = t
         if h % 32 or w not in (32, 64):
             return f"the TMA form (TM) needs blocks of 32 or 64 columns and a multiple of 32 rows, not {h}x{w}"
-        if BM not in (64, 128, 256) or KS != 32 or ST < 2 or RS or LH & ~2 or TM not in (1, 2, 3):
+        if BM not in (64, 128, 256) or KS != 32 or ST < 2 or RS or LH & ~2 or t[6] not in (1, 2, 3):
             return ("the TMA form (TM 1: a producer warp, 2: thread 0 issues, 3: 1 persistent) takes BM 64, 128 or "
                     "256, KS 32, 2 or more stages, no raster and LH 0 or 2")
-        if MC not in (0, 2) or MC and TM == 3:
-            return f"the TMA form's multicast (MC) takes clusters of 2 CTAs of one item each (TM 1 or 2), not MC {MC}, TM {TM}"
         return None
 
     def render(self, spec, packed):
-        BM, KS, ST, INF, RS, LH, TM, MC = self._geometry(spec)
+        BM, KS, ST, INF, RS, LH, TM = self._geometry(spec)
         G = self.group_width(spec.pattern)
         H, W, gptr, ukb, ubl, bcol = group_tables(spec, packed, G, KS)
         if TM:
-            return self._render_tma(spec, packed, (BM, ST, INF, LH, TM, MC), (H, W, gptr, ukb, ubl, bcol))
+            return self._render_tma(spec, packed, (BM, ST, INF, LH, TM), (H, W, gptr, ukb, ubl, bcol))
         la, sa, lb, sb = DESC(KS * 128)
         XK = self.reads_x_directly(spec, H, KS)
         if XK:
@@ -299,7 +294,7 @@ class _Wgmma(KernelFamily):
         return ctx, "\n" + fb_text if fb else ""
 
     def _render_tma(self, spec, packed, geom, tables):
-        BM, ST, INF, LH, TM, MC = geom
+        BM, ST, INF, LH, TM = geom
         H, W, gptr, ukb, ubl, bcol = tables
         ctx, fb_text = self._context(spec, packed)
         # the tables a CTA reads uniformly (gptr, ukb, bcol) go to constant memory where they fit (the constant cache
@@ -308,7 +303,7 @@ class _Wgmma(KernelFamily):
         nbytes = 4 * len(gptr) + ukb.size * (2 if kb_type == "unsigned short" else 4) + 4 * (
             bcol.size if bcol is not None else 0)
         ctx.update(TABLES="__constant__" if nbytes <= CONST_TABLE_BYTES else "__device__ const")
-        ctx.update(MINB=self.tma_ctas_per_sm(BM, ST, TM), TM=TM, MC=MC, H=H, W=W, BM=BM, STAGES=ST, INFLIGHT=INF, LH=LH,
+        ctx.update(MINB=self.tma_ctas_per_sm(BM, ST, TM), TM=TM, H=H, W=W, BM=BM, STAGES=ST, INFLIGHT=INF, LH=LH,
                    ngroups=len(gptr) - 1, gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
                    kb_type=kb_type, ubl=fmt_array(ubl),
                    BCOL=bcol is not None, bcol=fmt_array(bcol) if bcol is not None else "")
