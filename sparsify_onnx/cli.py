@@ -126,6 +126,9 @@ class Convert(Command):
                        help="concrete shape of a graph input (repeatable)")
         p.add_argument("--no-verify", action="store_true", help="skip the comparison with the pruned dense model")
         p.add_argument("--no-bench", action="store_true", help="skip the latency measurement in the report")
+        p.add_argument("--cuda-graph", action="store_true",
+                       help="time the report's latency under onnxruntime's CUDA graphs (enable_cuda_graph), as a "
+                            "server would run the engine (CUDA engines on a GPU host)")
         p.add_argument("--policy", default="auto", choices=["auto", "always", "never"],
                        help="auto: the cost model decides per node; always: every supported sparse weight")
         p.add_argument("--arch", default="sm_80,sm_90", help="CUDA architectures (comma-separated)")
@@ -143,6 +146,7 @@ class Convert(Command):
         from .bench.report import format_console
         from .pipeline import ConvertOptions, convert
         opt = ConvertOptions(device=args.device, verify=not args.no_verify, bench=not args.no_bench,
+                             cuda_graph=args.cuda_graph,
                              input_shapes=_shapes(args.input_shape), policy=args.policy,
                              infer_rules=args.infer_rules,
                              cuda_arch=tuple(a.strip() for a in args.arch.split(",") if a.strip()),

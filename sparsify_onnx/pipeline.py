@@ -21,6 +21,7 @@ class ConvertOptions:
     device: str = "auto"  # cpu | cuda | auto
     verify: bool = True
     bench: bool = True  # a short latency measurement for the report
+    cuda_graph: bool = False  # (CUDA) time the report's latency under onnxruntime's CUDA graphs
     input_shapes: dict = field(default_factory=dict)  # name -> tuple of ints
     policy: str = "auto"  # auto | always | never
     infer_rules: bool = False
@@ -121,6 +122,10 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
               if propagated.unknown_ops else ""))
 
     devices = resolve_devices(opt.device, pr)
+    if opt.cuda_graph and opt.bench and not ("cuda" in devices and gpu_present()):
+        raise SparsifyError("--cuda-graph times the engine on the CUDA execution provider: it needs --device cuda "
+                            "(or auto) on a host with a GPU and onnxruntime-gpu",
+                            hint="run the conversion on the GPU host, or drop --cuda-graph")
     feeds = make_inputs(annotated.loaded.model, opt.input_shapes, seed=opt.seed)
     M = rows_of(opt.input_shapes, feeds)
 
@@ -207,10 +212,15 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
             pr.stage("verify", "skipped (" + ("no GPU here" if not_here else "--no-verify") + ")")
         if opt.bench:
             from .bench.latency import compare
-            pr.stage("report", "timing engine vs pruned dense model in onnxruntime")
-            sess, ref_sess = _sessions(stage, plan.reference, providers, opt.threads)
+            pr.stage("report", "timing engine vs pruned dense model in onnxruntime"
+                     + (" under CUDA graphs" if opt.cuda_graph else ""))
+            timed = providers
+            if opt.cuda_graph:  # (checked above: a CUDA engine on a GPU host)
+                timed = [("CUDAExecutionProvider", {"enable_cuda_graph": "1"}), "CPUExecutionProvider"]
+            sess, ref_sess = _sessions(stage, plan.reference, timed, opt.threads)
             latency = compare({"pruned dense (onnxruntime)": ref_sess, "engine": sess}, feeds,
                               baseline="pruned dense (onnxruntime)")
+            latency["cuda_graph"] = bool(opt.cuda_graph)
             del sess, ref_sess
             pr.say("per-node times (onnxruntime profiler)")
             from .bench.profile import attach_node_times, node_times

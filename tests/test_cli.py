@@ -91,8 +91,11 @@ def test_prune_then_convert_and_bench(tmp_path, mlp):
     r = cli("bench", tmp_path / "e", "--repeat", "5", "--warmup", "1")
     assert r.returncode == 0, r.stderr
     assert "engine" in r.stdout
-    # CUDA graphs need an engine built for CUDA (and a GPU): a CPU engine says so
+    # CUDA graphs need an engine built for CUDA (and a GPU): a CPU engine says so, and so does convert, before work
     _user_error(cli("bench", tmp_path / "e", "--cuda-graph"), "--cuda-graph needs an engine built for CUDA")
+    _user_error(cli("convert", mlp, sp, "-o", tmp_path / "e2", "--device", "cpu", "--cuda-graph"),
+                "--cuda-graph times the engine on the CUDA execution provider")
+    assert not (tmp_path / "e2").exists()
 
 
 def test_verify_command_and_wrong_source(tmp_path, mlp):

@@ -219,3 +219,16 @@ def test_per_node_times_leave_out_warmup_runs():
     got = aggregate_node_events(ev, warmup=1)
     assert got["a"] == 40.0  # the 8-second first run is left out
     assert got["b"] == 7.0   # fewer runs than the warm-up: keep what there is
+
+
+def test_latency_under_cuda_graphs_is_said():
+    """A report timed under onnxruntime's CUDA graphs (convert --cuda-graph) says so beside the providers, in
+    markdown and HTML; a plain timing does not."""
+    lat = dict(LATENCY, cuda_graph=True)
+    r = build_report(plan_nodes=_plan_nodes(), propagation=PROPAGATION, latency=lat, verification=VERIFIED,
+                     meta=META)
+    assert "providers CPUExecutionProvider under CUDA graphs" in render_markdown(r)
+    assert "under CUDA graphs" in render_html(r)
+    plain = build_report(plan_nodes=_plan_nodes(), propagation=PROPAGATION, latency=LATENCY,
+                         verification=VERIFIED, meta=META)
+    assert "CUDA graphs" not in render_markdown(plain) and "CUDA graphs" not in render_html(plain)

@@ -359,6 +359,7 @@ def render_markdown(r: dict) -> str:
         first = next(iter(lat["systems"].values()))
         out.append(f"{lat.get('rounds', '?')} interleaved rounds after {lat.get('warmup', '?')} warm-up runs, "
                    f"one process; providers {', '.join(first.get('providers') or ['?'])}"
+                   + (" under CUDA graphs" if lat.get("cuda_graph") else "")
                    + (f", {first['threads']} intra-op threads" if first.get("threads") else "") + ".")
         out += ["", _md_table(*_latency_table(r))]
         line = _fvt_line(r)
@@ -455,6 +456,7 @@ def render_html(r: dict) -> str:
         first = next(iter(lat["systems"].values()))
         parts.append(f"<p>{_h(lat.get('rounds', '?'))} interleaved rounds after {_h(lat.get('warmup', '?'))} "
                      f"warm-up runs, one process; providers {_h(', '.join(first.get('providers') or ['?']))}"
+                     + (" under CUDA graphs" if lat.get("cuda_graph") else "")
                      + (f", {_h(first['threads'])} intra-op threads" if first.get("threads") else "") + ".</p>")
         parts.append(_html_table(*_latency_table(r), num_cols=(1, 2, 3, 4, 5), cls="latency"))
         f = r["flops_vs_time"]
