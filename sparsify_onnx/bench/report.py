@@ -337,6 +337,15 @@ def _md_table(head: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _latency_setup(lat: dict) -> str:
+    """How the latency was measured: rounds, warm-up, providers (under CUDA graphs where so), threads."""
+    first = next(iter(lat["systems"].values()))
+    return (f"{lat.get('rounds', '?')} interleaved rounds after {lat.get('warmup', '?')} warm-up runs, one process; "
+            f"providers {', '.join(first.get('providers') or ['?'])}"
+            + (" under CUDA graphs" if lat.get("cuda_graph") else "")
+            + (f", {first['threads']} intra-op threads" if first.get("threads") else "") + ".")
+
+
 def render_markdown(r: dict) -> str:
     t = r["totals"]
     out = ["# sparsify-onnx report", "", f"**{r['verdict']}**", ""]
@@ -356,11 +365,7 @@ def render_markdown(r: dict) -> str:
     out += ["", "## Latency", ""]
     if r["latency_rows"]:
         lat = r["latency"]
-        first = next(iter(lat["systems"].values()))
-        out.append(f"{lat.get('rounds', '?')} interleaved rounds after {lat.get('warmup', '?')} warm-up runs, "
-                   f"one process; providers {', '.join(first.get('providers') or ['?'])}"
-                   + (" under CUDA graphs" if lat.get("cuda_graph") else "")
-                   + (f", {first['threads']} intra-op threads" if first.get("threads") else "") + ".")
+        out.append(_latency_setup(lat))
         out += ["", _md_table(*_latency_table(r))]
         line = _fvt_line(r)
         if line:
@@ -453,11 +458,7 @@ def render_html(r: dict) -> str:
     parts.append("<h2>Latency</h2>")
     if r["latency_rows"]:
         lat = r["latency"]
-        first = next(iter(lat["systems"].values()))
-        parts.append(f"<p>{_h(lat.get('rounds', '?'))} interleaved rounds after {_h(lat.get('warmup', '?'))} "
-                     f"warm-up runs, one process; providers {_h(', '.join(first.get('providers') or ['?']))}"
-                     + (" under CUDA graphs" if lat.get("cuda_graph") else "")
-                     + (f", {_h(first['threads'])} intra-op threads" if first.get("threads") else "") + ".</p>")
+        parts.append(f"<p>{_h(_latency_setup(lat))}</p>")
         parts.append(_html_table(*_latency_table(r), num_cols=(1, 2, 3, 4, 5), cls="latency"))
         f = r["flops_vs_time"]
         if f and f.get("time_saved_share") is not None:
