@@ -93,7 +93,7 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
     from .bench.latency import make_inputs
     from .codegen import generate
     from .custom_ops.build import build_library
-    from .engine import compare_outputs, load_engine, raise_if_failed, staging_dir, write_manifest
+    from .engine import compare_outputs, raise_if_failed, staging_dir, write_manifest
     from .engine.verify import TOLERANCE, exact_providers
     from .graph import load_model, save_model
     from .propagate import propagate
