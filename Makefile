@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 DEMO   := build/demo
 
-.PHONY: setup demo test test-gpu clean
+.PHONY: setup demo test test-gpu memcheck-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,11 @@ test: setup
 # on a GPU host with onnxruntime-gpu and pycuda
 test-gpu: setup
 	$(PY) -m pytest -q -m gpu
+
+# the GPU kernel tests under compute-sanitizer's memcheck (on a GPU host; bench/cuda/memcheck_probe.cu shows it
+# catching an out-of-bounds write)
+memcheck-gpu: setup
+	compute-sanitizer --tool memcheck --error-exitcode 9 $(PY) -m pytest -q -m gpu tests/test_cuda_kernels.py
 
 clean:
 	rm -rf build $(VENV) .pytest_cache
