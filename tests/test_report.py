@@ -231,4 +231,6 @@ def test_latency_under_cuda_graphs_is_said():
     assert "under CUDA graphs" in render_html(r)
     plain = build_report(plan_nodes=_plan_nodes(), propagation=PROPAGATION, latency=LATENCY,
                          verification=VERIFIED, meta=META)
+    assert "under CUDA graphs" in format_console(r)
     assert "CUDA graphs" not in render_markdown(plain) and "CUDA graphs" not in render_html(plain)
+    assert "CUDA graphs" not in format_console(plain)

@@ -539,7 +539,8 @@ def format_console(report: dict) -> str:
         lines.append("  patterns: " + ", ".join(f"{k} x{v}" for k, v in sorted(by_pattern.items())))
     if report["latency_rows"]:
         w = max(len(r["system"]) for r in report["latency_rows"]) + len(" (baseline)")
-        lines.append(f"  {'system':<{w}}  {'median ms':>10}  {'p90 ms':>9}  {'speedup':>8}")
+        lines.append(f"  {'system':<{w}}  {'median ms':>10}  {'p90 ms':>9}  {'speedup':>8}"
+                     + ("  (under CUDA graphs)" if (report.get("latency") or {}).get("cuda_graph") else ""))
         for r in report["latency_rows"]:
             name = r["system"] + (" (baseline)" if r["baseline"] else "")
             lines.append(f"  {name:<{w}}  {r['median_ms']:>10.3f}  {r['p90_ms']:>9.3f}  "
