@@ -178,7 +178,7 @@ class Bench(Command):
 
         import onnxruntime as ort
 
-        from .bench.latency import compare, make_inputs
+        from .bench.latency import CUDA_GRAPH_PROVIDERS, compare, make_inputs
         from .engine import check_engine, load_engine
         m = check_engine(args.engine)
         src = args.model or m["source_model"]["path"]
@@ -189,7 +189,7 @@ class Bench(Command):
             if not m.get("cuda_built") or "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise SparsifyError("--cuda-graph needs an engine built for CUDA and onnxruntime-gpu with a GPU",
                                     hint="convert with --device cuda, and run this on the GPU host")
-            providers = [("CUDAExecutionProvider", {"enable_cuda_graph": "1"}), "CPUExecutionProvider"]
+            providers = list(CUDA_GRAPH_PROVIDERS)
         so = ort.SessionOptions()
         if args.threads:
             so.intra_op_num_threads = args.threads

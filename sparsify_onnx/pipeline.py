@@ -211,12 +211,11 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
         else:
             pr.stage("verify", "skipped (" + ("no GPU here" if not_here else "--no-verify") + ")")
         if opt.bench:
-            from .bench.latency import compare
+            from .bench.latency import CUDA_GRAPH_PROVIDERS, compare
             pr.stage("report", "timing engine vs pruned dense model in onnxruntime"
                      + (" under CUDA graphs" if opt.cuda_graph else ""))
-            timed = providers
-            if opt.cuda_graph:  # (checked above: a CUDA engine on a GPU host)
-                timed = [("CUDAExecutionProvider", {"enable_cuda_graph": "1"}), "CPUExecutionProvider"]
+            # (--cuda-graph was checked above: a CUDA engine on a GPU host)
+            timed = list(CUDA_GRAPH_PROVIDERS) if opt.cuda_graph else providers
             sess, ref_sess = _sessions(stage, plan.reference, timed, opt.threads)
             latency = compare({"pruned dense (onnxruntime)": ref_sess, "engine": sess}, feeds,
                               baseline="pruned dense (onnxruntime)")

@@ -28,6 +28,9 @@ import numpy as np
 from ..errors import SparsifyError
 
 DEFAULT_DIMS = {"batch": 1, "sequence": 128}
+# onnxruntime's CUDA provider replaying each run as one CUDA graph (inputs and outputs bound on the GPU): how a
+# server runs an engine; `bench --cuda-graph` and `convert --cuda-graph` time both models this way
+CUDA_GRAPH_PROVIDERS = (("CUDAExecutionProvider", {"enable_cuda_graph": "1"}), "CPUExecutionProvider")
 _SEQ_WORDS = ("seq", "sequence", "len", "length", "token", "time")
 
 
