@@ -269,45 +269,38 @@ class _Wgmma(KernelFamily):
         BM, KS, ST, INF, RS, LH, TM = self._geometry(spec)
         G = self.group_width(spec.pattern)
         H, W, gptr, ukb, ubl, bcol = group_tables(spec, packed, G, KS)
+        ctx, fb_text = self._context(spec, packed, (H, W, gptr, ukb, ubl, bcol))
+        ctx.update(BM=BM, STAGES=ST, INFLIGHT=INF, LH=LH)
         if TM:
-            return self._render_tma(spec, packed, (BM, ST, INF, LH, TM), (H, W, gptr, ukb, ubl, bcol))
+            # the tables a CTA reads uniformly (gptr, ukb, bcol) go to constant memory where they fit (the constant
+            # cache serves them after the first CTA on an SM; global memory costs an L2 round trip each)
+            nbytes = 4 * len(gptr) + ukb.size * (2 if ctx["kb_type"] == "unsigned short" else 4) + 4 * (
+                bcol.size if bcol is not None else 0)
+            ctx.update(TABLES="__constant__" if nbytes <= CONST_TABLE_BYTES else "__device__ const",
+                       MINB=self.tma_ctas_per_sm(BM, ST, TM), TM=TM)
+            return source(spec, render_template("cuda_bcsr_tma.cu.j2", **ctx) + fb_text)
         la, sa, lb, sb = DESC(KS * 128)
         XK = self.reads_x_directly(spec, H, KS)
         if XK:
             la = 16  # K-major swizzled A: the leading byte offset is not used
-        ctx, fb_text = self._context(spec, packed)
-        ctx.update(MINB=self.ctas_per_sm(BM, KS, ST, G), G=G, H=H, W=W, BM=BM, KS=KS, STAGES=ST, INFLIGHT=INF, RS=RS, LH=LH, XK=XK, ngroups=len(gptr) - 1,
-                   gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
-                   kb_type=index_ctype(int(ukb.max()) if ukb.size else 0), IDENT=ubl is None,
-                   ubl=fmt_array(ubl) if ubl is not None else "", BCOL=bcol is not None,
-                   bcol=fmt_array(bcol) if bcol is not None else "", LBO_A=la, SBO_A=sa, LBO_B=lb, SBO_B=sb)
+        ctx.update(MINB=self.ctas_per_sm(BM, KS, ST, G), G=G, KS=KS, RS=RS, XK=XK, IDENT=ubl is None,
+                   LBO_A=la, SBO_A=sa, LBO_B=lb, SBO_B=sb)
         return source(spec, render_template("cuda_wgmma.cu.j2", **ctx) + fb_text)
 
-    def _context(self, spec, packed) -> tuple[dict, str]:
-        """The template context both forms share (the node, its embedded portable kernel's name) and that kernel's
-        source, to append ("" where there is none)."""
+    def _context(self, spec, packed, tables) -> tuple[dict, str]:
+        """The template context both forms share (the node, its embedded portable kernel's name, the group tables)
+        and that kernel's source, to append ("" where there is none)."""
+        H, W, gptr, ukb, ubl, bcol = tables
         fb = self.fallback_spec(spec)
         fb_name, fb_text = embedded_fallback(spec, fb, packed) if fb else ("", "")
         ctx = base_ctx(spec, packed)
         ctx.update(FALLBACK=fb_name, FALLBACK_FAMILY=fb.family if fb else "",
                    FALLBACK_SCRATCH=bool(fb) and f"{fb_name}_cuda_scratch" in fb_text)
+        ctx.update(H=H, W=W, ngroups=len(gptr) - 1, gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
+                   kb_type=index_ctype(int(ukb.max()) if ukb.size else 0),
+                   ubl=fmt_array(ubl) if ubl is not None else "", BCOL=bcol is not None,
+                   bcol=fmt_array(bcol) if bcol is not None else "")
         return ctx, "\n" + fb_text if fb else ""
-
-    def _render_tma(self, spec, packed, geom, tables):
-        BM, ST, INF, LH, TM = geom
-        H, W, gptr, ukb, ubl, bcol = tables
-        ctx, fb_text = self._context(spec, packed)
-        # the tables a CTA reads uniformly (gptr, ukb, bcol) go to constant memory where they fit (the constant cache
-        # serves them after the first CTA on an SM; global memory costs an L2 round trip each)
-        kb_type = index_ctype(int(ukb.max()) if ukb.size else 0)
-        nbytes = 4 * len(gptr) + ukb.size * (2 if kb_type == "unsigned short" else 4) + 4 * (
-            bcol.size if bcol is not None else 0)
-        ctx.update(TABLES="__constant__" if nbytes <= CONST_TABLE_BYTES else "__device__ const")
-        ctx.update(MINB=self.tma_ctas_per_sm(BM, ST, TM), TM=TM, H=H, W=W, BM=BM, STAGES=ST, INFLIGHT=INF, LH=LH,
-                   ngroups=len(gptr) - 1, gptr=fmt_array(gptr), ukb=fmt_array(ukb), nent=int(ukb.size),
-                   kb_type=kb_type, ubl=fmt_array(ubl),
-                   BCOL=bcol is not None, bcol=fmt_array(bcol) if bcol is not None else "")
-        return source(spec, render_template("cuda_bcsr_tma.cu.j2", **ctx) + fb_text)
 
     @staticmethod
     def tma_ctas_per_sm(BM: int, ST: int, TM: int) -> int:
