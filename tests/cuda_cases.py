@@ -32,9 +32,13 @@ def weight(pattern: Pattern, K: int, N: int, density: float, rng) -> np.ndarray:
     elif pattern.kind == "nm":
         r = rng.random((K // pattern.m, pattern.m, N)).argsort(axis=1)
         mask = (r < pattern.n).reshape(K, N)
-    elif density == "natural":  # unstructured, 2:4 in k's own groups of 4 but for three entries (the residual)
-        mask = natural_24(rng.random((K, N)) < 0.1)
-        for k, n in ((0, 0), (K - 5, N - 1), (K // 2, N // 2)):
+    elif density in ("natural", "natural-40"):  # unstructured, 2:4 in k's own groups of 4 but for three entries
+        mask = natural_24(rng.random((K, N)) < 0.1)  # (the residual), or 40 (a few per k-step, some columns twice)
+        extra = [(0, 0), (K - 5, N - 1), (K // 2, N // 2)]
+        if density == "natural-40":
+            extra += [(int(k), int(n)) for k, n in zip(rng.integers(0, K, 25), rng.integers(0, N, 25))]
+            extra += [(k + 8, n) for k, n in extra[3:15]]  # (the same columns in the next groups)
+        for k, n in extra:
             mask[k // 4 * 4:k // 4 * 4 + 3, n] = True
     else:
         mask = rng.random((K, N)) < density
@@ -90,6 +94,8 @@ CASES = [
     ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 520, 200, "bgr", (3, 128, 64, 4, 1, 0), "natural"),
     ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 264, 136, "ta", (2, 128, 128, 3, 0, 0), "natural"),
     ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 1000, 72, "plain", (4, 96, 64, 4, 0, 8), "natural"),
+    ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 1000, 200, "bgr", (3, 128, 64, 4, 1, 0), "natural-40"),
+    ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 520, 264, "ta", (2, 96, 128, 3, 0, 0), "natural-40"),
     # Hopper wgmma (each source also carries its portable fallback); CI compiles them and a GPU host checks them
     # against numpy: kept rows not a multiple of the k-step, N not a multiple of 128
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 200, 200, "bgr", None),

@@ -333,13 +333,13 @@ def test_cover_takes_the_natural_order_where_its_residual_is_cheap(monkeypatch):
     from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
     from sparsify_onnx.pattern import Pattern
     monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
-    natural = [i for i, c in enumerate(CASES) if c[-1] == "natural"]
+    natural = [i for i, c in enumerate(CASES) if str(c[-1]).startswith("natural")]
     assert natural
     for i in natural:
         spec, pk, W, srcs = build_case(i)
         src = "".join(s.text for s in srcs)
         assert "COVER, natural order" in src and "xperm[" not in src, CASES[i]
-        assert "in shared memory: the pairs of X they read" in src, CASES[i]  # (three entries: RES_MAX 1 or 2)
+        assert "from the stages still in shared memory" in src, CASES[i]
     fam, pat = get_family("cuda_cover_wgmma"), Pattern("unstructured")
     rng = np.random.default_rng(3)
     mask = rng.random((768, 768)) < 0.1
@@ -352,15 +352,19 @@ def test_cover_takes_the_natural_order_where_its_residual_is_cheap(monkeypatch):
         assert ("xperm[" in fam.render(spec, pk)[0].text) is (name == "random")
         if name == "natural":  # the 2:4 kernel's wave model (the residual: none)
             assert cost[name] == pytest.approx(super(type(fam), fam).cost(spec, pk, 4096))
-    # a few entries past two, kept in shared memory: a few more 4-byte loads of X per row (cost +2%, not +20%)
-    m = mask & (mask.reshape(192, 4, 768).cumsum(axis=1).reshape(768, 768) <= 2)
-    m[40:43, 0:8] = True  # (8-16 entries, all in the first column tile)
-    pk = pack(m.astype(np.float32), pat, dtype=np.float16)
-    spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, 768, 768, Epilogue(), tile=(3, 128, 64, 4, 1, 0),
-                      tables_hash=pk.tables_hash())
-    src = fam.render(spec, pk)[0].text
-    assert "COVER, natural order" in src and "in shared memory: the pairs of X" in src
-    assert fam.cost(spec, pk, 4096) < 1.02 * cost["natural"], (fam.cost(spec, pk, 4096), cost)
+    # a few entries past two: read from a stage still in shared memory where k is in the last STAGES k-steps (cost
+    # +5%, not +20%), from global memory before (more)
+    for rows, most in ((slice(728, 731), 1.05), (slice(40, 43), 1.2)):
+        m = mask & (mask.reshape(192, 4, 768).cumsum(axis=1).reshape(768, 768) <= 2)
+        m[rows, 0:8] = True  # (8-16 entries, all in the first column tile)
+        pk = pack(m.astype(np.float32), pat, dtype=np.float16)
+        spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, 768, 768, Epilogue(), tile=(3, 128, 64, 4, 1, 0),
+                          tables_hash=pk.tables_hash())
+        src = fam.render(spec, pk)[0].text
+        assert "COVER, natural order" in src and "from the stages still in shared memory" in src
+        cost[rows.start] = fam.cost(spec, pk, 4096)
+        assert cost[rows.start] < most * cost["natural"], cost
+    assert cost[728] < cost[40], cost
     assert cost["random"] > 1.4 * cost["natural"], cost
 
 

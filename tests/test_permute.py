@@ -10,7 +10,7 @@ from models.bert import BertConfig, build_bert
 from sparsify_onnx.annotate import annotate
 from sparsify_onnx.graph import index_model
 from sparsify_onnx.spec import parse_spec
-from sparsify_onnx.transform.permute import natural_order, natural_residual, permute_k
+from sparsify_onnx.transform.permute import natural_order, natural_residual, permute_k, refine_order
 
 FFN2 = "/encoder/layer.*/output/dense/MatMul"
 
@@ -50,6 +50,24 @@ def test_natural_order_makes_a_90_percent_weight_2of4(K, N, density):
     perm = natural_order(mask)
     assert sorted(perm.tolist()) == list(range(K))
     assert natural_residual(mask) > 0 and natural_residual(mask[perm]) == 0
+
+
+@pytest.mark.parametrize("K,N", [(256, 2048), (384, 2048)])
+def test_refine_order_moves_what_stays_past_two_into_the_tail(K, N):
+    """Where the greedy order leaves entries past two (a wide weight: every group has to suit N columns), the
+    swap search clears every group before the last ``tail`` rows and returns a permutation, the same for a seed;
+    the tail holds fewer than the greedy order left in all."""
+    mask = np.random.default_rng(5).random((K, N)) < 0.1
+    greedy = natural_order(mask)
+    before = natural_residual(mask[greedy])
+    assert before > 50
+    perm = refine_order(mask, greedy, seed=0, tail=64)
+    assert sorted(perm.tolist()) == list(range(K))
+    assert natural_residual(mask[perm][:K - 64]) == 0
+    assert 0 < natural_residual(mask[perm]) < before
+    assert np.array_equal(perm, refine_order(mask, greedy, seed=0, tail=64))
+    # without a tail: fewer past two than the greedy order, anywhere
+    assert natural_residual(mask[refine_order(mask, greedy, seed=0, steps=2000)]) < before
 
 
 def test_natural_residual_counts_entries_past_two():

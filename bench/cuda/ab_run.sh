@@ -7,6 +7,15 @@
 set -u
 cd "$(dirname "$0")/../.."
 ab() {  # the A/B sets: M N K pattern density rounds tiles... (-wgmma 2:4 and cover tile fields: NWG x BM x KS x STAGES x INFLIGHT x RS)
+  if [ "${AB_SET:-}" = refine ]; then  # session 13: K ordered with what stays past two in its last 128 k (refine_order), read from the stages
+    timeout -k 5 200 python3 bench/cuda/ab.py 4096 3072 768 unstructured-korder-wgmma 0.1 5 3x128x128x3x0x0 4x128x128x3x0x0 3x128x64x4x1x0 4x128x64x4x1x0 3x128x128x3x1x0 2x128x64x4x0x0
+    timeout -k 5 90 python3 bench/cuda/ab.py 4096 768 3072 unstructured-korder-wgmma 0.1 5 3x128x128x3x0x0 3x128x64x4x1x0
+    timeout -k 5 90 python3 bench/cuda/ab.py 4096 768 768 unstructured-horder1-wgmma 0.1 5 3x128x64x4x1x0 3x128x128x3x1x0
+    timeout -k 5 90 python3 bench/cuda/ab.py 4096 768 768 unstructured-korder-wgmma 0.1 5 3x128x64x4x1x0
+    timeout -k 5 90 python3 bench/cuda/ab.py 4096 3072 768 2:4-wgmma 0.5 5 4x128x64x4x1x0 3x128x128x3x0x0
+    timeout -k 5 90 python3 bench/cuda/ab.py 4096 3072 768 unstructured-wgmma 0.1 5 4x128x128x3x0x0 3x128x128x3x0x0
+    return
+  fi
   if [ "${AB_SET:-}" = mc ]; then  # session 12: the B images multicast in 2-CTA clusters along M (8th field MC; at b8e6ea1, taken out)
     T="128x32x4x1x0x2x1 128x32x4x0x0x2x3 128x32x3x1x0x2x2 128x32x4x1x0x2x1x2 128x32x3x1x0x2x2x2 128x32x4x0x0x2x2x2 256x32x4x1x0x2x2x2 64x32x4x0x0x0x1x2"
     [ "${AB_SHAPES:-all}" != big ] && for s in "4096 3072 768" "4096 768 768" "4096 768 3072"; do

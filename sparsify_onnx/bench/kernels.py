@@ -136,9 +136,10 @@ def _weight(pname, K, N, density, seed):
         pat = make_pattern(pname)
         W = make_weight(pat, K, N, density, seed)
         if ("-korder" in pname or "-horder" in pname) and K % 64 == 0:
-            from ..transform.permute import best_natural_order, natural_order
+            from ..transform.permute import TAIL_ROWS, best_natural_order, natural_order
             d = 64 if "-horder" in pname else K  # (rows ordered among themselves, as convert orders them)
-            order = natural_order if "-horder1" in pname else best_natural_order
+            order = natural_order if "-horder1" in pname else \
+                (lambda m, s: best_natural_order(m, s, tail=TAIL_ROWS if d == K else 0))
             W = np.ascontiguousarray(W[np.concatenate([h + order(W[h:h + d] != 0, 0) for h in range(0, K, d)])])
         _WCACHE[key] = (W, pack(W, pat, dtype=np.float16))
     return _WCACHE[key]

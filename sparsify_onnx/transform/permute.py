@@ -16,14 +16,18 @@ bias, each head's k among themselves. Q, K, V and FFN1 read LayerNorm's output a
 
 The order (`natural_order`): pair the k whose non-zeros overlap least in the output columns, then match the
 pairs into groups of 4 that no column fills past two (the cover's ``pair_up``); `best_natural_order` tries a few
-seeds until one leaves nothing past two. At 90% random sparsity this finds an exact order for BERT's FFN2
-([3072, 768]) and, per head of 64, for its attention output ([768, 768]); none exists for [768, 3072] (every
-group would have to suit 3072 columns) nor at 80%. The order is applied only when what stays past two (the
-residual, which the kernel adds in its epilogue, from shared memory while a column tile has at most 64 entries)
-is at most `MAX_RESIDUAL_SHARE` of the non-zeros.
+seeds until one leaves nothing past two, and where none does, `refine_order` swaps rows between groups
+(simulated annealing on the count past two) and, for a whole K, moves what stays past two into its last
+TAIL_ROWS rows: the cover kernel reads those entries' X from the stages still in shared memory after its main
+loop, nearly for free, where entries earlier in K cost a read of X from global memory per row. At 90% random
+sparsity the greedy order is exact for BERT's FFN2 ([3072, 768]) and, per head of 64, for its attention output
+([768, 768]); for [768, 3072] (every group has to suit 3072 columns) it leaves ~1000 non-zeros past two, and the
+swaps clear all groups but the last 32 (~300 entries there, ~5 s). The order is applied only when what stays past two (the
+residual, which the kernel adds in its epilogue) is at most `MAX_RESIDUAL_SHARE` of the non-zeros.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -37,6 +41,10 @@ MAX_RESIDUAL_SHARE = 5e-3  # of the group's non-zeros, after the order (the kern
 MAX_DENSITY = 0.3  # denser weights: no order gets near two per group of 4; not searched
 MAX_K = 8192  # the search is O(K^2) in time and memory
 SEEDS = 8  # orders tried per block of k until one leaves no residual
+REFINE_STEPS = 50_000  # swap steps after the best greedy order, when it leaves a residual (~13 s at [768, 3072])
+REFINE_TEMP = 1.0  # the annealing's first temperature (falls linearly to 0; 0.3 and 2 ended higher at [768, 3072])
+TAIL_ROWS = 128  # a whole K's order puts what stays past two in its last rows (the cover reads them from shared memory)
+TAIL_WEIGHT = 1 / 16  # a non-zero past two in the tail, against one before it
 PERMUTABLE_PATTERNS = ("unstructured", "channel")  # other weights of the group may carry these along the axis
 
 
@@ -66,11 +74,9 @@ _MEMO: dict = {}  # (mask digest, seed) -> order: the pipeline plans up to three
 
 
 def natural_order(mask: np.ndarray, seed: int = 0, tries: int = 4, on_search=None) -> np.ndarray:
-    """An order of the K rows of a [K, N] boolean mask (K a multiple of 4) whose groups of 4 hold at most two
+    """The greedy order of the K rows of a [K, N] boolean mask (K a multiple of 4) whose groups of 4 hold at most two
     non-zeros in every column wherever the search finds one (see the module docstring). ``on_search()`` is
     called before a search (not when the order is remembered from an earlier call)."""
-    import hashlib
-
     key = (hashlib.sha256(np.packbits(mask).tobytes() + repr(mask.shape).encode()).hexdigest(), seed, tries)
     if key not in _MEMO:
         if on_search:
@@ -107,9 +113,10 @@ def _natural_order(mask: np.ndarray, seed: int, tries: int) -> np.ndarray:
     return np.array([k for p in order for k in pairs[p]], np.int64)
 
 
-def best_natural_order(mask: np.ndarray, seed: int, on_search=None) -> np.ndarray:
+def best_natural_order(mask: np.ndarray, seed: int, on_search=None, tail: int = 0) -> np.ndarray:
     """natural_order from up to SEEDS seeds (a small block, e.g. one head of 64 k, often needs a few), the first
-    that leaves no residual, else the one that leaves the least."""
+    that leaves no residual, else the one that leaves the least, refined by `refine_order` (what stays past two
+    goes to the last ``tail`` rows where it can)."""
     best = None
     for s in range(seed, seed + SEEDS):
         order = natural_order(mask, seed=s, on_search=on_search if s == seed else None)
@@ -117,8 +124,81 @@ def best_natural_order(mask: np.ndarray, seed: int, on_search=None) -> np.ndarra
         if best is None or r < best[0]:
             best = (r, order)
         if r == 0:
+            return order
+    key = ("refined", hashlib.sha256(np.packbits(mask).tobytes() + repr(mask.shape).encode()).hexdigest(), seed, tail)
+    if key not in _MEMO:
+        _MEMO[key] = refine_order(mask, best[1], seed, tail=tail if mask.shape[0] >= 2 * tail else 0)
+    return _MEMO[key].copy()
+
+
+def _bits(m: np.ndarray) -> np.ndarray:
+    """[..., N] bool -> [..., ceil(N / 64)] uint64, bit n % 64 of word n // 64."""
+    p = np.packbits(m, axis=-1, bitorder="little")
+    p = np.concatenate([p, np.zeros(p.shape[:-1] + (-p.shape[-1] % 8,), np.uint8)], axis=-1)
+    return np.ascontiguousarray(p).view(np.uint64)
+
+
+def refine_order(mask: np.ndarray, order: np.ndarray, seed: int = 0, tail: int = 0, steps: int = REFINE_STEPS,
+                 temp: float = REFINE_TEMP) -> np.ndarray:
+    """Lower the residual of ``order`` (rows of a [K, N] mask, K a multiple of 4) by swapping rows between groups
+    of 4, counting what stays past two in the last ``tail`` rows at TAIL_WEIGHT (the cover kernel reads those
+    entries' X from stages still in shared memory, cheaply): each step takes a random non-zero past two outside
+    the tail (a row a of group g, column n), prices swapping a with every row b of another group (the change in
+    the weighted count, from popcounts of bit rows: columns where a group reaches 3 and 2), and makes the cheapest
+    swap if it does not raise the count, or with probability exp(-rise / t) (t falls linearly from ``temp`` to 0;
+    swapped rows rest 20 steps). Deterministic for a seed; returns the best order seen."""
+    K, N = mask.shape
+    rng = np.random.default_rng(seed)
+    perm = np.array(order, np.int64)
+    rows = mask[perm].copy()
+    G = K // 4
+    grp = np.repeat(np.arange(G), 4)
+    weight = np.ones(G)
+    weight[G - tail // 4:] = TAIL_WEIGHT if tail else 1.0
+    cnt = rows.reshape(G, 4, N).sum(axis=1, dtype=np.int8)
+    R = _bits(rows)
+    ge2, ge3 = _bits(cnt >= 2)[grp], _bits(cnt >= 3)[grp]  # per row: its group's columns holding 2+ and 3+
+    over = np.maximum(cnt - 2, 0).sum(axis=1)  # past two per group
+    cost = best = float((over * weight).sum())
+    best_perm, rest = perm.copy(), np.zeros(K, np.int64)
+    pc = np.bitwise_count
+    for it in range(1, steps + 1):
+        gs = np.flatnonzero(over * (weight == 1))
+        if gs.size == 0:
             break
-    return best[1]
+        g = int(gs[rng.integers(gs.size)])
+        ns = np.flatnonzero(cnt[g] >= 3)
+        n = int(ns[rng.integers(ns.size)])
+        ca = [r for r in range(4 * g, 4 * g + 4) if rows[r, n]]
+        a = ca[rng.integers(len(ca))]
+        wa = R[a]
+        a3, b2 = wa & ge3[4 * g], ~wa & ge2[4 * g]
+        # g loses a's columns where it holds 3+ and gains b's where it holds 2+ without a; b's group the reverse
+        dg = pc(R & (a3 | b2)).sum(axis=1, dtype=np.int64) - int(pc(a3).sum())
+        db = pc(ge2 & wa & ~R).sum(axis=1, dtype=np.int64) - pc(R & ge3 & ~wa).sum(axis=1, dtype=np.int64)
+        delta = dg * weight[g] + db * weight[grp]
+        delta[4 * g:4 * g + 4] = np.inf
+        delta[rest > it] = np.inf
+        b = int(np.argmin(delta + rng.random(K) * 1e-3))  # (random ties)
+        d = float(delta[b])
+        if not np.isfinite(d):
+            continue
+        t = temp * (1 - it / steps)
+        if d > 1e-9 and (t <= 0 or rng.random() >= np.exp(-d / t)):
+            continue
+        gb = int(grp[b])
+        diff = rows[b].astype(np.int8) - rows[a]
+        cnt[g] += diff
+        cnt[gb] -= diff
+        rows[[a, b]], R[[a, b]], perm[[a, b]] = rows[[b, a]], R[[b, a]], perm[[b, a]]
+        for h in (g, gb):
+            ge2[4 * h:4 * h + 4], ge3[4 * h:4 * h + 4] = _bits(cnt[h] >= 2), _bits(cnt[h] >= 3)
+            over[h] = np.maximum(cnt[h] - 2, 0).sum()
+        rest[a] = rest[b] = it + 20
+        cost += d
+        if cost < best - 1e-9:
+            best, best_perm = cost, perm.copy()
+    return best_perm
 
 
 def _k_slot(lo: Loaded, node) -> tuple[str, int] | None:
@@ -190,7 +270,8 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
         said: list = []  # (one line per weight, not per head)
         say = progress and (lambda: said or said.append(progress(
             f"ordering the K = {K} rows of {names} into 2:4 groups" + (f" ({heads} heads)" if heads > 1 else ""))))
-        perm = np.concatenate([h * d + best_natural_order(mask[h * d:(h + 1) * d], seed, say) for h in range(heads)])
+        perm = np.concatenate([h * d + best_natural_order(mask[h * d:(h + 1) * d], seed, say,
+                                                          tail=TAIL_ROWS if heads == 1 else 0) for h in range(heads)])
         after = natural_residual(mask[perm])
         if after > MAX_RESIDUAL_SHARE * nnz or after >= before:
             res.log.append(f"K of {names} not permuted: the best order found leaves {after} of {nnz} non-zeros "

@@ -108,7 +108,7 @@ class CudaNmWgmma(KernelFamily):
         fb_name, fb_text = embedded_fallback(spec, fb, packed)
         ctx = base_ctx(spec, packed)
         ctx.update(NWG=nwg, BM=bm, KS=ks, STAGES=st, INFLIGHT=inf, RS=rs, MINB=self.ctas_per_sm(t),
-                   FALLBACK=fb_name, FALLBACK_FAMILY=fb.family, COVER=False, XPERM=False, RES_SMEM=0)
+                   FALLBACK=fb_name, FALLBACK_FAMILY=fb.family, COVER=False, XPERM=False)
         ctx.update(self.extra_ctx(spec, packed, t))
         return source(spec, render_template("cuda_nm_wgmma.cu.j2", **ctx) + "\n" + fb_text)
 
@@ -170,9 +170,10 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int, natural: bo
     Returns ``xperm`` [ceil(N / BN), NSTEPS * KS / 64, 32] (uint8: the pair each slot loads; slots past K keep
     their own pair, which the kernel reads as zeros); ``idx`` [K/2, N] (the two kept offsets of every permuted
     group, ascending, distinct); ``dst`` per CSC entry: ``(2 g + slot) * N + n`` in the cover (g a permuted
-    group), or ``-1 - j`` for residual entry j; ``res_start`` [ceil(N / BN) + 1] (each tile's residual entries)
-    and ``res_words`` [2 nres]: entry j is (k, column within the tile), the kernel adds the fp16 value in bits
-    16-31 of the second word."""
+    group), or ``-1 - j`` for residual entry j; ``res_start`` [ceil(N / BN) + 1] (each tile's residual entries,
+    by column, then k), ``res_wstart`` [ceil(N / BN) * BN / 16 + 1] (the same per 16 columns: a warp's) and
+    ``res_words`` [2 nres]: entry j is (k, column within the tile), the kernel adds the fp16 value in bits 16-31 of
+    the second word."""
     col_ptr, row_idx = np.asarray(col_ptr, np.int64), np.asarray(row_idx, np.int64)
     nnz, G = row_idx.size, K // 4
     cols = np.repeat(np.arange(N), np.diff(col_ptr))
@@ -217,10 +218,11 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int, natural: bo
     res = res[np.lexsort((row_idx[res], c[res], tile[res]))]
     dst[res] = -1 - np.arange(res.size)
     res_start = np.r_[0, np.cumsum(np.bincount(tile[res], minlength=ntiles))]
+    res_wstart = np.r_[0, np.cumsum(np.bincount(tile[res] * (BN // 16) + c[res] // 16, minlength=ntiles * BN // 16))]
     res_words = np.stack([row_idx[res], c[res]], axis=1).reshape(-1)
     return {"idx": slots.reshape(G * 2, N).astype(np.uint8), "dst": dst,
-            "xperm": np.argsort(inv, axis=2).astype(np.uint8), "res_start": res_start, "res_words": res_words,
-            "nres": int(res.size), "natural": natural}
+            "xperm": np.argsort(inv, axis=2).astype(np.uint8), "res_start": res_start, "res_wstart": res_wstart,
+            "res_words": res_words, "nres": int(res.size), "natural": natural}
 
 
 # the cover's time over the 2:4 kernel's at its tile (4-byte loads of X's permuted pairs instead of 16-byte ones:
@@ -228,10 +230,9 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int, natural: bo
 # memory in the epilogue: 414 us for 8025 entries at (4096, 768, 768), 75% sparse); H200, bench/cuda/s7/run7-ws-fixed
 COVER_STEP_FACTOR = 1.5
 COVER_ENTRY_ROW_S = 1.2e-11
-# the natural cover keeps the pairs of X its residual reads in shared memory, loaded with the first stages, when a
-# column tile has at most this many entries (read from global memory in the epilogue, 8 entries cost 1.6 us at
-# (4096, 768, 768): bench/cuda/s9/run2-horder)
-RES_SMEM_MAX = 64
+# per residual entry and row of X read from a stage still in shared memory (the natural cover, k in the last
+# STAGES k-steps): 317 entries cost 5.0 us at (4096, 3072, 768), 4x128x64x4x1x0 (H200, bench/cuda/s13/run5-tail)
+COVER_TAIL_ENTRY_ROW_S = 4e-12
 
 
 @register_family
@@ -246,7 +247,9 @@ class CudaCoverWgmma(CudaNmWgmma):
 
     A weight that is 2:4 in k's own groups but for a few entries (the transform stage reorders K where the graph
     allows it, transform/permute.py) takes the natural form instead: X loaded 16 bytes at a time as in the 2:4
-    kernel, the few entries added in the epilogue from their pairs of X, loaded into shared memory at the start."""
+    kernel, the few entries added in the epilogue by the warp that holds their column: X read from the stages still
+    in shared memory for k in the last STAGES k-steps (where the transform stage's order puts them), from global
+    memory before."""
     name = "cuda_cover_wgmma"
     patterns = ("unstructured",)
     portable = "cuda_csr"
@@ -304,27 +307,24 @@ class CudaCoverWgmma(CudaNmWgmma):
                                      64 * t[0], natural=natural)
         return memo[key]
 
-    def res_smem(self, c, t) -> int:
-        """The template's RES_MAX: a column tile's most residual entries, when the natural cover keeps their pairs
-        of X in shared memory (at most RES_SMEM_MAX, and room beside the stages); else 0 (global memory)."""
-        if not c["natural"] or not c["nres"]:
-            return 0
-        most = int(np.diff(c["res_start"]).max())
-        return most if most <= RES_SMEM_MAX and self.smem_bytes(t) + most * (t[1] + 2) * 4 <= 227 * 1024 else 0
+    @staticmethod
+    def tail_k0(K: int, t) -> int:
+        """The first k whose stage is still in shared memory after the main loop (its last STAGES k-steps)."""
+        return max(0, -(-K // t[2]) - t[3]) * t[2]
 
     def residual_cost(self, spec, t, c, M, base) -> float:
-        """From shared memory: one more 4-byte load of X per row and entry, as each of the pair order's K / 2
-        pairs costs; from global memory: COVER_ENTRY_ROW_S per entry and row."""
-        if self.res_smem(c, t):
-            return c["nres"] * (COVER_STEP_FACTOR - 1) * base / (spec.K / 2)
-        return c["nres"] * M * COVER_ENTRY_ROW_S
+        """Per entry and row of X: COVER_TAIL_ENTRY_ROW_S read from a stage (the natural cover, k in the last
+        STAGES steps), COVER_ENTRY_ROW_S from global memory."""
+        k = c["res_words"][0::2]
+        tail = int((k >= self.tail_k0(spec.K, t)).sum()) if c["natural"] else 0
+        return M * (tail * COVER_TAIL_ENTRY_ROW_S + (c["nres"] - tail) * COVER_ENTRY_ROW_S)
 
     def extra_ctx(self, spec, packed, t):
         c = self.tables(spec, packed, t)
-        return dict(COVER=True, XPERM=not c["natural"], RES_SMEM=self.res_smem(c, t), nres=c["nres"],
+        return dict(COVER=True, XPERM=not c["natural"], TAIL_K0=self.tail_k0(spec.K, t), nres=c["nres"],
                     dst=fmt_array(c["dst"]),
                     xperm=fmt_array(c["xperm"]) if not c["natural"] else "",
-                    res_start=fmt_array(c["res_start"]), res_words=fmt_array(c["res_words"]),
+                    res_wstart=fmt_array(c["res_wstart"]), res_words=fmt_array(c["res_words"]),
                     idx_hex=hex_lines(c["idx"], 2))
 
     def cost(self, spec, packed, M):
