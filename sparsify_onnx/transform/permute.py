@@ -143,7 +143,7 @@ def refine_order(mask: np.ndarray, order: np.ndarray, seed: int = 0, tail: int =
     """Lower the residual of ``order`` (rows of a [K, N] mask, K a multiple of 4) by swapping rows between groups
     of 4, counting what stays past two in the last ``tail`` rows at TAIL_WEIGHT (the cover kernel reads those
     entries' X from stages still in shared memory, cheaply): each step takes a random non-zero past two outside
-    the tail (a row a of group g, column n), prices swapping a with every row b of another group (the change in
+    the tail (in the tail once there are none before it; a row a of group g, column n), prices swapping a with every row b of another group (the change in
     the weighted count, from popcounts of bit rows: columns where a group reaches 3 and 2), and makes the cheapest
     swap if it does not raise the count, or with probability exp(-rise / t) (t falls linearly from ``temp`` to 0;
     swapped rows rest 20 steps). Deterministic for a seed; returns the best order seen."""
@@ -163,9 +163,11 @@ def refine_order(mask: np.ndarray, order: np.ndarray, seed: int = 0, tail: int =
     best_perm, rest = perm.copy(), np.zeros(K, np.int64)
     pc = np.bitwise_count
     for it in range(1, steps + 1):
-        gs = np.flatnonzero(over * (weight == 1))
+        gs = np.flatnonzero(over * (weight == 1))  # (before the tail first, then in it)
         if gs.size == 0:
-            break
+            gs = np.flatnonzero(over)
+            if gs.size == 0:
+                break
         g = int(gs[rng.integers(gs.size)])
         ns = np.flatnonzero(cnt[g] >= 3)
         n = int(ns[rng.integers(ns.size)])
