@@ -41,7 +41,9 @@ MAX_RESIDUAL_SHARE = 5e-3  # of the group's non-zeros, after the order (the kern
 MAX_DENSITY = 0.3  # denser weights: no order gets near two per group of 4; not searched
 MAX_K = 8192  # the search is O(K^2) in time and memory
 SEEDS = 8  # orders tried per block of k until one leaves no residual
-REFINE_STEPS = 50_000  # swap steps after the best greedy order, when it leaves a residual (~13 s at [768, 3072])
+REFINE_STEPS = 50_000  # swap steps after the best greedy order, when it leaves a residual (~13 s at [768, 3072]),
+REFINE_WORK = REFINE_STEPS * 768 * 48  # fewer for larger weights: each step costs K * N / 64 word operations
+REFINE_PATIENCE = 10_000  # steps without a better order before the search stops
 REFINE_TEMP = 1.0  # the annealing's first temperature (falls linearly to 0; 0.3 and 2 ended higher at [768, 3072])
 TAIL_ROWS = 128  # a whole K's order puts what stays past two in its last rows (the cover reads them from shared memory)
 TAIL_WEIGHT = 1 / 16  # a non-zero past two in the tail, against one before it
@@ -138,7 +140,7 @@ def _bits(m: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(p).view(np.uint64)
 
 
-def refine_order(mask: np.ndarray, order: np.ndarray, seed: int = 0, tail: int = 0, steps: int = REFINE_STEPS,
+def refine_order(mask: np.ndarray, order: np.ndarray, seed: int = 0, tail: int = 0, steps: int | None = None,
                  temp: float = REFINE_TEMP) -> np.ndarray:
     """Lower the residual of ``order`` (rows of a [K, N] mask, K a multiple of 4) by swapping rows between groups
     of 4, counting what stays past two in the last ``tail`` rows at TAIL_WEIGHT (the cover kernel reads those
@@ -146,8 +148,11 @@ def refine_order(mask: np.ndarray, order: np.ndarray, seed: int = 0, tail: int =
     the tail (in the tail once there are none before it; a row a of group g, column n), prices swapping a with every row b of another group (the change in
     the weighted count, from popcounts of bit rows: columns where a group reaches 3 and 2), and makes the cheapest
     swap if it does not raise the count, or with probability exp(-rise / t) (t falls linearly from ``temp`` to 0;
-    swapped rows rest 20 steps). Deterministic for a seed; returns the best order seen."""
+    swapped rows rest 20 steps; ``steps``: REFINE_STEPS, fewer for a weight larger than [768, 3072]; it stops
+    after REFINE_PATIENCE steps without a better order). Deterministic for a seed; returns the best order seen."""
     K, N = mask.shape
+    if steps is None:
+        steps = min(REFINE_STEPS, REFINE_WORK // (K * -(-N // 64)))
     rng = np.random.default_rng(seed)
     perm = np.array(order, np.int64)
     rows = mask[perm].copy()
@@ -160,9 +165,11 @@ def refine_order(mask: np.ndarray, order: np.ndarray, seed: int = 0, tail: int =
     ge2, ge3 = _bits(cnt >= 2)[grp], _bits(cnt >= 3)[grp]  # per row: its group's columns holding 2+ and 3+
     over = np.maximum(cnt - 2, 0).sum(axis=1)  # past two per group
     cost = best = float((over * weight).sum())
-    best_perm, rest = perm.copy(), np.zeros(K, np.int64)
+    best_perm, rest, best_it = perm.copy(), np.zeros(K, np.int64), 0
     pc = np.bitwise_count
     for it in range(1, steps + 1):
+        if it - best_it > REFINE_PATIENCE:
+            break
         gs = np.flatnonzero(over * (weight == 1))  # (before the tail first, then in it)
         if gs.size == 0:
             gs = np.flatnonzero(over)
@@ -199,7 +206,7 @@ def refine_order(mask: np.ndarray, order: np.ndarray, seed: int = 0, tail: int =
         rest[a] = rest[b] = it + 20
         cost += d
         if cost < best - 1e-9:
-            best, best_perm = cost, perm.copy()
+            best, best_perm, best_it = cost, perm.copy(), it
     return best_perm
 
 
