@@ -261,9 +261,11 @@ def test_nm_wgmma_takes_2of4_and_checks_its_tiles(monkeypatch):
     # the cover keeps its tile's pair order in shared memory (K / 2 bytes): a long K leaves out the deepest tiles
     assert (3, 128, 128, 3, 1, 0) in cover.tile_candidates(Pattern("unstructured"), 768, 768, "fp16")
     assert (3, 128, 128, 3, 1, 0) not in cover.tile_candidates(Pattern("unstructured"), 131072, 768, "fp16")
-    # the two 4-warpgroup tiles: BM 96 second for a narrow weight (it fills the SMs at N = 768), BM 128 for a wide one
-    assert cover.tile_candidates(Pattern("unstructured"), 3072, 768, "fp16")[1] == (4, 96, 128, 3, 0, 0)
-    assert cover.tile_candidates(Pattern("unstructured"), 768, 3072, "fp16")[1] == (4, 128, 128, 3, 0, 0)
+    # BM 96 second for a narrow weight (it fills the SMs at N = 768); 4 x 128 x 128 first for a wide one
+    assert cover.tile_candidates(Pattern("unstructured"), 3072, 768, "fp16")[:2] == [(3, 128, 128, 3, 0, 0),
+                                                                                   (4, 96, 128, 3, 0, 0)]
+    assert cover.tile_candidates(Pattern("unstructured"), 768, 3072, "fp16")[:2] == [(4, 128, 128, 3, 0, 0),
+                                                                                   (3, 128, 128, 3, 0, 0)]
     with pytest.raises(ValueError, match="pair order of K = 131072"):
         cover.geometry(KernelSpec("linear", cover.name, "cuda", "fp16", Pattern("unstructured"), 131072, 768,
                                   Epilogue(), tile=(3, 128, 128, 3, 1, 0), tables_hash="x"))

@@ -269,16 +269,19 @@ class CudaCoverWgmma(CudaNmWgmma):
         return self.smem_bytes(t) + -(-K // t[2]) * t[2] // 2 <= 227 * 1024
 
     def tile_candidates(self, pattern, K, N, dtype):
-        """3 x 128 x 128 waited each step (the cover's best or within 3% of it at the BERT shapes,
-        bench/cuda/s7/run8-final), then 4 warpgroups with KS 128 (fewer 4-byte loads of X per output: best at
-        (4096, 768, 3072) with BM 96 and at (4096, 3072, 768) with BM 128, bench/cuda/s8/run4-cover-tiles), then the
-        2:4 kernel's tiles, where the pair order fits beside the stages. Of the two 4-warpgroup tiles, BM 96 comes
-        first for narrow weights (N = 768: 3 column tiles x 43 m-tiles at M = 4096 fill the 132 SMs, BM 128 leaves
-        36 idle), BM 128 for wide ones (the tuner times only the first two tiles of a family it was not given)."""
+        """3 x 128 x 128 waited each step (the cover's best or within 3% of it at N = 768, bench/cuda/s7/run8-final),
+        then 4 warpgroups with KS 128 (fewer 4-byte loads of X per output: best at (4096, 768, 3072) with BM 96 and
+        at (4096, 3072, 768) with BM 128, bench/cuda/s8/run4-cover-tiles), then the 2:4 kernel's tiles, where the
+        pair order fits beside the stages. Of the two 4-warpgroup tiles, BM 96 comes first for narrow weights
+        (N = 768: 3 column tiles x 43 m-tiles at M = 4096 fill the 132 SMs, BM 128 leaves 36 idle); for wide ones
+        (N >= 2048) 4 x 128 x 128 comes first of all (at (4096, 3072, 768): 37.2 against 41.6 us with K as given,
+        30.0 against 31.5 with K reordered, bench/cuda/s13/run7-final), as the tuner times only the first two tiles
+        of a family it was not given."""
         four = [(4, 96, 128, 3, 0, 0), (4, 128, 128, 3, 0, 0)]
+        first = [(3, 128, 128, 3, 0, 0)] + four
         if N >= 2048:
-            four.reverse()
-        return [t for t in dict.fromkeys([(3, 128, 128, 3, 0, 0)] + four + CANDIDATES) if self.fits(K, t)]
+            first = [(4, 128, 128, 3, 0, 0), (3, 128, 128, 3, 0, 0), (4, 96, 128, 3, 0, 0)]
+        return [t for t in dict.fromkeys(first + CANDIDATES) if self.fits(K, t)]
 
     def tables(self, spec, packed, t):
         """The cover in k's own order where its residual costs less than the pair order's 4-byte loads (per row
