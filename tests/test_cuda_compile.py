@@ -314,6 +314,9 @@ def test_cover_of_an_unstructured_weight_rebuilds_it(K, N, density, KS, BN, natu
     vals[-1 - dst[res]] = pk.values[res]
     tiles = np.repeat(np.arange(ntiles), np.diff(c["res_start"]))
     assert (words[:, 1] < BN).all() and (tiles * BN + words[:, 1] < N).all()
+    ws, W16 = c["res_wstart"], BN // 16  # (per warp: 16 columns of a tile)
+    assert ws.size == ntiles * W16 + 1 and (ws[::W16] == c["res_start"]).all()
+    assert (np.repeat(np.arange(ntiles * W16), np.diff(ws)) == tiles * W16 + words[:, 1] // 16).all()
     np.add.at(got, (words[:, 0], tiles * BN + words[:, 1]), vals)
     assert np.array_equal(got, W)
     if natural:

@@ -22,8 +22,8 @@ TAIL_ROWS rows: the cover kernel reads those entries' X from the stages still in
 loop, nearly for free, where entries earlier in K cost a read of X from global memory per row. At 90% random
 sparsity the greedy order is exact for BERT's FFN2 ([3072, 768]) and, per head of 64, for its attention output
 ([768, 768]); for [768, 3072] (every group has to suit 3072 columns) it leaves ~1000 non-zeros past two, and the
-swaps clear all groups but the last 32 (~300 entries there, ~5 s). The order is applied only when what stays past two (the
-residual, which the kernel adds in its epilogue) is at most `MAX_RESIDUAL_SHARE` of the non-zeros.
+swaps clear all groups but the last 32 (~80 entries there, ~15 s). The order is applied only when what stays
+past two (the residual, which the kernel adds in its epilogue) is at most `MAX_RESIDUAL_SHARE` of the non-zeros.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ MAX_RESIDUAL_SHARE = 5e-3  # of the group's non-zeros, after the order (the kern
 MAX_DENSITY = 0.3  # denser weights: no order gets near two per group of 4; not searched
 MAX_K = 8192  # the search is O(K^2) in time and memory
 SEEDS = 8  # orders tried per block of k until one leaves no residual
-REFINE_STEPS = 50_000  # swap steps after the best greedy order, when it leaves a residual (~13 s at [768, 3072]),
+REFINE_STEPS = 50_000  # swap steps after the best greedy order where it leaves a residual (~15 s at [768, 3072])
 REFINE_WORK = REFINE_STEPS * 768 * 48  # fewer for larger weights: each step costs K * N / 64 word operations
 REFINE_PATIENCE = 10_000  # steps without a better order before the search stops
 REFINE_TEMP = 1.0  # the annealing's first temperature (falls linearly to 0; 0.3 and 2 ended higher at [768, 3072])
@@ -72,6 +72,10 @@ def natural_residual(mask: np.ndarray) -> int:
     return int(np.maximum(m.reshape(-1, 4, N).sum(axis=1) - 2, 0).sum())
 
 
+def _digest(mask: np.ndarray) -> str:
+    return hashlib.sha256(np.packbits(mask).tobytes() + repr(mask.shape).encode()).hexdigest()
+
+
 _MEMO: dict = {}  # (mask digest, seed) -> order: the pipeline plans up to three times (cost model, tuning)
 
 
@@ -79,7 +83,7 @@ def natural_order(mask: np.ndarray, seed: int = 0, tries: int = 4, on_search=Non
     """The greedy order of the K rows of a [K, N] boolean mask (K a multiple of 4) whose groups of 4 hold at most two
     non-zeros in every column wherever the search finds one (see the module docstring). ``on_search()`` is
     called before a search (not when the order is remembered from an earlier call)."""
-    key = (hashlib.sha256(np.packbits(mask).tobytes() + repr(mask.shape).encode()).hexdigest(), seed, tries)
+    key = (_digest(mask), seed, tries)
     if key not in _MEMO:
         if on_search:
             on_search()
@@ -127,7 +131,7 @@ def best_natural_order(mask: np.ndarray, seed: int, on_search=None, tail: int = 
             best = (r, order)
         if r == 0:
             return order
-    key = ("refined", hashlib.sha256(np.packbits(mask).tobytes() + repr(mask.shape).encode()).hexdigest(), seed, tail)
+    key = ("refined", _digest(mask), seed, tail)
     if key not in _MEMO:
         _MEMO[key] = refine_order(mask, best[1], seed, tail=tail if mask.shape[0] >= 2 * tail else 0)
     return _MEMO[key].copy()
@@ -145,11 +149,12 @@ def refine_order(mask: np.ndarray, order: np.ndarray, seed: int = 0, tail: int =
     """Lower the residual of ``order`` (rows of a [K, N] mask, K a multiple of 4) by swapping rows between groups
     of 4, counting what stays past two in the last ``tail`` rows at TAIL_WEIGHT (the cover kernel reads those
     entries' X from stages still in shared memory, cheaply): each step takes a random non-zero past two outside
-    the tail (in the tail once there are none before it; a row a of group g, column n), prices swapping a with every row b of another group (the change in
-    the weighted count, from popcounts of bit rows: columns where a group reaches 3 and 2), and makes the cheapest
-    swap if it does not raise the count, or with probability exp(-rise / t) (t falls linearly from ``temp`` to 0;
-    swapped rows rest 20 steps; ``steps``: REFINE_STEPS, fewer for a weight larger than [768, 3072]; it stops
-    after REFINE_PATIENCE steps without a better order). Deterministic for a seed; returns the best order seen."""
+    the tail (in the tail once there are none before it; a row a of group g, column n), prices swapping a with
+    every row b of another group (the change in the weighted count, from popcounts of bit rows: columns where a
+    group reaches 3 and 2), and makes the cheapest swap if it does not raise the count, or with probability
+    exp(-rise / t) (t falls linearly from ``temp`` to 0; swapped rows rest 20 steps; ``steps``: REFINE_STEPS,
+    fewer for a weight larger than [768, 3072]; it stops after REFINE_PATIENCE steps without a better order).
+    Deterministic for a seed; returns the best order seen."""
     K, N = mask.shape
     if steps is None:
         steps = min(REFINE_STEPS, REFINE_WORK // (K * -(-N // 64)))
