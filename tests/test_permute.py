@@ -70,6 +70,24 @@ def test_refine_order_moves_what_stays_past_two_into_the_tail(K, N):
     assert natural_residual(mask[refine_order(mask, greedy, seed=0, steps=2000)]) < before
 
 
+def test_a_wide_weight_keeps_what_stays_past_two_in_the_tail_and_the_outputs_stay():
+    """An MLP whose second weight is [256, 2048] (its K is the first layer's output, free): the greedy order leaves
+    entries past two, so conversion says it runs the swap search, which clears every group before the last
+    TAIL_ROWS rows; onnxruntime gives the same outputs before and after."""
+    from models.mlp import build_mlp
+    from sparsify_onnx.transform.permute import TAIL_ROWS
+    model = build_mlp((64, 256, 2048), seed=3)
+    an = annotate(index_model(model), parse_spec(_spec([("/fc2/MatMul", UNSTR90)])))
+    said: list[str] = []
+    res = permute_k(an.loaded, an.selections, dtypes=(np.float32,), progress=said.append)
+    assert [g["nodes"] for g in res.groups] == [["/fc2/MatMul"]]
+    assert any("swap search" in line for line in said), said
+    w2 = {t.name: numpy_helper.to_array(t) for t in res.model.graph.initializer}["fc2.weight"] != 0
+    assert natural_residual(w2[:256 - TAIL_ROWS]) == 0 and 0 < natural_residual(w2) == res.groups[0]["residual_after"]
+    x = {"input": np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)}
+    np.testing.assert_allclose(_run(res.model, x)[0], _run(an.loaded.model, x)[0], rtol=1e-5, atol=1e-5)
+
+
 def test_natural_residual_counts_entries_past_two():
     m = np.zeros((8, 3), bool)
     m[0:3, 0] = True  # 3 in a group: 1 past two

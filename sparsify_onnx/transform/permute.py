@@ -119,10 +119,10 @@ def _natural_order(mask: np.ndarray, seed: int, tries: int) -> np.ndarray:
     return np.array([k for p in order for k in pairs[p]], np.int64)
 
 
-def best_natural_order(mask: np.ndarray, seed: int, on_search=None, tail: int = 0) -> np.ndarray:
+def best_natural_order(mask: np.ndarray, seed: int, on_search=None, tail: int = 0, on_refine=None) -> np.ndarray:
     """natural_order from up to SEEDS seeds (a small block, e.g. one head of 64 k, often needs a few), the first
     that leaves no residual, else the one that leaves the least, refined by `refine_order` (what stays past two
-    goes to the last ``tail`` rows where it can)."""
+    goes to the last ``tail`` rows where it can; ``on_refine(entries past two)`` is called before that search)."""
     best = None
     for s in range(seed, seed + SEEDS):
         order = natural_order(mask, seed=s, on_search=on_search if s == seed else None)
@@ -133,6 +133,8 @@ def best_natural_order(mask: np.ndarray, seed: int, on_search=None, tail: int = 
             return order
     key = ("refined", _digest(mask), seed, tail)
     if key not in _MEMO:
+        if on_refine:
+            on_refine(best[0])
         _MEMO[key] = refine_order(mask, best[1], seed, tail=tail if mask.shape[0] >= 2 * tail else 0)
     return _MEMO[key].copy()
 
@@ -284,8 +286,11 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
         said: list = []  # (one line per weight, not per head)
         say = progress and (lambda: said or said.append(progress(
             f"ordering the K = {K} rows of {names} into 2:4 groups" + (f" ({heads} heads)" if heads > 1 else ""))))
+        refine_say = progress and (lambda r: progress(f"  {r} non-zeros past two in the best greedy order: "
+                                                      f"a swap search (up to {REFINE_STEPS} steps, ~15 s at [768, 3072])"))
         perm = np.concatenate([h * d + best_natural_order(mask[h * d:(h + 1) * d], seed, say,
-                                                          tail=TAIL_ROWS if heads == 1 else 0) for h in range(heads)])
+                                                          tail=TAIL_ROWS if heads == 1 else 0, on_refine=refine_say)
+                               for h in range(heads)])
         after = natural_residual(mask[perm])
         if after > MAX_RESIDUAL_SHARE * nnz or after >= before:
             res.log.append(f"K of {names} not permuted: the best order found leaves {after} of {nnz} non-zeros "
