@@ -7,6 +7,10 @@
 set -u
 cd "$(dirname "$0")/../.."
 ab() {  # the A/B sets: M N K pattern density rounds tiles... (-wgmma 2:4 and cover tile fields: NWG x BM x KS x STAGES x INFLIGHT x RS)
+  if [ "${AB_SET:-}" = big13 ]; then  # session 13: the cover's first tile for wide weights at 8192^3 (95%, K reordered)
+    timeout -k 5 400 python3 bench/cuda/ab.py 8192 8192 8192 unstructured-korder-wgmma 0.05 3 3x128x128x3x0x0 4x128x128x3x0x0
+    return
+  fi
   if [ "${AB_SET:-}" = refine ]; then  # session 13: K ordered with what stays past two in its last 128 k (refine_order), read from the stages
     timeout -k 5 200 python3 bench/cuda/ab.py 4096 3072 768 unstructured-korder-wgmma 0.1 5 3x128x128x3x0x0 4x128x128x3x0x0 3x128x64x4x1x0 4x128x64x4x1x0 3x128x128x3x1x0 2x128x64x4x0x0
     timeout -k 5 90 python3 bench/cuda/ab.py 4096 768 3072 unstructured-korder-wgmma 0.1 5 3x128x128x3x0x0 3x128x64x4x1x0
