@@ -358,8 +358,8 @@ def test_cover_takes_the_natural_order_where_its_residual_is_cheap(monkeypatch):
         if name == "natural":  # the 2:4 kernel's wave model (the residual: none)
             assert cost[name] == pytest.approx(super(type(fam), fam).cost(spec, pk, 4096))
     # a few entries past two: read from a stage still in shared memory where k is in the last STAGES k-steps (cost
-    # +5%, not +20%), from global memory before (more)
-    for rows, most in ((slice(728, 731), 1.05), (slice(40, 43), 1.2)):
+    # +6%, not +20%), from global memory before (more)
+    for rows, most in ((slice(728, 731), 1.08), (slice(40, 43), 1.2)):
         m = mask & (mask.reshape(192, 4, 768).cumsum(axis=1).reshape(768, 768) <= 2)
         m[rows, 0:8] = True  # (8-16 entries, all in the first column tile)
         pk = pack(m.astype(np.float32), pat, dtype=np.float16)

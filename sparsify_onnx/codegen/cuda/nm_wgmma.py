@@ -231,8 +231,9 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int, natural: bo
 COVER_STEP_FACTOR = 1.5
 COVER_ENTRY_ROW_S = 1.2e-11
 # per residual entry and row of X read from a stage still in shared memory (the natural cover, k in the last
-# STAGES k-steps): 317 entries cost 5.0 us at (4096, 3072, 768), 4x128x64x4x1x0 (H200, bench/cuda/s13/run5-tail)
-COVER_TAIL_ENTRY_ROW_S = 4e-12
+# STAGES k-steps): 77 entries cost 2.5-2.9 us at (4096, 3072, 768), 4x128x64x4x1x0 (H200, bench/cuda/s13/run6,
+# run7-final; 317 entries read one at a time cost 5.0 us, run5)
+COVER_TAIL_ENTRY_ROW_S = 8e-12
 
 
 @register_family
