@@ -167,6 +167,7 @@ def refine_order(mask: np.ndarray, order: np.ndarray, seed: int = 0, tail: int =
     grp = np.repeat(np.arange(G), 4)
     weight = np.ones(G)
     weight[G - tail // 4:] = TAIL_WEIGHT if tail else 1.0
+    before_tail = weight == 1
     cnt = rows.reshape(G, 4, N).sum(axis=1, dtype=np.int8)
     R = _bits(rows)
     ge2, ge3 = _bits(cnt >= 2)[grp], _bits(cnt >= 3)[grp]  # per row: its group's columns holding 2+ and 3+
@@ -177,7 +178,7 @@ def refine_order(mask: np.ndarray, order: np.ndarray, seed: int = 0, tail: int =
     for it in range(1, steps + 1):
         if it - best_it > REFINE_PATIENCE:
             break
-        gs = np.flatnonzero(over * (weight == 1))  # (before the tail first, then in it)
+        gs = np.flatnonzero(over * before_tail)  # (before the tail first, then in it)
         if gs.size == 0:
             gs = np.flatnonzero(over)
             if gs.size == 0:
