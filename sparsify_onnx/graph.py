@@ -117,11 +117,18 @@ def _index_nodes(lo: Loaded) -> None:
                 lo.consumers.setdefault(name, []).append((node, i))
 
 
-def with_new_values(lo: Loaded, model: onnx.ModelProto, edits: dict[str, np.ndarray]) -> Loaded:
-    """The index of `model`, a copy of lo.model whose initializer *values* changed (shapes did not):
+def with_new_values(lo: Loaded, model: onnx.ModelProto, edits: dict[str, np.ndarray],
+                    tensors: dict[str, tuple] | None = None) -> Loaded:
+    """The index of `model`, a copy of lo.model whose initializer *values* changed (shapes did not), and which
+    may hold new tensors (`tensors`: name -> (shape, onnx elem type); new initializers are among `edits`):
     the inferred shapes and dtypes are reused instead of running shape inference again."""
     new = Loaded(model=model, path=lo.path, sha256=None, shapes=dict(lo.shapes), dtypes=dict(lo.dtypes),
-                 initializer_names=set(lo.initializer_names))
+                 initializer_names={t.name for t in model.graph.initializer})
+    for name, (shape, dtype) in (tensors or {}).items():
+        if shape is not None:
+            new.shapes[name] = tuple(shape)
+        if dtype:
+            new.dtypes[name] = dtype
     new.weights = dict(lo.weights)
     new.weights.update(edits)
     _index_nodes(new)

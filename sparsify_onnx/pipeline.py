@@ -138,6 +138,9 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
     from .transform.permute import describe
     for grp in plan.permutation.get("groups", []):
         pr.say(f"K reordered into 2:4 groups: {describe(grp)}")
+    ln = [r["node"] for r in plan.permutation.get("gathers", []) if r.get("fused")]
+    if ln:
+        pr.say(f"{len(ln)} LayerNorms write their rows in their consumers' K order (ai.sparsify::LayerNormGather)")
     pr.say(f"{n_sparse} sparse ops, {sum(p.action == 'compacted' for p in plan.nodes)} compacted, "
            f"{sum(p.action == 'dense' for p in plan.nodes)} kept dense")
 
@@ -239,6 +242,8 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
                 "engine": str(out_dir)}
         if plan.permutation.get("groups"):
             meta["k_reordered_into_2:4_groups"] = "; ".join(describe(g) for g in plan.permutation["groups"])
+        if plan.permutation.get("gathers"):
+            meta["layernorms_writing_in_k_order"] = ", ".join(r["node"] for r in plan.permutation["gathers"])
         if not_here:
             meta["not_run_here"] = not_here
         report = build_report(plan_nodes=plan_dicts if opt.bench else [p.to_dict() for p in plan.nodes],

@@ -51,8 +51,9 @@ def test_bert_engine_on_cuda_matches_pruned_model(tmp_path, dtype, tol):
 
 def test_reordered_k_on_cuda_matches_pruned_model(tmp_path):
     """Every linear unstructured at 90%, converted for CUDA: FFN2's K is reordered with FFN1's columns and bias, the
-    attention output's per head with V's columns and bias (manifest); those nodes run the cover in natural order;
-    the engine on the CUDA EP matches the pruned dense model (whose order is the model's own)."""
+    attention output's per head with V's columns and bias, Q, K, V and FFN1 with the residual stream, each LayerNorm
+    writing its rows in the next one's order (LayerNormGather; manifest); those nodes run the cover in natural
+    order; the engine on the CUDA EP matches the pruned dense model (whose order is the model's own)."""
     import json
 
     from models.bert import BertConfig, build_bert, save_model
@@ -68,11 +69,51 @@ def test_reordered_k_on_cuda_matches_pruned_model(tmp_path):
     assert report["verification"]["passed"], report["verification"]
     manifest = json.loads((out / "manifest.json").read_text())
     reordered = {n for g in manifest["permutation"]["groups"] for n in g["nodes"]}
-    assert reordered == {f"/encoder/layer.{i}/{p}/dense/MatMul" for i in range(2) for p in ("output", "attention/output")}
+    assert reordered == {f"/encoder/layer.{i}/{p}/MatMul" for i in range(2) for p in (
+        "output/dense", "attention/output/dense", "intermediate/dense", "attention/self/query", "attention/self/key",
+        "attention/self/value")}
+    assert [g["fused"] for g in manifest["permutation"]["gathers"]] == [True] * 5
     for n in manifest["plan"]:  # (the others take whichever form costs less: at K = 64 often the natural one too)
         if n["node"] in reordered:
             src = (out / "src" / f"{n['kernels']['cuda']['name']}.cu").read_text()
             assert n["action"] == "sparse" and "COVER, natural order" in src, n["node"]
+
+
+@pytest.mark.parametrize("dtype,H", [("fp16", 768), ("fp16", 4100), ("fp32", 7), ("fp32", 768)])
+def test_layernorm_gather_on_cuda(tmp_path, dtype, H):
+    """ai.sparsify::LayerNormGather on the CUDA EP against onnxruntime's LayerNormalization + Gather on the CPU:
+    16-byte loads (H = 768), rows whose four warps need more than 48 KB of shared memory (H = 4100) and a row of
+    odd length (scalar loads); rows of one token and 300."""
+    import onnx
+    from onnx import numpy_helper
+    from test_lngather import _model
+
+    from sparsify_onnx.transform.lngather import fuse_layernorm_gather
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent.parent / "bench" / "gpu"))
+    from lngather import library
+
+    m = _model(H)
+    if dtype == "fp16":
+        for t in m.graph.initializer:
+            if t.data_type == onnx.TensorProto.FLOAT:
+                t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
+        for v in list(m.graph.input) + list(m.graph.output):
+            v.type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
+    fused, names = fuse_layernorm_gather(m)
+    assert names == ["ln/Order"]
+    so = ort.SessionOptions()
+    so.register_custom_ops_library(str(library(tmp_path / "lib")))
+    sess = ort.InferenceSession(fused.SerializeToString(), so, providers=["CUDAExecutionProvider"])
+    w = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in m.graph.initializer}
+    npdt = np.float16 if dtype == "fp16" else np.float32
+    for rows in (1, 300):
+        X = (np.random.default_rng(rows).standard_normal((1, rows, H)) * 2 + 0.5).astype(npdt)
+        x = X.astype(np.float64)
+        n = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-3) * w["scale"] + w["bias"]
+        want = n[..., w["index"].astype(np.int64)]
+        got = sess.run(None, {"X": X})[0].astype(np.float32)
+        assert np.abs(got - want).max() <= (1e-2 if dtype == "fp16" else 1e-5) * np.abs(want).max(), (rows, H)
 
 
 def _one_node(tmp_path, family):

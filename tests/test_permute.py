@@ -96,35 +96,50 @@ def test_natural_residual_counts_entries_past_two():
     assert natural_residual(m) == 3
 
 
-def test_ffn2_and_attention_output_are_reordered_and_the_outputs_stay():
+def test_every_linear_is_reordered_and_the_outputs_stay():
     """BERT with every linear 90% unstructured: FFN2's K (the intermediate features) is reordered together with
     FFN1's weight columns and bias; the attention output's K (heads x head size) per head, together with V's
-    columns and bias, each head's k staying in its head. Both then hold at most two non-zeros per group of 4 in
-    every column. Q, K, V and FFN1 read LayerNorm's output (a fixed axis) and stay as they are. onnxruntime gives
-    the same outputs before and after."""
+    columns and bias, each head's k staying in its head. Q, K, V (one order for the three) and FFN1 read a
+    LayerNorm's output: their K is reordered with the residual stream up to the next LayerNorm (the attention
+    output's and FFN2's columns and bias, that LayerNorm's scale and bias), and a Gather after each LayerNorm maps
+    its input's order to its output's. Every weight then holds at most two non-zeros per group of 4 in every
+    column; onnxruntime gives the same outputs before and after."""
     an = _annotated([("/encoder/layer.*/MatMul", UNSTR90)], hidden=128, heads=4, intermediate=512)
     res = permute_k(an.loaded, an.selections, dtypes=(np.float32,))
     inits = {t.name: numpy_helper.to_array(t) for t in res.model.graph.initializer}
     old = an.loaded.weights
     by_node = {g["nodes"][0]: g for g in res.groups}
-    assert len(res.groups) == 4 and all(len(g["nodes"]) == 1 for g in res.groups)
+    assert len(res.groups) == 8 and not [line for line in res.log if "not permuted" in line], res.log
     for i in range(2):
-        p = f"encoder.layer.{i}."
-        for node, w2, w1, b1, heads in ((f"/encoder/layer.{i}/output/dense/MatMul", "output.dense.weight",
+        L, p = f"/encoder/layer.{i}/", f"encoder.layer.{i}."
+        qkv = by_node[L + "attention/self/query/MatMul"]
+        assert qkv["nodes"] == [L + f"attention/self/{n}/MatMul" for n in ("query", "key", "value")]
+        assert {p + "attention.output.dense.weight[axis 1]", p + "attention.output.dense.bias[axis 0]",
+                p + "attention.output.LayerNorm.weight[axis 0]"} <= set(qkv["initializers"])
+        ffn1 = by_node[L + "intermediate/dense/MatMul"]
+        assert {p + "output.dense.weight[axis 1]", p + "output.LayerNorm.weight[axis 0]"} <= set(ffn1["initializers"])
+        for node, w2, w1, b1, heads in ((L + "output/dense/MatMul", "output.dense.weight",
                                          "intermediate.dense.weight", "intermediate.dense.bias", 1),
-                                        (f"/encoder/layer.{i}/attention/output/dense/MatMul",
+                                        (L + "attention/output/dense/MatMul",
                                          "attention.output.dense.weight", "attention.self.value.weight",
                                          "attention.self.value.bias", 4)):
             g = by_node[node]
             w2, w1, b1 = p + w2, p + w1, p + b1
             assert g["weights"] == [w2] and g["heads"] == heads and g["residual_after"] == 0 < g["residual_before"]
             assert {f"{w1}[axis 1]", f"{b1}[axis 0]", f"{w2}[axis 0]"} == set(g["initializers"])
-            assert natural_residual(inits[w2] != 0) == 0
             perm = np.array([int(np.flatnonzero(old[b1] == v)[0]) for v in inits[b1]])  # (b1's entries differ)
-            assert np.array_equal(inits[w1], old[w1][:, perm]) and np.array_equal(inits[w2], old[w2][perm])
+            # (w1's rows and w2's columns also moved, with the residual stream's order)
+            assert np.array_equal(np.sort(inits[w2], axis=1), np.sort(old[w2][perm], axis=1))
             d = perm.size // heads
             assert (perm // d == np.arange(perm.size) // d).all()  # each head's k stay in their head
-    assert sum("not permuted" in line for line in res.log) == 8  # Q, K, V, FFN1 of both layers
+        for w in ("query", "key", "value"):
+            assert natural_residual(inits[p + f"attention.self.{w}.weight"] != 0) == 0
+        for w in ("intermediate.dense", "output.dense", "attention.output.dense"):
+            assert natural_residual(inits[p + f"{w}.weight"] != 0) == 0
+    # every LayerNorm: its input and output orders differ (the last one's output is the graph's, in its own order)
+    assert len(res.gathers) == 5 and all(r["moved"] > 0 for r in res.gathers)
+    gathers = [n for n in res.model.graph.node if n.op_type == "Gather" and n.name.endswith("/Order")]
+    assert len(gathers) == 5 and gathers[-1].output[0] == res.model.graph.output[0].name
     feeds = _feeds(an)
     for a, b in zip(_run(an.loaded.model, feeds), _run(res.model, feeds)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

@@ -56,6 +56,13 @@ typedef struct sp_kernel_entry {
 extern const sp_kernel_entry_t sp_kernel_table[];
 extern const size_t sp_kernel_count;
 
+// ai.sparsify::LayerNormGather's CUDA launcher (static, layernorm_gather.cu; built with the CUDA kernels):
+// Y[m, j] = (X[m, index[j]] - mean_m) * rstd_m * scale[index[j]] + bias[index[j]] over rows of H, fp32 math;
+// X, Y, scale, bias of `dtype` (enum sp_dtype), index a permutation of 0..H-1 (an entry out of range gives NaN).
+// Returns 0, or 1 (launch failed), 3 (H too large), 4 (shared memory could not be configured).
+int sp_layernorm_gather_cuda(const void* X, const void* scale, const void* bias, const int64_t* index, void* Y,
+                             int64_t M, int64_t H, float eps, int dtype, void* stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -25,7 +25,7 @@ from .cache import CompileCache, cache_key
 from .ort_headers import api_version, find_ort_include
 
 HERE = Path(__file__).resolve().parent
-STATIC_FILES = ("abi.h", "sparsify_ops.cc", "exports.map")
+STATIC_FILES = ("abi.h", "sparsify_ops.cc", "exports.map", "layernorm_gather.cu")
 LIB_NAME = "libsparsify_ops.so"
 
 
@@ -170,6 +170,10 @@ def build_library(sources: list[GeneratedSource], out_dir: Path, *, cuda: bool |
         if cuda_lib is None:
             build_cuda = False
             notice = f"libcudart_static.a not found next to {nvcc}: CUDA kernels skipped, the library runs on CPU only"
+
+    if build_cuda:  # the op layer's own CUDA kernel (LayerNormGather)
+        ln = src_dir / "layernorm_gather.cu"
+        files.append((ln, "cuda", ln.read_text()))
 
     cxx_flags = ["-std=gnu++17", "-O3", f"-march={cpu_arch}", "-fPIC", "-fvisibility=hidden",
                  "-fvisibility-inlines-hidden", "-ffp-contract=fast", "-Wall", "-Wno-unused-function",

@@ -1,8 +1,11 @@
 // sparsify-onnx op layer: registers ai.sparsify::SparseLinear (version 1) with onnxruntime and
-// dispatches each node, by its `kernel` attribute, to a generated launcher (see abi.h).
+// dispatches each node, by its `kernel` attribute, to a generated launcher (see abi.h); and
+// ai.sparsify::LayerNormGather (version 1), a LayerNorm that writes its row in another order (static kernels:
+// here for the CPU, layernorm_gather.cu for CUDA; transform/lngather.py).
 // The library exports only RegisterCustomOps; no C++ exception crosses the C boundary.
 //
-//   Y[..., N] = act(X[..., K] @ W + bias) + residual      (W packed in `values`, pattern baked in the kernel)
+//   SparseLinear:     Y[..., N] = act(X[..., K] @ W + bias) + residual   (W packed in `values`, pattern baked in)
+//   LayerNormGather:  Y[..., j] = LayerNormalization(X, scale, bias, epsilon)[..., index[j]]   (last axis)
 #define ORT_API_MANUAL_INIT
 #include "onnxruntime_cxx_api.h"
 #undef ORT_API_MANUAL_INIT
@@ -10,7 +13,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <exception>
 #include <mutex>
 #include <string>
@@ -27,9 +32,10 @@ namespace {
 const OrtApi* g_api = nullptr;
 constexpr const char* kDomain = "ai.sparsify";
 constexpr const char* kOpName = "SparseLinear";
+constexpr const char* kLnOpName = "LayerNormGather";
 
-OrtStatus* make_status(OrtErrorCode code, const std::string& msg) {
-  return g_api->CreateStatus(code, ("ai.sparsify::SparseLinear: " + msg).c_str());
+OrtStatus* make_status(OrtErrorCode code, const std::string& msg, const char* op = kOpName) {
+  return g_api->CreateStatus(code, (std::string("ai.sparsify::") + op + ": " + msg).c_str());
 }
 
 // the launchers' return codes (abi.h), in words
@@ -310,6 +316,141 @@ struct SparseLinearOp : Ort::CustomOpBase<SparseLinearOp, SparseLinearKernel, tr
   bool cuda_;
 };
 
+// ---- ai.sparsify::LayerNormGather ------------------------------------------------------------------------
+
+struct LnRows {  // one CPU task: a range of rows
+  const float *X, *scale, *bias;
+  const int64_t* index;
+  float* Y;
+  int64_t M, H;
+  float eps;
+};
+
+constexpr int64_t kLnRowsPerTask = 16;
+
+void ln_gather_rows(void* user, size_t task) {
+  const LnRows* a = static_cast<const LnRows*>(user);
+  const int64_t m0 = (int64_t)task * kLnRowsPerTask, m1 = std::min(a->M, m0 + kLnRowsPerTask);
+  for (int64_t m = m0; m < m1; ++m) {
+    const float* x = a->X + m * a->H;
+    float* y = a->Y + m * a->H;
+    float sum = 0.f;
+    for (int64_t k = 0; k < a->H; ++k) sum += x[k];
+    const float mean = sum / a->H;
+    float sq = 0.f;
+    for (int64_t k = 0; k < a->H; ++k) sq += (x[k] - mean) * (x[k] - mean);
+    const float rstd = 1.f / std::sqrt(sq / a->H + a->eps);
+    for (int64_t j = 0; j < a->H; ++j) {
+      const int64_t k = a->index[j];
+      y[j] = (x[k] - mean) * rstd * a->scale[k] + a->bias[k];
+    }
+  }
+}
+
+struct LayerNormGatherKernel {
+  bool cuda;
+  float eps;
+
+  OrtStatus* ComputeV2(OrtKernelContext* ctx) noexcept {
+    try {
+      return compute(ctx);
+    } catch (const std::exception& ex) {
+      return make_status(ORT_FAIL, ex.what(), kLnOpName);
+    } catch (...) {
+      return make_status(ORT_FAIL, "unknown C++ exception", kLnOpName);
+    }
+  }
+
+  OrtStatus* compute(OrtKernelContext* ctx) {
+    const OrtValue* in[4] = {nullptr, nullptr, nullptr, nullptr};
+    for (size_t i = 0; i < 4; ++i) SP_TRY(g_api->KernelContext_GetInput(ctx, i, &in[i]));
+    TensorInfo xi, si, bi, ii;
+    SP_TRY(tensor_info(in[0], xi));
+    SP_TRY(tensor_info(in[1], si));
+    SP_TRY(tensor_info(in[2], bi));
+    SP_TRY(tensor_info(in[3], ii));
+    if (xi.shape.empty()) return make_status(ORT_INVALID_ARGUMENT, "input X must have at least one axis", kLnOpName);
+    const int64_t H = xi.shape.back();
+    if ((int64_t)si.count != H || (int64_t)bi.count != H || (int64_t)ii.count != H)
+      return make_status(ORT_INVALID_ARGUMENT, "X has shape " + shape_str(xi.shape) + "; scale, bias and index must have " +
+                                                   std::to_string(H) + " elements each (they have " + std::to_string(si.count) +
+                                                   ", " + std::to_string(bi.count) + ", " + std::to_string(ii.count) + ")",
+                         kLnOpName);
+    if (si.type != xi.type || bi.type != xi.type)
+      return make_status(ORT_INVALID_ARGUMENT, "scale and bias must have X's element type", kLnOpName);
+    OrtValue* out = nullptr;
+    SP_TRY(g_api->KernelContext_GetOutput(ctx, 0, xi.shape.data(), xi.shape.size(), &out));
+    const int64_t M = H > 0 ? (int64_t)xi.count / H : 0;
+    if (M == 0) return nullptr;
+    const void *X = nullptr, *S = nullptr, *B = nullptr, *I = nullptr;
+    void* Y = nullptr;
+    SP_TRY(input_data(in[0], &X));
+    SP_TRY(input_data(in[1], &S));
+    SP_TRY(input_data(in[2], &B));
+    SP_TRY(input_data(in[3], &I));
+    SP_TRY(g_api->GetTensorMutableData(out, &Y));
+    if (!cuda) {
+      const int64_t* index = static_cast<const int64_t*>(I);
+      for (int64_t j = 0; j < H; ++j)
+        if (index[j] < 0 || index[j] >= H)
+          return make_status(ORT_INVALID_ARGUMENT, "index[" + std::to_string(j) + "] = " + std::to_string(index[j]) +
+                                                       " is outside 0.." + std::to_string(H - 1), kLnOpName);
+      LnRows a{static_cast<const float*>(X), static_cast<const float*>(S), static_cast<const float*>(B), index,
+               static_cast<float*>(Y), M, H, eps};
+      ParallelCtx pc;
+      pc.par.parallel_for = ort_parallel_for;
+      pc.par.ctx = &pc;
+      pc.ctx = ctx;
+      pc.par.parallel_for(&pc.par, ln_gather_rows, &a, (size_t)((M + kLnRowsPerTask - 1) / kLnRowsPerTask));
+      return nullptr;
+    }
+#ifdef SPARSIFY_WITH_CUDA
+    void* stream = nullptr;
+    SP_TRY(g_api->KernelContext_GetGPUComputeStream(ctx, &stream));
+    int rc = sp_layernorm_gather_cuda(X, S, B, static_cast<const int64_t*>(I), Y, M, H, eps, sp_dtype_of(xi.type), stream);
+    if (rc != 0) return make_status(ORT_FAIL, "launcher failed: " + launcher_error(rc), kLnOpName);
+    return nullptr;
+#else
+    return make_status(ORT_FAIL, "this library was built without CUDA", kLnOpName);
+#endif
+  }
+};
+
+struct LayerNormGatherOp : Ort::CustomOpBase<LayerNormGatherOp, LayerNormGatherKernel, true> {
+  LayerNormGatherOp(const char* ep, ONNXTensorElementDataType type, bool cuda) : ep_(ep), type_(type), cuda_(cuda) {}
+
+  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** op_kernel) const noexcept {
+    try {
+      float eps = 1e-5f;
+      OrtStatus* st = api.KernelInfoGetAttribute_float(info, "epsilon", &eps);
+      if (st) {
+        api.ReleaseStatus(st);  // (absent: LayerNormalization's default)
+        eps = 1e-5f;
+      }
+      *op_kernel = new LayerNormGatherKernel{cuda_, eps};
+      return nullptr;
+    } catch (const std::exception& ex) {
+      return make_status(ORT_FAIL, std::string("creating kernel: ") + ex.what(), kLnOpName);
+    } catch (...) {
+      return make_status(ORT_FAIL, "creating kernel: unknown C++ exception", kLnOpName);
+    }
+  }
+
+  const char* GetName() const { return kLnOpName; }
+  const char* GetExecutionProviderType() const { return ep_; }
+  size_t GetInputTypeCount() const { return 4; }
+  ONNXTensorElementDataType GetInputType(size_t i) const {
+    return i == 3 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 : type_;
+  }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return type_; }
+
+ private:
+  const char* ep_;
+  ONNXTensorElementDataType type_;
+  bool cuda_;
+};
+
 }  // namespace
 
 extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
@@ -328,17 +469,23 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
   g_api = api;
   try {
     static SparseLinearOp cpu_f32(nullptr, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, false);
+    static LayerNormGatherOp ln_cpu_f32(nullptr, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, false);
 #ifdef SPARSIFY_WITH_CUDA
     static SparseLinearOp cuda_f32("CUDAExecutionProvider", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, true);
     static SparseLinearOp cuda_f16("CUDAExecutionProvider", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, true);
+    static LayerNormGatherOp ln_cuda_f32("CUDAExecutionProvider", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, true);
+    static LayerNormGatherOp ln_cuda_f16("CUDAExecutionProvider", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, true);
 #endif
     OrtCustomOpDomain* domain = nullptr;
     SP_TRY(api->CreateCustomOpDomain(kDomain, &domain));
     // the domain must outlive every session that uses it: it is kept for the life of the process
     SP_TRY(api->CustomOpDomain_Add(domain, &cpu_f32));
+    SP_TRY(api->CustomOpDomain_Add(domain, &ln_cpu_f32));
 #ifdef SPARSIFY_WITH_CUDA
     SP_TRY(api->CustomOpDomain_Add(domain, &cuda_f32));
     SP_TRY(api->CustomOpDomain_Add(domain, &cuda_f16));
+    SP_TRY(api->CustomOpDomain_Add(domain, &ln_cuda_f32));
+    SP_TRY(api->CustomOpDomain_Add(domain, &ln_cuda_f16));
 #endif
     return api->AddCustomOpDomain(options, domain);
   } catch (const std::exception& ex) {

@@ -2,7 +2,8 @@
 
 Entry point: `transform(propagated, options) -> Plan`. Channel compaction
 (compact.py) runs first; for CUDA, the K permutation of unstructured weights
-(permute.py); then sparse operator replacement (replace.py).
+(permute.py); then sparse operator replacement (replace.py), and the fusion of
+the LayerNorms the permutation gave a Gather (lngather.py).
 """
 from __future__ import annotations
 
@@ -68,11 +69,16 @@ def transform(propagated, options=None) -> Plan:
         from ..graph import with_new_values
         from .permute import permute_k
         pr = permute_k(lo, annotated.selections, progress=options.progress)
-        permutation = {"groups": pr.groups, "log": pr.log}
+        permutation = {"groups": pr.groups, "log": pr.log, "gathers": pr.gathers}
         if pr.edits:
-            lo = with_new_values(lo, pr.model, pr.edits)
+            lo = with_new_values(lo, pr.model, pr.edits, pr.tensors)
     model, plans, kernels = replace_sparse_ops(lo, annotated.selections, options,
                                                excluded=annotated.excluded_nodes)
+    if permutation.get("gathers"):
+        from .lngather import fuse_layernorm_gather
+        model, fused = fuse_layernorm_gather(model, {r["gather"] for r in permutation["gathers"]})
+        for r in permutation["gathers"]:
+            r["fused"] = r["gather"] in fused
     removed = compaction.get("removed") or {}
     for p in plans:
         orig = annotated.loaded.weights.get(p.weight) if p.weight else None

@@ -53,9 +53,11 @@ PERMUTABLE_PATTERNS = ("unstructured", "channel")  # other weights of the group 
 @dataclass
 class PermuteResult:
     model: onnx.ModelProto
-    edits: dict[str, np.ndarray] = field(default_factory=dict)  # initializer -> its permuted value
+    edits: dict[str, np.ndarray] = field(default_factory=dict)  # initializer -> its permuted (or new) value
     groups: list[dict] = field(default_factory=list)  # per permuted group: weights, members, residual
     log: list[str] = field(default_factory=list)  # groups considered and not permuted, and why
+    gathers: list[dict] = field(default_factory=list)  # per LayerNorm whose output order changed: node, gather
+    tensors: dict[str, tuple] = field(default_factory=dict)  # new tensor -> (shape, onnx elem type)
 
 
 def describe(group: dict) -> str:
@@ -87,7 +89,7 @@ def natural_order(mask: np.ndarray, seed: int = 0, tries: int = 4, on_search=Non
     if key not in _MEMO:
         if on_search:
             on_search()
-        if len(_MEMO) > 64:
+        if len(_MEMO) > 512:
             _MEMO.clear()
         _MEMO[key] = _natural_order(mask, seed, tries)
     return _MEMO[key].copy()
@@ -239,13 +241,19 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
 
     pl = _Planner(SimpleNamespace(annotated=SimpleNamespace(loaded=lo)))
     g = lo.model.graph
+    boundaries = []  # (LayerNorm node, its normalised axis's slot on the input, on the output)
     for node in g.node:
-        pl.visit(node)
+        b = _norm_boundary(pl, node)
+        if b:
+            boundaries.append(b)
+        else:
+            pl.visit(node)
     for vi in list(g.input) + list(g.output):
         pl.blocked.update(pl.slots_of(vi.name))
     groups = _Groups(pl)
 
     units: dict = {}  # unit key -> (slots that take the order, heads, [(node name, weight, axis)])
+    orders: dict = {}  # group root -> the order its slots took
     res = PermuteResult(model=lo.model)
     for node in g.node:
         ks = _k_slot(lo, node)
@@ -300,17 +308,85 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
         inits = sorted({s for s in slots if s[0] in lo.initializer_names})
         for t, ax in inits:
             res.edits[t] = np.take(res.edits.get(t, lo.weights[t]), perm, axis=ax)
+        for s in slots:
+            orders[pl.uf.find(s)] = perm
         res.groups.append({"weights": [w for _, w, _ in tl], "nodes": [t[0] for t in tl], "K": K, "heads": heads,
                            "initializers": [f"{t}[axis {ax}]" for t, ax in inits],
                            "residual_before": before, "residual_after": after, "nnz": nnz})
-    if res.edits:
+    gathers = []
+    for node, xs, ys in boundaries:
+        pi, sigma = orders.get(pl.uf.find(xs)), orders.get(pl.uf.find(ys))
+        if pi is None and sigma is None:
+            continue
+        H = pl.size(xs)
+        pi = np.arange(H) if pi is None else pi
+        sigma = np.arange(H) if sigma is None else sigma
+        index = np.argsort(pi)[sigma]  # output k of the gather = input k index[k] (input in order pi, output sigma)
+        if (index != np.arange(H)).any():
+            gathers.append((node, index))
+    if res.edits or gathers:
         model = onnx.ModelProto()
         model.CopyFrom(lo.model)
         for t in model.graph.initializer:
             if t.name in res.edits:
                 t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(res.edits[t.name]), t.name))
+        for node, index in gathers:
+            _insert_gather(lo, model, node, index, res)
         res.model = model
     return res
+
+
+def _norm_boundary(pl, node):
+    """For a LayerNormalization over its last axis with one output and 1-D constant scale (and bias): link what
+    the planner's handler links, and the normalised axis of the input with the scale and bias, but not with the
+    output's (LayerNorm commutes with a permutation of the axis applied to input, scale and bias alike). The
+    output's order is then its consumers' to choose: a Gather after the op maps one order to the other, and
+    transform.lngather fuses the two into ai.sparsify::LayerNormGather, which reads the row once and writes it in
+    the new order. Returns (node, input slot, output slot) of the normalised axis, or None (then the planner's
+    own handler runs, which fixes the axis)."""
+    if node.op_type != "LayerNormalization" or len(node.input) < 2 or not node.output[0] or \
+            any(node.output[1:]):
+        return None
+    x, y = node.input[0], node.output[0]
+    dx, lo = pl.dims(x), pl.lo
+    if dx is None or not dx:
+        return None
+    r = len(dx)
+    axis = int({a.name: helper.get_attribute_value(a) for a in node.attribute}.get("axis", -1))
+    params = [p for p in node.input[1:3] if p]
+    if axis % r != r - 1 or pl.size((x, r - 1)) is None or any(
+            p not in lo.initializer_names or lo.weights[p].ndim != 1 for p in params):
+        return None
+    if lo.weights[params[0]].dtype not in (np.float16, np.float32):
+        return None
+    pl.handled = set()
+    for a in range(r - 1):
+        pl.link((x, a), (y, a))
+    for p in params:
+        pl.link((p, 0), (x, r - 1))
+    pl.ok((y, r - 1))
+    for n in [x, y, *params]:
+        for s in pl.slots_of(n):
+            if s not in pl.handled:
+                pl.blocked.add(s)
+    return node, (x, r - 1), (y, r - 1)
+
+
+def _insert_gather(lo: Loaded, model: onnx.ModelProto, node, index: np.ndarray, res: PermuteResult) -> None:
+    """The LayerNorm writes `<y>/pre_order`; Gather(axis -1) with `index` writes y, so its consumers and the graph's
+    outputs keep their names."""
+    y = node.output[0]
+    pre, idx = f"{y}/pre_order", f"{y}/order"
+    mine = next(n for n in model.graph.node if list(n.output) == list(node.output) and n.op_type == node.op_type)
+    mine.output[0] = pre
+    at = next(i for i, n in enumerate(model.graph.node) if n is mine)
+    name = f"{lo.node_name(node)}/Order"
+    model.graph.node.insert(at + 1, helper.make_node("Gather", [pre, idx], [y], name=name, axis=-1))
+    model.graph.initializer.append(numpy_helper.from_array(index.astype(np.int64), idx))
+    res.edits[idx] = index.astype(np.int64)
+    res.tensors[pre] = (lo.shapes.get(y), lo.dtypes.get(y))
+    res.tensors[idx] = ((index.size,), onnx.TensorProto.INT64)
+    res.gathers.append({"node": lo.node_name(node), "gather": name, "moved": int((index != np.arange(index.size)).sum())})
 
 
 class _Groups:
