@@ -1,8 +1,9 @@
 // sparsify-onnx op layer: the CUDA kernel of ai.sparsify::LayerNormGather (transform/lngather.py).
 //   Y[m, j] = (X[m, index[j]] - mean_m) * rstd_m * scale[index[j]] + bias[index[j]]
-// One warp per row (rows strided over the grid): the row is read once, 16 bytes at a time where it is aligned,
-// into the warp's part of shared memory as fp32; mean and variance (two passes over shared memory, as
-// LayerNormalization's fp32 stash) by shuffles; then written in the index's order, two elements per lane-step.
+// One warp per row (rows strided over the grid): the row is read once, 16 bytes at a time where H allows, into the
+// warp's part of shared memory as fp32; mean and variance (two passes over shared memory, as LayerNormalization's
+// fp32 stash) by shuffles; the row normalised and scaled in place; then written in the index's order, 16 bytes
+// per lane-step (each element one read of shared memory).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -26,86 +27,99 @@ template <> __device__ __forceinline__ float from_f<float>(float v) { return v; 
 template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
 
 template <typename T>
+union Pack {  // 16 bytes of elements
+  uint4 u;
+  T e[16 / sizeof(T)];
+  __device__ Pack() {}
+};
+
+template <typename T, bool VEC>
 __global__ void __launch_bounds__(kWarps * 32) ln_gather(const T* __restrict__ X, const T* __restrict__ scale,
                                                          const T* __restrict__ bias, const int64_t* __restrict__ index,
-                                                         T* __restrict__ Y, int64_t M, int H, float eps, int vec) {
+                                                         T* __restrict__ Y, int64_t M, int H, float eps) {
   extern __shared__ float smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   float* row = smem + (size_t)warp * H;
-  constexpr int kV = 16 / sizeof(T);  // elements per 16-byte load
+  constexpr int kV = 16 / sizeof(T);  // elements per 16-byte access
+  constexpr int per = VEC ? kV : 1;  // consecutive elements per lane-step
+  const int step = 32 * per, first = lane * per;
   for (int64_t m = (int64_t)blockIdx.x * kWarps + warp; m < M; m += (int64_t)gridDim.x * kWarps) {
     const T* x = X + m * H;
     float sum = 0.f;
-    if (vec) {
-      for (int k = lane * kV; k < H; k += 32 * kV) {
-        uint4 u = __ldg(reinterpret_cast<const uint4*>(x + k));
-        const T* e = reinterpret_cast<const T*>(&u);
+    for (int k = first; k < H; k += step) {
+      Pack<T> p;
+      if (VEC) p.u = __ldg(reinterpret_cast<const uint4*>(x + k));
+      else p.e[0] = x[k];
 #pragma unroll
-        for (int i = 0; i < kV; ++i) {
-          float v = to_f(e[i]);
-          row[k + i] = v;
-          sum += v;
-        }
-      }
-    } else {
-      for (int k = lane; k < H; k += 32) {
-        float v = to_f(x[k]);
-        row[k] = v;
+      for (int i = 0; i < per; ++i) {
+        const float v = to_f(p.e[i]);
+        row[k + i] = v;
         sum += v;
       }
     }
     const float mean = warp_sum(sum) / H;  // (each lane reads back only what it wrote: no barrier yet)
     float sq = 0.f;
-    if (vec) {
-      for (int k = lane * kV; k < H; k += 32 * kV)
+    for (int k = first; k < H; k += step)
 #pragma unroll
-        for (int i = 0; i < kV; ++i) {
-          float d = row[k + i] - mean;
-          sq += d * d;
-        }
-    } else {
-      for (int k = lane; k < H; k += 32) {
-        float d = row[k] - mean;
+      for (int i = 0; i < per; ++i) {
+        const float d = row[k + i] - mean;
         sq += d * d;
       }
-    }
     const float rstd = rsqrtf(warp_sum(sq) / H + eps);
+    for (int k = first; k < H; k += step)  // the row normalised and scaled, still in the input's order
+#pragma unroll
+      for (int i = 0; i < per; ++i)
+        row[k + i] = (row[k + i] - mean) * rstd * to_f(__ldg(scale + k + i)) + to_f(__ldg(bias + k + i));
     __syncwarp();
     T* y = Y + m * H;
-    for (int j = lane; j < H; j += 32) {
-      const int64_t k = __ldg(index + j);
-      y[j] = from_f<T>(k >= 0 && k < H ? (row[k] - mean) * rstd * to_f(scale[k]) + to_f(bias[k]) : __int_as_float(0x7fc00000));
+    for (int j = first; j < H; j += step) {  // written in the index's order
+      Pack<T> p;
+#pragma unroll
+      for (int i = 0; i < per; ++i) {
+        const int64_t k = __ldg(index + j + i);
+        p.e[i] = from_f<T>(k >= 0 && k < H ? row[k] : __int_as_float(0x7fc00000));
+      }
+      if (VEC) *reinterpret_cast<uint4*>(y + j) = p.u;
+      else y[j] = p.e[0];
     }
     __syncwarp();  // the row's buffer is reused by this warp's next row
   }
 }
 
-template <typename T>
+template <typename T, bool VEC>
 int launch(const void* X, const void* scale, const void* bias, const int64_t* index, void* Y, int64_t M, int64_t H,
            float eps, void* stream) {
-  if (M <= 0) return 0;
   const size_t smem = (size_t)kWarps * H * sizeof(float);
   if (smem > 48 * 1024) {
     if (smem > 227 * 1024) return 3;
-    if (cudaFuncSetAttribute(ln_gather<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
+    if (cudaFuncSetAttribute(ln_gather<T, VEC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
       return 4;
   }
-  const int vec = (H % (16 / sizeof(T)) == 0 && reinterpret_cast<uintptr_t>(X) % 16 == 0) ? 1 : 0;
   int dev = 0, sms = 0;
   cudaGetDevice(&dev);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
   const int64_t want = (M + kWarps - 1) / kWarps, most = (int64_t)(sms > 0 ? sms : 132) * 16;
   const unsigned grid = (unsigned)(want < most ? want : most);
-  ln_gather<T><<<grid, kWarps * 32, smem, static_cast<cudaStream_t>(stream)>>>(
+  ln_gather<T, VEC><<<grid, kWarps * 32, smem, static_cast<cudaStream_t>(stream)>>>(
       static_cast<const T*>(X), static_cast<const T*>(scale), static_cast<const T*>(bias), index,
-      static_cast<T*>(Y), M, (int)H, eps, vec);
+      static_cast<T*>(Y), M, (int)H, eps);
   return cudaGetLastError() == cudaSuccess ? 0 : 1;
+}
+
+template <typename T>
+int dispatch(const void* X, const void* scale, const void* bias, const int64_t* index, void* Y, int64_t M, int64_t H,
+             float eps, void* stream) {
+  if (M <= 0) return 0;
+  const bool vec = H % (16 / sizeof(T)) == 0 && reinterpret_cast<uintptr_t>(X) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(Y) % 16 == 0;
+  return vec ? launch<T, true>(X, scale, bias, index, Y, M, H, eps, stream)
+             : launch<T, false>(X, scale, bias, index, Y, M, H, eps, stream);
 }
 
 }  // namespace
 
 extern "C" int sp_layernorm_gather_cuda(const void* X, const void* scale, const void* bias, const int64_t* index,
                                         void* Y, int64_t M, int64_t H, float eps, int dtype, void* stream) {
-  return dtype == SP_FP16 ? launch<__half>(X, scale, bias, index, Y, M, H, eps, stream)
-                          : launch<float>(X, scale, bias, index, Y, M, H, eps, stream);
+  return dtype == SP_FP16 ? dispatch<__half>(X, scale, bias, index, Y, M, H, eps, stream)
+                          : dispatch<float>(X, scale, bias, index, Y, M, H, eps, stream);
 }
