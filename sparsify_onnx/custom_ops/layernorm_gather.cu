@@ -1,6 +1,7 @@
 // sparsify-onnx op layer: the CUDA kernel of ai.sparsify::LayerNormGather (transform/lngather.py).
 //   Y[m, j] = (X[m, index[j]] - mean_m) * rstd_m * scale[index[j]] + bias[index[j]]
-// One warp per row (rows strided over the grid): the row is read once, 16 bytes at a time where H allows, into the
+// One warp per row (rows strided over the grid). Rows of up to 4 x 32 x 16 bytes (H <= 1024 in fp16, 512 in fp32):
+// ln_gather_regs. Others: ln_gather, the row read once, 16 bytes at a time where H allows, into the
 // warp's part of shared memory as fp32; mean and variance (two passes over shared memory, as LayerNormalization's
 // fp32 stash) by shuffles; the row normalised and scaled in place; then written in the index's order, 16 bytes
 // per lane-step (each element one read of shared memory).
@@ -86,20 +87,93 @@ __global__ void __launch_bounds__(kWarps * 32) ln_gather(const T* __restrict__ X
   }
 }
 
+// H up to NC chunks of 32 lanes x 16 bytes: the row's loads (X, scale, bias) all issued before any of it is used, the
+// row held in registers for the statistics; shared memory only for the reordering. At M = 4096, H = 768 fp16 on the
+// H200: 11.2 us against 26.7 for the loop kernel and 10.0 for torch's layer_norm alone (bench/gpu/lngather_kernel.py).
+template <typename T, int NC>
+__global__ void __launch_bounds__(kWarps * 32) ln_gather_regs(const T* __restrict__ X, const T* __restrict__ scale,
+                                                              const T* __restrict__ bias,
+                                                              const int64_t* __restrict__ index, T* __restrict__ Y,
+                                                              int64_t M, int H, float eps) {
+  extern __shared__ float smem[];
+  constexpr int kV = 16 / sizeof(T);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float* row = smem + (size_t)warp * H;
+  for (int64_t m = (int64_t)blockIdx.x * kWarps + warp; m < M; m += (int64_t)gridDim.x * kWarps) {
+    const T* x = X + m * H;
+    Pack<T> px[NC], ps[NC], pb[NC];
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      const int k = (c * 32 + lane) * kV;
+      if (k < H) {
+        px[c].u = __ldg(reinterpret_cast<const uint4*>(x + k));
+        ps[c].u = __ldg(reinterpret_cast<const uint4*>(scale + k));
+        pb[c].u = __ldg(reinterpret_cast<const uint4*>(bias + k));
+      }
+    }
+    float v[NC][kV], sum = 0.f;
+#pragma unroll
+    for (int c = 0; c < NC; ++c)
+#pragma unroll
+      for (int i = 0; i < kV; ++i) {
+        v[c][i] = (c * 32 + lane) * kV < H ? to_f(px[c].e[i]) : 0.f;
+        sum += v[c][i];
+      }
+    const float mean = warp_sum(sum) / H;
+    float sq = 0.f;
+#pragma unroll
+    for (int c = 0; c < NC; ++c)
+      if ((c * 32 + lane) * kV < H)
+#pragma unroll
+        for (int i = 0; i < kV; ++i) sq += (v[c][i] - mean) * (v[c][i] - mean);
+    const float rstd = rsqrtf(warp_sum(sq) / H + eps);
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      const int k = (c * 32 + lane) * kV;
+      if (k < H)
+#pragma unroll
+        for (int i = 0; i < kV; ++i) row[k + i] = (v[c][i] - mean) * rstd * to_f(ps[c].e[i]) + to_f(pb[c].e[i]);
+    }
+    __syncwarp();
+    T* y = Y + m * H;
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      const int j = (c * 32 + lane) * kV;
+      if (j < H) {
+        Pack<T> o;
+        longlong2 ixc[kV / 2];  // (loaded here, not with the row: 40 registers fewer, bench/gpu/s14)
+#pragma unroll
+        for (int i = 0; i < kV / 2; ++i) ixc[i] = __ldg(reinterpret_cast<const longlong2*>(index + j) + i);
+#pragma unroll
+        for (int i = 0; i < kV; ++i) {
+          const int64_t k = (i & 1) ? ixc[i / 2].y : ixc[i / 2].x;
+          o.e[i] = from_f<T>(k >= 0 && k < H ? row[k] : __int_as_float(0x7fc00000));
+        }
+        *reinterpret_cast<uint4*>(y + j) = o.u;
+      }
+    }
+    __syncwarp();  // the row's buffer is reused by this warp's next row
+  }
+}
+
+template <typename T, int NC>
+int launch_regs(const void* X, const void* scale, const void* bias, const int64_t* index, void* Y, int64_t M,
+                int64_t H, float eps, void* stream, unsigned grid, size_t smem) {
+  if (smem > 48 * 1024 &&
+      cudaFuncSetAttribute(ln_gather_regs<T, NC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
+    return 4;
+  ln_gather_regs<T, NC><<<grid, kWarps * 32, smem, static_cast<cudaStream_t>(stream)>>>(
+      static_cast<const T*>(X), static_cast<const T*>(scale), static_cast<const T*>(bias), index,
+      static_cast<T*>(Y), M, (int)H, eps);
+  return cudaGetLastError() == cudaSuccess ? 0 : 1;
+}
+
 template <typename T, bool VEC>
 int launch(const void* X, const void* scale, const void* bias, const int64_t* index, void* Y, int64_t M, int64_t H,
-           float eps, void* stream) {
-  const size_t smem = (size_t)kWarps * H * sizeof(float);
-  if (smem > 48 * 1024) {
-    if (smem > 227 * 1024) return 3;
-    if (cudaFuncSetAttribute(ln_gather<T, VEC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
-      return 4;
-  }
-  int dev = 0, sms = 0;
-  cudaGetDevice(&dev);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  const int64_t want = (M + kWarps - 1) / kWarps, most = (int64_t)(sms > 0 ? sms : 132) * 16;
-  const unsigned grid = (unsigned)(want < most ? want : most);
+           float eps, void* stream, unsigned grid, size_t smem) {
+  if (smem > 48 * 1024 &&
+      cudaFuncSetAttribute(ln_gather<T, VEC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
+    return 4;
   ln_gather<T, VEC><<<grid, kWarps * 32, smem, static_cast<cudaStream_t>(stream)>>>(
       static_cast<const T*>(X), static_cast<const T*>(scale), static_cast<const T*>(bias), index,
       static_cast<T*>(Y), M, (int)H, eps);
@@ -110,10 +184,27 @@ template <typename T>
 int dispatch(const void* X, const void* scale, const void* bias, const int64_t* index, void* Y, int64_t M, int64_t H,
              float eps, void* stream) {
   if (M <= 0) return 0;
-  const bool vec = H % (16 / sizeof(T)) == 0 && reinterpret_cast<uintptr_t>(X) % 16 == 0 &&
-                   reinterpret_cast<uintptr_t>(Y) % 16 == 0;
-  return vec ? launch<T, true>(X, scale, bias, index, Y, M, H, eps, stream)
-             : launch<T, false>(X, scale, bias, index, Y, M, H, eps, stream);
+  const size_t smem = (size_t)kWarps * H * sizeof(float);
+  if (smem > 227 * 1024) return 3;
+  int dev = 0, sms = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  const int64_t want = (M + kWarps - 1) / kWarps, most = (int64_t)(sms > 0 ? sms : 132) * 16;
+  const unsigned grid = (unsigned)(want < most ? want : most);
+  constexpr int kV = 16 / sizeof(T);
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  const bool vec = H % kV == 0 && aligned(X) && aligned(Y) && aligned(scale) && aligned(bias) && aligned(index);
+#ifndef SPARSIFY_LN_LOOP_ONLY  // (defined: the loop kernel for every H, to time one against the other)
+  if (vec) switch ((H + 32 * kV - 1) / (32 * kV)) {  // chunks of 32 lanes x 16 bytes
+      case 1: return launch_regs<T, 1>(X, scale, bias, index, Y, M, H, eps, stream, grid, smem);
+      case 2: return launch_regs<T, 2>(X, scale, bias, index, Y, M, H, eps, stream, grid, smem);
+      case 3: return launch_regs<T, 3>(X, scale, bias, index, Y, M, H, eps, stream, grid, smem);
+      case 4: return launch_regs<T, 4>(X, scale, bias, index, Y, M, H, eps, stream, grid, smem);
+      default: break;
+    }
+#endif
+  return vec ? launch<T, true>(X, scale, bias, index, Y, M, H, eps, stream, grid, smem)
+             : launch<T, false>(X, scale, bias, index, Y, M, H, eps, stream, grid, smem);
 }
 
 }  // namespace
