@@ -7,12 +7,21 @@ On Hopper such a weight runs as a plain 2:4 product on the sparse tensor cores (
 form: X read 16 bytes at a time), instead of the pair-permuted cover, whose 4-byte loads of X cost 1.5x.
 
 Free means: the K axis is one of compaction's channel groups (`compact._Planner`: union-find over the axes that
-must change together; graph inputs and outputs, LayerNorm's and Softmax's axes, and ops without a handler block
-a group), so the same permutation applied to every initializer of the group leaves the model's outputs
-unchanged. In a transformer that is the FFN: FFN1's output features (its weight columns and bias), the
-activation between, and FFN2's K. An axis that reshapes split into (heads, head size) and merge back is ordered
-per head (`_Groups.unit`): attention's output projection, whose K is V's output features, with V's columns and
-bias, each head's k among themselves. Q, K, V and FFN1 read LayerNorm's output and stay as they are.
+must change together; graph inputs and outputs, Softmax's axis, and ops without a handler block a group), so the
+same permutation applied to every initializer of the group leaves the model's outputs unchanged. In a
+transformer that is the FFN: FFN1's output features (its weight columns and bias), the activation between, and
+FFN2's K. An axis that reshapes split into (heads, head size) and merge back is ordered per head
+(`_Groups.unit`): attention's output projection, whose K is V's output features, with V's columns and bias, each
+head's k among themselves.
+
+A LayerNorm over the last axis (`_norm_boundary`) commutes with a permutation of that axis applied to its input,
+scale and bias alike, so its input's axis joins the scale's and bias's group, and its output's axis is a group of
+its own, whose order its consumers choose: a Gather after the LayerNorm maps the input's order to the output's
+(`_insert_gather`; transform/lngather.py fuses the pair into ai.sparsify::LayerNormGather, which writes the row
+in the new order at no extra cost). In a transformer that frees Q, K and V (one order for the three, which read
+the same LayerNorm output) together with the residual stream up to the next LayerNorm (the attention output's
+columns and bias, that LayerNorm's scale and bias), and FFN1 with the stream up to the layer's last LayerNorm
+(FFN2's columns and bias). The last LayerNorm writes the graph's output in the model's own order.
 
 The order (`natural_order`): pair the k whose non-zeros overlap least in the output columns, then match the
 pairs into groups of 4 that no column fills past two (the cover's ``pair_up``); `best_natural_order` tries a few
@@ -21,8 +30,9 @@ seeds until one leaves nothing past two, and where none does, `refine_order` swa
 TAIL_ROWS rows: the cover kernel reads those entries' X from the stages still in shared memory after its main
 loop, nearly for free, where entries earlier in K cost a read of X from global memory per row. At 90% random
 sparsity the greedy order is exact for BERT's FFN2 ([3072, 768]) and, per head of 64, for its attention output
-([768, 768]); for [768, 3072] (every group has to suit 3072 columns) it leaves ~1000 non-zeros past two, and the
-swaps clear all groups but the last 32 (~80 entries there, ~15 s). The order is applied only when what stays
+([768, 768]); for FFN1's [768, 3072] (every group has to suit 3072 columns) it leaves ~1000 non-zeros past two,
+and the swaps clear all groups but the last 32 (60-120 entries there, ~15 s); for Q, K and V together
+([768, 2304]) ~150, and the swaps leave 30-40 in the tail (~8 s). The order is applied only when what stays
 past two (the residual, which the kernel adds in its epilogue) is at most `MAX_RESIDUAL_SHARE` of the non-zeros.
 """
 from __future__ import annotations
