@@ -13,7 +13,7 @@ from sparsify_onnx.custom_ops.cache import CompileCache
 from sparsify_onnx.transform.lngather import fuse_layernorm_gather
 
 
-def _model(H=40, *, bias=True, index=None, eps=1e-3, extra_consumer=False, seed=0):
+def _model(H=40, *, bias=True, index=None, eps=1e-3, extra_consumer=False, seed=0, ln_axis=-1):
     """X -> LayerNormalization (last axis) -> Gather(axis -1, index) -> Y (+ the LayerNorm's output as a second
     graph output when extra_consumer)."""
     rng = np.random.default_rng(seed)
@@ -24,7 +24,7 @@ def _model(H=40, *, bias=True, index=None, eps=1e-3, extra_consumer=False, seed=
     if bias:
         inits.append(numpy_helper.from_array((0.2 * rng.standard_normal(H)).astype(np.float32), "bias"))
         ln_in.append("bias")
-    nodes = [helper.make_node("LayerNormalization", ln_in, ["N"], name="ln", axis=-1, epsilon=eps),
+    nodes = [helper.make_node("LayerNormalization", ln_in, ["N"], name="ln", axis=ln_axis, epsilon=eps),
              helper.make_node("Gather", ["N", "index"], ["Y"], name="ln/Order", axis=-1)]
     outs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["b", "s", H])]
     if extra_consumer:
@@ -66,6 +66,15 @@ def test_the_fused_op_gives_layernorm_then_gather(lib, H, bias):
     want = _session(m).run(None, {"X": X})[0]
     got = _session(fused, lib).run(None, {"X": X})[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_last_axis_spelled_from_the_front_is_fused_too(lib):
+    m = _model(16, ln_axis=2)  # (X is [b, s, 16])
+    fused, names = fuse_layernorm_gather(m)
+    assert names == ["ln/Order"]
+    X = np.random.default_rng(2).standard_normal((2, 3, 16)).astype(np.float32)
+    np.testing.assert_allclose(_session(fused, lib).run(None, {"X": X})[0], _session(m).run(None, {"X": X})[0],
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_only_a_lone_gather_of_a_permutation_is_fused():

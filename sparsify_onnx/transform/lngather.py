@@ -1,9 +1,9 @@
 """LayerNorm + Gather fusion: one pass over the row instead of two.
 
-`fuse_layernorm_gather(model, gathers) -> (model, names of the Gathers fused)` replaces every ``LayerNormalization`` over the last
-axis whose only consumer is a ``Gather`` along that axis with constant 1-D indices (what the K permutation inserts
-after a LayerNorm whose consumers read its output in another order, permute.py) by one
-``ai.sparsify::LayerNormGather(X, scale, bias, index)``:
+`fuse_layernorm_gather(model, gathers) -> (model, names of the Gathers fused)` replaces every
+``LayerNormalization`` over the last axis whose only consumer is a ``Gather`` along that axis with constant 1-D
+int64 indices that permute the axis (what the K permutation inserts after a LayerNorm whose consumers read its
+output in another order, permute.py) by one ``ai.sparsify::LayerNormGather(X, scale, bias, index)``:
 
     Y[..., j] = LayerNormalization(X, scale, bias)[..., index[j]]
 
@@ -55,8 +55,9 @@ def fuse_layernorm_gather(model: onnx.ModelProto, gathers=None) -> tuple[onnx.Mo
         H = scale.dims[0]
         attrs = {a.name: helper.get_attribute_value(a) for a in ln.attribute}
         gattrs = {a.name: helper.get_attribute_value(a) for a in gather.attribute}
-        if int(attrs.get("axis", -1)) != -1 or int(gattrs.get("axis", 0)) != -1:
-            continue  # (the transform writes both as -1; other spellings need the rank)
+        if int(gattrs.get("axis", 0)) != -1:
+            continue  # (permute.py writes -1; another spelling needs the rank. A 1-D scale means the LayerNorm's
+            #          axis is the last one, however it is spelled: scale has X's shape from the axis on)
         index = numpy_helper.to_array(idx)
         if index.size != H or not np.array_equal(np.sort(index), np.arange(H)):
             continue  # (a gather that is not a permutation of the axis)
@@ -66,7 +67,7 @@ def fuse_layernorm_gather(model: onnx.ModelProto, gathers=None) -> tuple[onnx.Mo
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
-    drop = {id_ for ln, gather, *_ in pairs for id_ in (ln.output[0], gather.output[0])}
+    drop = {t for ln, gather, *_ in pairs for t in (ln.output[0], gather.output[0])}  # outputs of removed nodes
     new_inits, fused, replacement = [], [], {}
     for ln, gather, scale, bias, index, eps in pairs:
         name = ln.name or f"LayerNormalization:{ln.output[0]}"

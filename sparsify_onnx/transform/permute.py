@@ -387,9 +387,9 @@ def _insert_gather(lo: Loaded, model: onnx.ModelProto, node, index: np.ndarray, 
     outputs keep their names."""
     y = node.output[0]
     pre, idx = f"{y}/pre_order", f"{y}/order"
-    mine = next(n for n in model.graph.node if list(n.output) == list(node.output) and n.op_type == node.op_type)
-    mine.output[0] = pre
-    at = next(i for i, n in enumerate(model.graph.node) if n is mine)
+    at = next(i for i, n in enumerate(model.graph.node)
+              if n.op_type == node.op_type and list(n.output) == list(node.output))
+    model.graph.node[at].output[0] = pre
     name = f"{lo.node_name(node)}/Order"
     model.graph.node.insert(at + 1, helper.make_node("Gather", [pre, idx], [y], name=name, axis=-1))
     model.graph.initializer.append(numpy_helper.from_array(index.astype(np.int64), idx))
