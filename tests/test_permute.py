@@ -217,3 +217,17 @@ def test_heads_are_ordered_apart_unless_a_constant_spans_them(head_constant):
         next(t for t in res.model.graph.initializer if t.name == "wo")) != 0) == 0
     x = {"x": rng.standard_normal((2, 8, 64)).astype(np.float32)}
     np.testing.assert_allclose(_run(an.loaded.model, x)[0], _run(res.model, x)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_orders_searched_in_processes_are_the_ones_searched_here():
+    """permute_k with two processes gives the same orders, byte for byte, as with one (each search is seeded)."""
+    from sparsify_onnx.transform import permute
+    an = _annotated([("/encoder/layer.*/MatMul", UNSTR90)], hidden=128, heads=4, intermediate=512)
+    permute._MEMO.clear()
+    said: list = []
+    two = permute_k(an.loaded, an.selections, dtypes=(np.float32,), jobs=2, progress=said.append)
+    assert any("(2 processes)" in line for line in said), said
+    permute._MEMO.clear()
+    one = permute_k(an.loaded, an.selections, dtypes=(np.float32,), jobs=1)
+    assert two.edits.keys() == one.edits.keys()
+    assert all(np.array_equal(two.edits[k], one.edits[k]) for k in one.edits)

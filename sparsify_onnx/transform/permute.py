@@ -57,6 +57,7 @@ REFINE_PATIENCE = 10_000  # steps without a better order before the search stops
 REFINE_TEMP = 1.0  # the annealing's first temperature (falls linearly to 0; 0.3 and 2 ended higher at [768, 3072])
 TAIL_ROWS = 128  # a whole K's order puts what stays past two in its last rows (the cover reads them from shared memory)
 TAIL_WEIGHT = 1 / 16  # a non-zero past two in the tail, against one before it
+MAX_JOBS = 16  # processes searching orders at once
 PERMUTABLE_PATTERNS = ("unstructured", "channel")  # other weights of the group may carry these along the axis
 
 
@@ -244,9 +245,10 @@ def _k_slot(lo: Loaded, node) -> tuple[str, int] | None:
 
 
 def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
-              dtypes: tuple = (np.float16,)) -> PermuteResult:
+              dtypes: tuple = (np.float16,), jobs: int | None = None) -> PermuteResult:
     """Permute the K axis of the model's unstructured weights (of ``dtypes``: the cover is fp16) where that is
-    free (module docstring)."""
+    free (module docstring); the orders are searched in up to ``jobs`` processes (default: the host's cores, at
+    most MAX_JOBS), with the same results as one."""
     from .compact import _Planner
 
     pl = _Planner(SimpleNamespace(annotated=SimpleNamespace(loaded=lo)))
@@ -278,6 +280,7 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
             continue
         units.setdefault(key, (slots, heads, []))[2].append((lo.node_name(node), *ks))
 
+    pending = []  # units to order: (slots, heads, [(node, weight, axis)], names, K, mask, nnz, residual before)
     for slots, heads, tl in units.values():
         names = ", ".join(t[0] for t in tl)
         K = pl.size(tl[0][1:])
@@ -301,15 +304,10 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
         if before == 0:
             res.log.append(f"K of {names} not permuted: already 2:4 in natural groups")
             continue
-        d = K // heads  # (each head's k are ordered among themselves)
-        said: list = []  # (one line per weight, not per head)
-        say = progress and (lambda: said or said.append(progress(
-            f"ordering the K = {K} rows of {names} into 2:4 groups" + (f" ({heads} heads)" if heads > 1 else ""))))
-        refine_say = progress and (lambda r: progress(f"  {r} non-zeros past two in the best greedy order: "
-                                                      f"a swap search (up to {REFINE_STEPS} steps, ~15 s at [768, 3072])"))
-        perm = np.concatenate([h * d + best_natural_order(mask[h * d:(h + 1) * d], seed, say,
-                                                          tail=TAIL_ROWS if heads == 1 else 0, on_refine=refine_say)
-                               for h in range(heads)])
+        pending.append((slots, heads, tl, names, K, mask, nnz, before))
+
+    perms = _unit_orders([(p[3], p[4], p[5], p[1]) for p in pending], seed, progress, jobs)
+    for (slots, heads, tl, names, K, mask, nnz, before), perm in zip(pending, perms):
         after = natural_residual(mask[perm])
         if after > MAX_RESIDUAL_SHARE * nnz or after >= before:
             res.log.append(f"K of {names} not permuted: the best order found leaves {after} of {nnz} non-zeros "
@@ -344,6 +342,52 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
             _insert_gather(lo, model, node, index, res)
         res.model = model
     return res
+
+
+def unit_order(mask: np.ndarray, heads: int, seed: int, say=None, refine_say=None) -> np.ndarray:
+    """The order of a unit's K rows (a [K, N] mask): `best_natural_order`, per head when there are heads (each
+    head's k among themselves, no tail), else over the whole K with what stays past two in its last TAIL_ROWS."""
+    d = mask.shape[0] // heads
+    return np.concatenate([h * d + best_natural_order(mask[h * d:(h + 1) * d], seed, say,
+                                                      tail=TAIL_ROWS if heads == 1 else 0, on_refine=refine_say)
+                           for h in range(heads)])
+
+
+def _unit_orders(work: list, seed: int, progress, jobs: int | None) -> list:
+    """unit_order for every (names, K, mask, heads) of `work`: remembered ones from _MEMO, the others in a pool of
+    processes where there are two or more and more than one core (the swap search is single-threaded: four BERT
+    layers' Q, K, V and FFN1 took ~110 s one after the other), else here."""
+    import os
+    keys = [("unit", _digest(m), heads, seed, TAIL_ROWS) for _, _, m, heads in work]
+    out = [_MEMO[k].copy() if k in _MEMO else None for k in keys]
+    todo = [i for i, o in enumerate(out) if o is None]
+    jobs = min(jobs or os.cpu_count() or 1, MAX_JOBS, len(todo))
+    if jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        if progress:
+            progress(f"ordering the K rows of {len(todo)} weights into 2:4 groups ({jobs} processes)")
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as ex:
+            futs = {ex.submit(unit_order, work[i][2], work[i][3], seed): i for i in todo}
+            for f in as_completed(futs):
+                i = futs[f]
+                out[i] = f.result()
+                if progress:
+                    progress(f"  K = {work[i][1]} of {work[i][0]}: {natural_residual(work[i][2][out[i]])} non-zeros "
+                             f"past two")
+    else:
+        for i in todo:
+            names, K, mask, heads = work[i]
+            said: list = []  # (one line per weight, not per head)
+            say = progress and (lambda: said or said.append(progress(
+                f"ordering the K = {K} rows of {names} into 2:4 groups" + (f" ({heads} heads)" if heads > 1 else ""))))
+            refine_say = progress and (lambda r: progress(
+                f"  {r} non-zeros past two in the best greedy order: a swap search (up to {REFINE_STEPS} steps, "
+                f"~15 s at [768, 3072])"))
+            out[i] = unit_order(mask, heads, seed, say, refine_say)
+    for i in todo:
+        _MEMO[keys[i]] = out[i].copy()
+    return out
 
 
 def _norm_boundary(pl, node):
