@@ -79,13 +79,14 @@ def test_reordered_k_on_cuda_matches_pruned_model(tmp_path):
             assert n["action"] == "sparse" and "COVER, natural order" in src, n["node"]
 
 
-@pytest.mark.parametrize("dtype,H", [("fp16", 768), ("fp16", 1000), ("fp32", 512), ("fp16", 4096), ("fp16", 4100),
-                                     ("fp32", 7), ("fp32", 768)])
+@pytest.mark.parametrize("dtype,H", [("fp16", 768), ("fp16", 1000), ("fp32", 512), ("fp16", 3072), ("fp32", 2000),
+                                     ("fp16", 8200), ("fp16", 4100), ("fp32", 7)])
 def test_layernorm_gather_on_cuda(tmp_path, dtype, H):
-    """ai.sparsify::LayerNormGather on the CUDA EP against numpy's LayerNorm and gather: the register kernel (rows
-    of up to 4 x 32 x 16 bytes: fp16 768, fp16 1000 with a part chunk, fp32 512), the loop kernel with 16-byte loads
-    (fp16 4096, whose four warps need 64 KB of shared memory; fp32 768) and with scalar ones (H = 4100, 7); rows of
-    one token and 300."""
+    """ai.sparsify::LayerNormGather on the CUDA EP against numpy's LayerNorm and gather: the warp-per-row register
+    kernel (rows of up to 4 x 32 x 16 bytes: fp16 768, fp16 1000 with a part chunk, fp32 512), the block-per-row
+    one (up to 8 x 128 x 16 bytes: fp16 3072, fp32 2000 with a part chunk), the loop kernel with 16-byte loads (fp16
+    8200, whose four warps need 128 KB of shared memory) and with scalar ones (H = 4100, 7); rows of one token and
+    300."""
     import onnx
     from onnx import numpy_helper
     from test_lngather import _model

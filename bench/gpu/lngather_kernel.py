@@ -1,11 +1,12 @@
 """ai.sparsify::LayerNormGather's CUDA launcher timed alone (CUDA events over launches captured in a CUDA graph,
-torch for memory and the baseline): the register kernel (H up to 4 chunks of 32 lanes x 16 bytes) and the loop kernel, against torch's
-layer_norm and layer_norm + index_select, fp16, on the same tensors; outputs checked against torch.
+torch for memory and the baseline): the library's kernels (a warp per row for H <= 1024 in fp16, a block of 128
+threads per row up to 8192, the loop kernel beyond) and the loop kernel alone (-DSPARSIFY_LN_LOOP_ONLY), against
+torch's layer_norm and layer_norm + index_select, fp16, on the same tensors; outputs checked against torch.
 
-    nvcc -std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -Xcompiler -fPIC -shared -cudart static \\
-        [-DSPARSIFY_LN_LOOP_ONLY] -I sparsify_onnx/custom_ops sparsify_onnx/custom_ops/layernorm_gather.cu \\
-        -o .devbuild/ln/libln_{regs,loop}.so          (on the dev machine)
-    python3 bench/gpu/lngather_kernel.py .devbuild/ln/libln_regs.so .devbuild/ln/libln_loop.so   (GPU host)
+    nvcc -std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -Xcompiler -fPIC -shared -cudart static \
+        [-DSPARSIFY_LN_LOOP_ONLY] -I sparsify_onnx/custom_ops sparsify_onnx/custom_ops/layernorm_gather.cu \
+        -o .devbuild/ln/libln_{final,loop}.so          (on the dev machine)
+    python3 bench/gpu/lngather_kernel.py .devbuild/ln/libln_final.so .devbuild/ln/libln_loop.so   (GPU host)
 """
 import ctypes
 import sys
@@ -43,7 +44,7 @@ def main(libs):
         f.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_float, ctypes.c_int,
                                               ctypes.c_void_p]
         fns[path.rsplit("/", 1)[-1]] = f
-    for M, H in ((4096, 768), (4096, 1024), (4096, 3072), (128, 768)):
+    for M, H in ((4096, 768), (4096, 1024), (4096, 2048), (4096, 3072), (4096, 4096), (4096, 8192), (128, 768)):
         g = torch.Generator(device="cuda").manual_seed(0)
         X = torch.randn(M, H, device="cuda", generator=g).half()
         s = (1 + 0.1 * torch.randn(H, device="cuda", generator=g)).half()

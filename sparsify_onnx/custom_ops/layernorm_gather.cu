@@ -1,8 +1,9 @@
 // sparsify-onnx op layer: the CUDA kernel of ai.sparsify::LayerNormGather (transform/lngather.py).
 //   Y[m, j] = (X[m, index[j]] - mean_m) * rstd_m * scale[index[j]] + bias[index[j]]
-// One warp per row (rows strided over the grid). Rows of up to 4 x 32 x 16 bytes (H <= 1024 in fp16, 512 in fp32):
-// ln_gather_regs. Others: ln_gather, the row read once, 16 bytes at a time where H allows, into the
-// warp's part of shared memory as fp32; mean and variance (two passes over shared memory, as LayerNormalization's
+// Rows of up to 4 x 32 x 16 bytes (H <= 1024 in fp16, 512 in fp32): ln_gather_regs, a warp per row. Up to
+// 8 x 128 x 16 bytes: ln_gather_rows, a block of 128 threads per row. Others (and H not a multiple of 16 bytes):
+// ln_gather, a warp per row, the row read once, 16 bytes at a time where H allows, into the warp's part of
+// shared memory as fp32; mean and variance (two passes over shared memory, as LayerNormalization's
 // fp32 stash) by shuffles; the row normalised and scaled in place; then written in the index's order, 16 bytes
 // per lane-step (each element one read of shared memory).
 #include <cuda_fp16.h>
@@ -156,55 +157,154 @@ __global__ void __launch_bounds__(kWarps * 32) ln_gather_regs(const T* __restric
   }
 }
 
+// Rows of up to NC chunks of 128 threads x 16 bytes (H <= 8192 in fp16, 4096 in fp32): a block of kRowThreads per
+// row, the row's X in registers (scale, bias and index read when used), the statistics reduced across the block's
+// warps through shared memory.
+constexpr int kRowThreads = 128;
+
 template <typename T, int NC>
-int launch_regs(const void* X, const void* scale, const void* bias, const int64_t* index, void* Y, int64_t M,
-                int64_t H, float eps, void* stream, unsigned grid, size_t smem) {
+__global__ void __launch_bounds__(kRowThreads) ln_gather_rows(const T* __restrict__ X, const T* __restrict__ scale,
+                                                              const T* __restrict__ bias,
+                                                              const int64_t* __restrict__ index, T* __restrict__ Y,
+                                                              int64_t M, int H, float eps) {
+  extern __shared__ float row[];
+  __shared__ float part[2][kRowThreads / 32];
+  constexpr int kV = 16 / sizeof(T);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  for (int64_t m = blockIdx.x; m < M; m += gridDim.x) {
+    const T* x = X + m * H;
+    Pack<T> px[NC];
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      const int k = (c * kRowThreads + tid) * kV;
+      if (k < H) px[c].u = __ldg(reinterpret_cast<const uint4*>(x + k));
+    }
+    float sum = 0.f;
+#pragma unroll
+    for (int c = 0; c < NC; ++c)
+      if ((c * kRowThreads + tid) * kV < H)
+#pragma unroll
+        for (int i = 0; i < kV; ++i) sum += to_f(px[c].e[i]);
+    sum = warp_sum(sum);
+    if (lane == 0) part[0][warp] = sum;
+    __syncthreads();
+    float mean = 0.f;
+#pragma unroll
+    for (int w = 0; w < kRowThreads / 32; ++w) mean += part[0][w];
+    mean /= H;
+    float sq = 0.f;
+#pragma unroll
+    for (int c = 0; c < NC; ++c)
+      if ((c * kRowThreads + tid) * kV < H)
+#pragma unroll
+        for (int i = 0; i < kV; ++i) {
+          const float d = to_f(px[c].e[i]) - mean;
+          sq += d * d;
+        }
+    sq = warp_sum(sq);
+    if (lane == 0) part[1][warp] = sq;
+    __syncthreads();
+    float var = 0.f;
+#pragma unroll
+    for (int w = 0; w < kRowThreads / 32; ++w) var += part[1][w];
+    const float rstd = rsqrtf(var / H + eps);
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      const int k = (c * kRowThreads + tid) * kV;
+      if (k < H) {
+        Pack<T> ps, pb;
+        ps.u = __ldg(reinterpret_cast<const uint4*>(scale + k));
+        pb.u = __ldg(reinterpret_cast<const uint4*>(bias + k));
+#pragma unroll
+        for (int i = 0; i < kV; ++i) row[k + i] = (to_f(px[c].e[i]) - mean) * rstd * to_f(ps.e[i]) + to_f(pb.e[i]);
+      }
+    }
+    __syncthreads();
+    T* y = Y + m * H;
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      const int j = (c * kRowThreads + tid) * kV;
+      if (j < H) {
+        longlong2 ixc[kV / 2];
+#pragma unroll
+        for (int i = 0; i < kV / 2; ++i) ixc[i] = __ldg(reinterpret_cast<const longlong2*>(index + j) + i);
+        Pack<T> o;
+#pragma unroll
+        for (int i = 0; i < kV; ++i) {
+          const int64_t k = (i & 1) ? ixc[i / 2].y : ixc[i / 2].x;
+          o.e[i] = from_f<T>(k >= 0 && k < H ? row[k] : __int_as_float(0x7fc00000));
+        }
+        *reinterpret_cast<uint4*>(y + j) = o.u;
+      }
+    }
+    __syncthreads();  // row[] and part[] are reused by the block's next row
+  }
+}
+
+template <typename T>
+using Kernel = void (*)(const T*, const T*, const T*, const int64_t*, T*, int64_t, int, float);
+
+template <typename T>
+int run(Kernel<T> kernel, unsigned grid, int threads, size_t smem, const void* X, const void* scale, const void* bias,
+        const int64_t* index, void* Y, int64_t M, int64_t H, float eps, void* stream) {
   if (smem > 48 * 1024 &&
-      cudaFuncSetAttribute(ln_gather_regs<T, NC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
     return 4;
-  ln_gather_regs<T, NC><<<grid, kWarps * 32, smem, static_cast<cudaStream_t>(stream)>>>(
+  kernel<<<grid, threads, smem, static_cast<cudaStream_t>(stream)>>>(
       static_cast<const T*>(X), static_cast<const T*>(scale), static_cast<const T*>(bias), index,
       static_cast<T*>(Y), M, (int)H, eps);
   return cudaGetLastError() == cudaSuccess ? 0 : 1;
 }
 
-template <typename T, bool VEC>
-int launch(const void* X, const void* scale, const void* bias, const int64_t* index, void* Y, int64_t M, int64_t H,
-           float eps, void* stream, unsigned grid, size_t smem) {
-  if (smem > 48 * 1024 &&
-      cudaFuncSetAttribute(ln_gather<T, VEC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
-    return 4;
-  ln_gather<T, VEC><<<grid, kWarps * 32, smem, static_cast<cudaStream_t>(stream)>>>(
-      static_cast<const T*>(X), static_cast<const T*>(scale), static_cast<const T*>(bias), index,
-      static_cast<T*>(Y), M, (int)H, eps);
-  return cudaGetLastError() == cudaSuccess ? 0 : 1;
+// the kernel for a row of H (module comment at the top), or null
+template <typename T>
+Kernel<T> pick(int64_t H, bool vec, bool& per_block) {
+  per_block = false;
+#ifndef SPARSIFY_LN_LOOP_ONLY  // (defined: the loop kernel for every H, to time one against the other)
+  constexpr int kV = 16 / sizeof(T);
+  if (vec) {
+    switch ((H + 32 * kV - 1) / (32 * kV)) {  // chunks of a warp's 32 lanes x 16 bytes
+      case 1: return ln_gather_regs<T, 1>;
+      case 2: return ln_gather_regs<T, 2>;
+      case 3: return ln_gather_regs<T, 3>;
+      case 4: return ln_gather_regs<T, 4>;
+      default: break;
+    }
+    per_block = true;
+    switch ((H + kRowThreads * kV - 1) / (kRowThreads * kV)) {  // chunks of a block's 128 threads x 16 bytes
+      case 2: return ln_gather_rows<T, 2>;
+      case 3: return ln_gather_rows<T, 3>;
+      case 4: return ln_gather_rows<T, 4>;
+      case 5: return ln_gather_rows<T, 5>;
+      case 6: return ln_gather_rows<T, 6>;
+      case 7: return ln_gather_rows<T, 7>;
+      case 8: return ln_gather_rows<T, 8>;
+      default: break;
+    }
+    per_block = false;
+  }
+#endif
+  return vec ? ln_gather<T, true> : ln_gather<T, false>;
 }
 
 template <typename T>
 int dispatch(const void* X, const void* scale, const void* bias, const int64_t* index, void* Y, int64_t M, int64_t H,
              float eps, void* stream) {
   if (M <= 0) return 0;
-  const size_t smem = (size_t)kWarps * H * sizeof(float);
+  constexpr int kV = 16 / sizeof(T);
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  const bool vec = H % kV == 0 && aligned(X) && aligned(Y) && aligned(scale) && aligned(bias) && aligned(index);
+  bool per_block = false;
+  Kernel<T> kernel = pick<T>(H, vec, per_block);
+  const int rows = per_block ? 1 : kWarps;  // rows in flight per block
+  const size_t smem = (size_t)rows * H * sizeof(float);
   if (smem > 227 * 1024) return 3;
   int dev = 0, sms = 0;
   cudaGetDevice(&dev);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  const int64_t want = (M + kWarps - 1) / kWarps, most = (int64_t)(sms > 0 ? sms : 132) * 16;
-  const unsigned grid = (unsigned)(want < most ? want : most);
-  constexpr int kV = 16 / sizeof(T);
-  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  const bool vec = H % kV == 0 && aligned(X) && aligned(Y) && aligned(scale) && aligned(bias) && aligned(index);
-#ifndef SPARSIFY_LN_LOOP_ONLY  // (defined: the loop kernel for every H, to time one against the other)
-  if (vec) switch ((H + 32 * kV - 1) / (32 * kV)) {  // chunks of 32 lanes x 16 bytes
-      case 1: return launch_regs<T, 1>(X, scale, bias, index, Y, M, H, eps, stream, grid, smem);
-      case 2: return launch_regs<T, 2>(X, scale, bias, index, Y, M, H, eps, stream, grid, smem);
-      case 3: return launch_regs<T, 3>(X, scale, bias, index, Y, M, H, eps, stream, grid, smem);
-      case 4: return launch_regs<T, 4>(X, scale, bias, index, Y, M, H, eps, stream, grid, smem);
-      default: break;
-    }
-#endif
-  return vec ? launch<T, true>(X, scale, bias, index, Y, M, H, eps, stream, grid, smem)
-             : launch<T, false>(X, scale, bias, index, Y, M, H, eps, stream, grid, smem);
+  const int64_t want = (M + rows - 1) / rows, most = (int64_t)(sms > 0 ? sms : 132) * 16;
+  return run<T>(kernel, (unsigned)(want < most ? want : most), per_block ? kRowThreads : kWarps * 32, smem, X, scale,
+                bias, index, Y, M, H, eps, stream);
 }
 
 }  // namespace
