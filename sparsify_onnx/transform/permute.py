@@ -364,10 +364,18 @@ def _unit_orders(work: list, seed: int, progress, jobs: int | None) -> list:
     jobs = min(jobs or os.cpu_count() or 1, MAX_JOBS, len(todo))
     if jobs > 1:
         import multiprocessing
+        import warnings
         from concurrent.futures import ProcessPoolExecutor, as_completed
         if progress:
             progress(f"ordering the K rows of {len(todo)} weights into 2:4 groups ({jobs} processes)")
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as ex:
+        # fork, not spawn: spawn re-runs the caller's main script in every worker, which breaks any script that
+        # calls convert() without an `if __name__ == "__main__"` guard. Python 3.12 warns that forking a process
+        # with threads (onnxruntime's, the tuner's) may deadlock a child that needs a lock another thread held;
+        # these workers only run numpy on the masks they are given (run on the dev machine and the 16-core GPU
+        # host, bench/NOTES.md session 14), so the warning is silenced here.
+        with warnings.catch_warnings(), ProcessPoolExecutor(
+                jobs, mp_context=multiprocessing.get_context("fork")) as ex:
+            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
             futs = {ex.submit(unit_order, work[i][2], work[i][3], seed): i for i in todo}
             for f in as_completed(futs):
                 i = futs[f]
