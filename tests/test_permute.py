@@ -163,6 +163,26 @@ def test_a_block_sparse_producer_keeps_its_columns():
     assert any("block" in line and "not permuted" in line for line in res.log), res.log
 
 
+def test_a_2of4_weight_takes_the_order_across_its_groups():
+    """FFN1 unstructured, FFN2 2:4: FFN1's K is reordered with the residual stream, which carries FFN2's columns;
+    a 2:4 weight's columns move whole, so FFN2 stays 2:4 along K (its own K is never permuted: `_permutable`).
+    onnxruntime gives the same outputs."""
+    from sparsify_onnx.transform.permute import _permutable
+    an = _annotated([("/encoder/layer.*/intermediate/dense/MatMul", UNSTR90),
+                     (FFN2, "pattern: nm\n    n: 2\n    m: 4\n    sparsity: 0.5")], hidden=128, heads=4, intermediate=512)
+    res = permute_k(an.loaded, an.selections, dtypes=(np.float32,))
+    nodes = {n for g in res.groups for n in g["nodes"]}
+    assert {f"/encoder/layer.{i}/intermediate/dense/MatMul" for i in range(2)} <= nodes
+    w2 = "encoder.layer.0.output.dense.weight"
+    assert any(f"{w2}[axis 1]" in g["initializers"] for g in res.groups)
+    assert natural_residual(res.edits[w2] != 0) == 0  # still at most two per group of 4 along K
+    sel = an.selections[w2]
+    assert _permutable(sel, 1) and not _permutable(sel, sel.reduction_axis)
+    feeds = _feeds(an)
+    for a, b in zip(_run(an.loaded.model, feeds), _run(res.model, feeds)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_transform_reorders_for_cuda_only():
     """transform() runs the order when it plans CUDA kernels (recorded in Plan.permutation); CPU-only plans keep
     the model's K order (the CSR kernels do not care), and so does `convert --no-reorder`."""

@@ -59,6 +59,7 @@ TAIL_ROWS = 128  # a whole K's order puts what stays past two in its last rows (
 TAIL_WEIGHT = 1 / 16  # a non-zero past two in the tail, against one before it
 MAX_JOBS = 16  # processes searching orders at once
 PERMUTABLE_PATTERNS = ("unstructured", "channel")  # other weights of the group may carry these along the axis
+# (and n:m across its groups: a 2:4 weight's columns move whole, each group of 4 along K intact; `_permutable`)
 
 
 @dataclass
@@ -287,7 +288,7 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
         why = None
         for t, ax in slots:
             sel = selections.get(t) if t in lo.initializer_names else None
-            if sel is not None and sel.pattern.kind not in PERMUTABLE_PATTERNS:
+            if sel is not None and not _permutable(sel, ax):
                 why = f"{t} is {sel.pattern.short()} along the axis"
                 break
         if why is None and (K is None or K % heads or (K // heads) % 4 or K > MAX_K):
@@ -342,6 +343,13 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
             _insert_gather(lo, model, node, index, res)
         res.model = model
     return res
+
+
+def _permutable(sel, axis: int) -> bool:
+    """Whether a weight of selection `sel` keeps its pattern when its `axis` is permuted: unstructured and channel
+    weights along any axis, n:m ones along an axis other than their groups' (FFN2's columns when FFN2 is 2:4)."""
+    return sel.pattern.kind in PERMUTABLE_PATTERNS or (
+        sel.pattern.kind == "nm" and sel.reduction_axis is not None and axis != sel.reduction_axis)
 
 
 def unit_order(mask: np.ndarray, heads: int, seed: int, say=None, refine_say=None) -> np.ndarray:
