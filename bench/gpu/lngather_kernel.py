@@ -44,7 +44,8 @@ def main(libs):
         f.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_float, ctypes.c_int,
                                               ctypes.c_void_p]
         fns[path.rsplit("/", 1)[-1]] = f
-    for M, H in ((4096, 768), (4096, 1024), (4096, 2048), (4096, 3072), (4096, 4096), (4096, 8192), (128, 768)):
+    for M, H in ((4096, 768), (4096, 1024), (4096, 2048), (4096, 3072), (4096, 4096), (4096, 8192), (128, 768),
+                 (512, 8200), (512, 20000)):  # (the loop kernel: 4 rows per block, then 2 for rows past 56 KB)
         g = torch.Generator(device="cuda").manual_seed(0)
         X = torch.randn(M, H, device="cuda", generator=g).half()
         s = (1 + 0.1 * torch.randn(H, device="cuda", generator=g)).half()

@@ -2,10 +2,10 @@
 //   Y[m, j] = (X[m, index[j]] - mean_m) * rstd_m * scale[index[j]] + bias[index[j]]
 // Rows of up to 4 x 32 x 16 bytes (H <= 1024 in fp16, 512 in fp32): ln_gather_regs, a warp per row. Up to
 // 8 x 128 x 16 bytes: ln_gather_rows, a block of 128 threads per row. Others (and H not a multiple of 16 bytes):
-// ln_gather, a warp per row, the row read once, 16 bytes at a time where H allows, into the warp's part of
-// shared memory as fp32; mean and variance (two passes over shared memory, as LayerNormalization's
-// fp32 stash) by shuffles; the row normalised and scaled in place; then written in the index's order, 16 bytes
-// per lane-step (each element one read of shared memory).
+// ln_gather, a warp per row (up to H = 58112, whose fp32 copy fills the 227 KB of shared memory), the row read
+// once, 16 bytes at a time where H allows, into the warp's part of shared memory as fp32; mean and variance (two
+// passes over shared memory, as LayerNormalization's fp32 stash) by shuffles; the row normalised and scaled in
+// place; then written in the index's order, 16 bytes per lane-step (each element one read of shared memory).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -40,12 +40,12 @@ __global__ void __launch_bounds__(kWarps * 32) ln_gather(const T* __restrict__ X
                                                          const T* __restrict__ bias, const int64_t* __restrict__ index,
                                                          T* __restrict__ Y, int64_t M, int H, float eps) {
   extern __shared__ float smem[];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;  // (fewer for long rows)
   float* row = smem + (size_t)warp * H;
   constexpr int kV = 16 / sizeof(T);  // elements per 16-byte access
   constexpr int per = VEC ? kV : 1;  // consecutive elements per lane-step
   const int step = 32 * per, first = lane * per;
-  for (int64_t m = (int64_t)blockIdx.x * kWarps + warp; m < M; m += (int64_t)gridDim.x * kWarps) {
+  for (int64_t m = (int64_t)blockIdx.x * warps + warp; m < M; m += (int64_t)gridDim.x * warps) {
     const T* x = X + m * H;
     float sum = 0.f;
     for (int k = first; k < H; k += step) {
@@ -256,10 +256,11 @@ int run(Kernel<T> kernel, unsigned grid, int threads, size_t smem, const void* X
   return cudaGetLastError() == cudaSuccess ? 0 : 1;
 }
 
-// the kernel for a row of H (module comment at the top), or null
+// the kernel for rows of H (the comment at the top of this file), the rows each block holds at once and its threads
 template <typename T>
-Kernel<T> pick(int64_t H, bool vec, bool& per_block) {
-  per_block = false;
+Kernel<T> pick(int64_t H, bool vec, int& rows, int& threads) {
+  rows = kWarps;
+  threads = kWarps * 32;
 #ifndef SPARSIFY_LN_LOOP_ONLY  // (defined: the loop kernel for every H, to time one against the other)
   constexpr int kV = 16 / sizeof(T);
   if (vec) {
@@ -270,7 +271,8 @@ Kernel<T> pick(int64_t H, bool vec, bool& per_block) {
       case 4: return ln_gather_regs<T, 4>;
       default: break;
     }
-    per_block = true;
+    rows = 1;
+    threads = kRowThreads;
     switch ((H + kRowThreads * kV - 1) / (kRowThreads * kV)) {  // chunks of a block's 128 threads x 16 bytes
       case 2: return ln_gather_rows<T, 2>;
       case 3: return ln_gather_rows<T, 3>;
@@ -281,9 +283,12 @@ Kernel<T> pick(int64_t H, bool vec, bool& per_block) {
       case 8: return ln_gather_rows<T, 8>;
       default: break;
     }
-    per_block = false;
   }
 #endif
+  // the loop kernel: a warp per row, as many rows per block as fit in shared memory (up to kWarps)
+  const int64_t fit = (int64_t)227 * 1024 / (H * (int64_t)sizeof(float));
+  rows = (int)(fit < kWarps ? (fit > 1 ? fit : 1) : kWarps);
+  threads = rows * 32;
   return vec ? ln_gather<T, true> : ln_gather<T, false>;
 }
 
@@ -294,17 +299,16 @@ int dispatch(const void* X, const void* scale, const void* bias, const int64_t* 
   constexpr int kV = 16 / sizeof(T);
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   const bool vec = H % kV == 0 && aligned(X) && aligned(Y) && aligned(scale) && aligned(bias) && aligned(index);
-  bool per_block = false;
-  Kernel<T> kernel = pick<T>(H, vec, per_block);
-  const int rows = per_block ? 1 : kWarps;  // rows in flight per block
+  int rows = 0, threads = 0;
+  Kernel<T> kernel = pick<T>(H, vec, rows, threads);
   const size_t smem = (size_t)rows * H * sizeof(float);
   if (smem > 227 * 1024) return 3;
   int dev = 0, sms = 0;
   cudaGetDevice(&dev);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
   const int64_t want = (M + rows - 1) / rows, most = (int64_t)(sms > 0 ? sms : 132) * 16;
-  return run<T>(kernel, (unsigned)(want < most ? want : most), per_block ? kRowThreads : kWarps * 32, smem, X, scale,
-                bias, index, Y, M, H, eps, stream);
+  return run<T>(kernel, (unsigned)(want < most ? want : most), threads, smem, X, scale, bias, index, Y, M, H, eps,
+                stream);
 }
 
 }  // namespace

@@ -408,6 +408,9 @@ struct LayerNormGatherKernel {
     void* stream = nullptr;
     SP_TRY(g_api->KernelContext_GetGPUComputeStream(ctx, &stream));
     int rc = sp_layernorm_gather_cuda(X, S, B, static_cast<const int64_t*>(I), Y, M, H, eps, sp_dtype_of(xi.type), stream);
+    if (rc == 3)  // (abi.h: for this op, the row does not fit in shared memory)
+      return make_status(ORT_INVALID_ARGUMENT, "rows of H = " + std::to_string(H) +
+                                                   " are too long for the CUDA kernel (at most 58112 elements)", kLnOpName);
     if (rc != 0) return make_status(ORT_FAIL, "launcher failed: " + launcher_error(rc), kLnOpName);
     return nullptr;
 #else
