@@ -162,6 +162,17 @@ __global__ void __launch_bounds__(kWarps * 32) ln_gather_regs(const T* __restric
 // warps through shared memory.
 constexpr int kRowThreads = 128;
 
+// the sum of v over the block's threads, through part[] (one slot per warp; each call its own part[])
+__device__ __forceinline__ float block_sum(float v, float* part) {
+  v = warp_sum(v);
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
+  __syncthreads();
+  float total = 0.f;
+#pragma unroll
+  for (int w = 0; w < kRowThreads / 32; ++w) total += part[w];
+  return total;
+}
+
 template <typename T, int NC>
 __global__ void __launch_bounds__(kRowThreads) ln_gather_rows(const T* __restrict__ X, const T* __restrict__ scale,
                                                               const T* __restrict__ bias,
@@ -170,7 +181,7 @@ __global__ void __launch_bounds__(kRowThreads) ln_gather_rows(const T* __restric
   extern __shared__ float row[];
   __shared__ float part[2][kRowThreads / 32];
   constexpr int kV = 16 / sizeof(T);
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int tid = threadIdx.x;
   for (int64_t m = blockIdx.x; m < M; m += gridDim.x) {
     const T* x = X + m * H;
     Pack<T> px[NC];
@@ -185,13 +196,7 @@ __global__ void __launch_bounds__(kRowThreads) ln_gather_rows(const T* __restric
       if ((c * kRowThreads + tid) * kV < H)
 #pragma unroll
         for (int i = 0; i < kV; ++i) sum += to_f(px[c].e[i]);
-    sum = warp_sum(sum);
-    if (lane == 0) part[0][warp] = sum;
-    __syncthreads();
-    float mean = 0.f;
-#pragma unroll
-    for (int w = 0; w < kRowThreads / 32; ++w) mean += part[0][w];
-    mean /= H;
+    const float mean = block_sum(sum, part[0]) / H;
     float sq = 0.f;
 #pragma unroll
     for (int c = 0; c < NC; ++c)
@@ -201,13 +206,7 @@ __global__ void __launch_bounds__(kRowThreads) ln_gather_rows(const T* __restric
           const float d = to_f(px[c].e[i]) - mean;
           sq += d * d;
         }
-    sq = warp_sum(sq);
-    if (lane == 0) part[1][warp] = sq;
-    __syncthreads();
-    float var = 0.f;
-#pragma unroll
-    for (int w = 0; w < kRowThreads / 32; ++w) var += part[1][w];
-    const float rstd = rsqrtf(var / H + eps);
+    const float rstd = rsqrtf(block_sum(sq, part[1]) / H + eps);
 #pragma unroll
     for (int c = 0; c < NC; ++c) {
       const int k = (c * kRowThreads + tid) * kV;

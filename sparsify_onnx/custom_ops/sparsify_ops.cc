@@ -268,8 +268,24 @@ struct SparseLinearKernel {
 #endif
 };
 
-struct SparseLinearOp : Ort::CustomOpBase<SparseLinearOp, SparseLinearKernel, true> {
-  SparseLinearOp(const char* ep, ONNXTensorElementDataType type, bool cuda) : ep_(ep), type_(type), cuda_(cuda) {}
+// What both ops share: one registration per (execution provider, element type); four inputs, one output of the
+// element type.
+template <typename Op, typename Kernel>
+struct OpBase : Ort::CustomOpBase<Op, Kernel, true> {
+  OpBase(const char* ep, ONNXTensorElementDataType type, bool cuda) : ep_(ep), type_(type), cuda_(cuda) {}
+  const char* GetExecutionProviderType() const { return ep_; }
+  size_t GetInputTypeCount() const { return 4; }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return type_; }
+
+ protected:
+  const char* ep_;
+  ONNXTensorElementDataType type_;
+  bool cuda_;
+};
+
+struct SparseLinearOp : OpBase<SparseLinearOp, SparseLinearKernel> {
+  using OpBase::OpBase;
 
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** op_kernel) const noexcept {
     try {
@@ -301,19 +317,10 @@ struct SparseLinearOp : Ort::CustomOpBase<SparseLinearOp, SparseLinearKernel, tr
   }
 
   const char* GetName() const { return kOpName; }
-  const char* GetExecutionProviderType() const { return ep_; }
-  size_t GetInputTypeCount() const { return 4; }
   ONNXTensorElementDataType GetInputType(size_t) const { return type_; }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
     return i < 2 ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
   }
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return type_; }
-
- private:
-  const char* ep_;
-  ONNXTensorElementDataType type_;
-  bool cuda_;
 };
 
 // ---- ai.sparsify::LayerNormGather ------------------------------------------------------------------------
@@ -419,8 +426,8 @@ struct LayerNormGatherKernel {
   }
 };
 
-struct LayerNormGatherOp : Ort::CustomOpBase<LayerNormGatherOp, LayerNormGatherKernel, true> {
-  LayerNormGatherOp(const char* ep, ONNXTensorElementDataType type, bool cuda) : ep_(ep), type_(type), cuda_(cuda) {}
+struct LayerNormGatherOp : OpBase<LayerNormGatherOp, LayerNormGatherKernel> {
+  using OpBase::OpBase;
 
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** op_kernel) const noexcept {
     try {
@@ -440,18 +447,9 @@ struct LayerNormGatherOp : Ort::CustomOpBase<LayerNormGatherOp, LayerNormGatherK
   }
 
   const char* GetName() const { return kLnOpName; }
-  const char* GetExecutionProviderType() const { return ep_; }
-  size_t GetInputTypeCount() const { return 4; }
   ONNXTensorElementDataType GetInputType(size_t i) const {
     return i == 3 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 : type_;
   }
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return type_; }
-
- private:
-  const char* ep_;
-  ONNXTensorElementDataType type_;
-  bool cuda_;
 };
 
 }  // namespace
