@@ -33,8 +33,12 @@ transpose of the torch `nn.Linear.weight` ([out, in]).** So a spec's block ``[32
 layout; `load_safetensors_weights` transposes HF checkpoints into it.
 
 With ``dynamic_shapes=True`` the Reshape targets are computed like torch does with dynamic
-axes (Shape -> Gather -> Unsqueeze -> Concat); otherwise they are constants using 0 ("copy this
-dim") for batch and sequence. Both run for any batch and sequence length.
+axes (Shape -> Gather -> Unsqueeze -> Concat, -1 heads of the head size, as HF writes it, and the
+token type buffer expanded to the input's shape); otherwise they are constants using 0 ("copy this
+dim") for batch and sequence. Both run for any batch and sequence length. With
+``layer_norm="decomposed"`` every LayerNorm is written the way torch.onnx's tracer writes
+``nn.LayerNorm`` for opsets before 17 (ReduceMean, Sub, Pow, ReduceMean, Add eps, Sqrt, Div, Mul
+scale, Add bias; an fp16 model computes the variance in fp32 between two Casts).
 """
 from __future__ import annotations
 
@@ -241,8 +245,12 @@ def _dim(b: _Builder, scope: str, x: str, axis: int) -> str:
 
 
 def build_bert(config: BertConfig | str = "small", weights: dict[str, np.ndarray] | None = None, seed: int = 0,
-               *, dynamic_shapes: bool = False, token_type_input: bool = False) -> onnx.ModelProto:
-    """Build the encoder. `weights` (HF names, linear weights [K, N]) or random ones from `seed`."""
+               *, dynamic_shapes: bool = False, token_type_input: bool = False,
+               layer_norm: str = "op") -> onnx.ModelProto:
+    """Build the encoder. `weights` (HF names, linear weights [K, N]) or random ones from `seed`. `layer_norm`:
+    "op" (LayerNormalization) or "decomposed" (module docstring)."""
+    if layer_norm not in ("op", "decomposed"):
+        raise _error(f"layer_norm {layer_norm!r} is not 'op' or 'decomposed'")
     if isinstance(config, str):
         config = BertConfig.preset(config)
     if weights is None:
@@ -261,6 +269,20 @@ def build_bert(config: BertConfig | str = "small", weights: dict[str, np.ndarray
     def f(v):  # a float scalar constant in the model's dtype
         return np.array(v, dtype=fdt)
 
+    def norm(scope: str, x: str, p: str, output: str | None = None) -> str:
+        if layer_norm == "op":
+            return b.node(scope, "LayerNormalization", [x, f"{p}.weight", f"{p}.bias"], axis=-1,
+                          epsilon=config.layer_norm_eps, output=output)
+        d = b.node(scope, "Sub", [x, b.node(scope, "ReduceMean", [x], axes=[-1])])
+        dc = b.node(scope, "Cast", [d], to=TensorProto.FLOAT) if fdt == np.float16 else d
+        var = b.node(scope, "ReduceMean", [b.node(scope, "Pow", [dc, b.const(scope, np.array(2.0, np.float32))])],
+                     axes=[-1])
+        std = b.node(scope, "Sqrt", [b.node(scope, "Add", [var, b.const(scope, np.array(
+            config.layer_norm_eps, np.float32))])])
+        n = b.node(scope, "Div", [dc, std])
+        n = b.node(scope, "Cast", [n], to=ftype) if fdt == np.float16 else n
+        return b.node(scope, "Add", [b.node(scope, "Mul", [n, f"{p}.weight"]), f"{p}.bias"], output=output)
+
     # embeddings
     e = "/embeddings"
     words = b.node(f"{e}/word_embeddings", "Gather", ["embeddings.word_embeddings.weight", "input_ids"])
@@ -273,14 +295,14 @@ def build_bert(config: BertConfig | str = "small", weights: dict[str, np.ndarray
         tt_ids = "token_type_ids"
     else:
         tt_ids = b.node(e, "Slice", ["embeddings.token_type_ids", zero, seq, one])
+        if dynamic_shapes:  # (HF: the buffer's slice expanded to (batch, sequence))
+            tt_ids = b.node(e, "Expand", [tt_ids, b.node(e, "Concat", [_dim(b, e, "input_ids", 0), seq], axis=0)])
     types = b.node(f"{e}/token_type_embeddings", "Gather", ["embeddings.token_type_embeddings.weight", tt_ids])
     x = b.node(e, "Add", [words, types])
     pos_ids = b.node(e, "Slice", ["embeddings.position_ids", zero, seq, one])
     pos = b.node(f"{e}/position_embeddings", "Gather", ["embeddings.position_embeddings.weight", pos_ids])
     x = b.node(e, "Add", [x, pos])
-    x = b.node(f"{e}/LayerNorm", "LayerNormalization",
-               [x, "embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias"], axis=-1,
-               epsilon=config.layer_norm_eps)
+    x = norm(f"{e}/LayerNorm", x, "embeddings.LayerNorm")
 
     # additive mask [batch, 1, 1, sequence]: (1 - mask) * -10000
     m = b.node("", "Unsqueeze", ["attention_mask", b.const("", np.array([1, 2], np.int64))])
@@ -297,7 +319,7 @@ def build_bert(config: BertConfig | str = "small", weights: dict[str, np.ndarray
         s = f"{L}/attention/self"
         if dynamic_shapes:
             bt, sq = _dim(b, s, x, 0), _dim(b, s, x, 1)
-            heads_shape = b.node(s, "Concat", [bt, sq, b.const(s, np.array([nh], np.int64)),
+            heads_shape = b.node(s, "Concat", [bt, sq, b.const(s, np.array([-1], np.int64)),  # (HF: -1 heads)
                                                 b.const(s, np.array([d], np.int64))], axis=0)
         else:
             heads_shape = b.const(s, np.array([0, 0, nh, d], np.int64))
@@ -321,9 +343,7 @@ def build_bert(config: BertConfig | str = "small", weights: dict[str, np.ndarray
         o = f"{L}/attention/output"
         y = linear(f"{o}/dense", ctx, f"{p}.attention.output.dense")
         y = b.node(o, "Add", [y, x])
-        x = b.node(f"{o}/LayerNorm", "LayerNormalization",
-                   [y, f"{p}.attention.output.LayerNorm.weight", f"{p}.attention.output.LayerNorm.bias"],
-                   axis=-1, epsilon=config.layer_norm_eps)
+        x = norm(f"{o}/LayerNorm", y, f"{p}.attention.output.LayerNorm")
         # FFN
         h = linear(f"{L}/intermediate/dense", x, f"{p}.intermediate.dense")
         a = f"{L}/intermediate/intermediate_act_fn"
@@ -336,9 +356,7 @@ def build_bert(config: BertConfig | str = "small", weights: dict[str, np.ndarray
         y = linear(f"{o}/dense", g, f"{p}.output.dense")
         y = b.node(o, "Add", [y, x])
         last = i == config.layers - 1
-        x = b.node(f"{o}/LayerNorm", "LayerNormalization",
-                   [y, f"{p}.output.LayerNorm.weight", f"{p}.output.LayerNorm.bias"], axis=-1,
-                   epsilon=config.layer_norm_eps, output="last_hidden_state" if last else None)
+        x = norm(f"{o}/LayerNorm", y, f"{p}.output.LayerNorm", output="last_hidden_state" if last else None)
 
     ids = helper.make_tensor_value_info
     inputs = [ids("input_ids", TensorProto.INT64, ["batch", "sequence"]),
@@ -575,6 +593,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32")
     ap.add_argument("--dynamic-shapes", action="store_true", help="torch-style Shape->Gather->Concat reshape chains")
     ap.add_argument("--token-type-input", action="store_true", help="add a token_type_ids graph input")
+    ap.add_argument("--layer-norm", choices=["op", "decomposed"], default="op",
+                    help="decomposed: as torch.onnx's tracer writes nn.LayerNorm before opset 17")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     try:
@@ -597,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
                 overrides["layers"] = a.layers
             config = BertConfig.preset(a.preset, **overrides)
         model = build_bert(config, weights, seed=a.seed, dynamic_shapes=a.dynamic_shapes,
-                           token_type_input=a.token_type_input)
+                           token_type_input=a.token_type_input, layer_norm=a.layer_norm)
         onnx.checker.check_model(model)
         out = save_model(model, a.out)
     except Exception as e:

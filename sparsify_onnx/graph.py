@@ -63,23 +63,10 @@ class Loaded:
 
 
 def index_model(model: onnx.ModelProto, path: Path | None = None, sha256: str | None = None,
-                infer_shapes: bool = True) -> Loaded:
-    """Build the graph index for an in-memory model."""
-    if infer_shapes:
-        try:
-            if model.ByteSize() > 1_800_000_000:  # protobuf's 2 GB limit: infer on the graph without weights
-                light = onnx.ModelProto()
-                light.CopyFrom(model)
-                for t in light.graph.initializer:
-                    t.ClearField("raw_data")
-                    t.ClearField("float_data")
-                inferred = onnx.shape_inference.infer_shapes(light, data_prop=False)
-            else:
-                inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
-        except Exception:  # shape inference is best effort
-            inferred = model
-    else:
-        inferred = model
+                infer_shapes: bool = True, input_dims: dict[str, tuple] | None = None) -> Loaded:
+    """Build the graph index for an in-memory model. With `input_dims` ({graph input: concrete dims}), shapes are
+    inferred as if the inputs had those dims (`with_input_dims`); the model itself is not changed."""
+    inferred = _inferred(model, input_dims) if infer_shapes else model
     g = model.graph
     lo = Loaded(model=model, path=path, sha256=sha256)
     for init in g.initializer:
@@ -100,6 +87,57 @@ def index_model(model: onnx.ModelProto, path: Path | None = None, sha256: str | 
     for name, arr in lo.weights.items():
         lo.shapes.setdefault(name, tuple(arr.shape))
     return lo
+
+
+def with_input_dims(lo: Loaded, input_dims: dict[str, tuple]) -> Loaded:
+    """The index of lo.model with its shapes inferred for concrete graph-input dims. An exported model's reshapes
+    often take their target from the input's own shape (Shape -> Gather -> Concat: what torch.onnx's tracer
+    writes for ``x.view(b, s, heads, -1)``); with symbolic inputs shape inference leaves such axes unknown, and
+    the stages that link axes across the graph (compaction, the K permutation) cannot see, say, that 768
+    features are 12 heads of 64. With concrete dims data propagation computes the targets. The analysis holds
+    for other dims too: the stages link axes by how ops use them, and the model keeps its symbolic inputs."""
+    new = index_model(lo.model, lo.path, lo.sha256, input_dims=input_dims)
+    new.weights = lo.weights  # (lo.model's arrays: not converted again)
+    return new
+
+
+def has_symbolic_inputs(model: onnx.ModelProto) -> bool:
+    init = {t.name for t in model.graph.initializer}
+    return any(not (d.HasField("dim_value") and d.dim_value > 0)
+               for i in model.graph.input if i.name not in init for d in i.type.tensor_type.shape.dim)
+
+
+def _inferred(model: onnx.ModelProto, input_dims: dict[str, tuple] | None) -> onnx.ModelProto:
+    """onnx shape inference with data propagation, best effort (the model itself on failure). With concrete input
+    dims, or over protobuf's 2 GB limit, it runs on `_light_copy` with the inputs' dims set there."""
+    try:
+        if not input_dims and model.ByteSize() <= 1_800_000_000:
+            return onnx.shape_inference.infer_shapes(model, data_prop=True)
+        light = _light_copy(model)
+        for i in light.graph.input:
+            dims = (input_dims or {}).get(i.name)
+            if dims is not None and len(dims) == len(i.type.tensor_type.shape.dim):
+                for d, v in zip(i.type.tensor_type.shape.dim, dims):
+                    d.Clear()
+                    d.dim_value = int(v)
+        return onnx.shape_inference.infer_shapes(light, data_prop=True)
+    except Exception:  # shape inference is best effort
+        return model
+
+
+def _light_copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model without its weights or value_info: initializers that are small or integer (shape targets,
+    indices, scalars: what data propagation reads) stay, the others become graph inputs of the same type and
+    shape."""
+    g = model.graph
+    keep = [t for t in g.initializer if int(np.prod(t.dims)) <= 64 or t.data_type in (
+        onnx.TensorProto.INT64, onnx.TensorProto.INT32)]
+    kept, listed = {t.name for t in keep}, {i.name for i in g.input}
+    inputs = list(g.input) + [onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                              for t in g.initializer if t.name not in kept and t.name not in listed]
+    graph = onnx.helper.make_graph(list(g.node), g.name, inputs, list(g.output), keep)  # (value_info: inferred)
+    return onnx.helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version,
+                                  functions=list(model.functions))
 
 
 def _index_nodes(lo: Loaded) -> None:

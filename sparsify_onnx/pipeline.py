@@ -95,7 +95,7 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
     from .custom_ops.build import build_library
     from .engine import compare_outputs, raise_if_failed, staging_dir, write_manifest
     from .engine.verify import TOLERANCE, exact_providers
-    from .graph import load_model, save_model
+    from .graph import has_symbolic_inputs, load_model, save_model
     from .propagate import propagate
     from .spec import load_spec
     from .transform import transform
@@ -109,6 +109,7 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
     loaded = load_model(model_path)
     spec = load_spec(spec_path)
     pr.say(f"{len(loaded.graph.node)} nodes, {len(loaded.weights)} weights; spec: {len(spec.rules)} rules")
+    feeds = make_inputs(loaded.model, opt.input_shapes, seed=opt.seed)
 
     pr.stage("annotate")
     annotated = annotate(loaded, spec)
@@ -126,13 +127,13 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
         raise SparsifyError("--cuda-graph times the engine on the CUDA execution provider: it needs --device cuda "
                             "(or auto) on a host with a GPU and onnxruntime-gpu",
                             hint="run the conversion on the GPU host, or drop --cuda-graph")
-    feeds = make_inputs(annotated.loaded.model, opt.input_shapes, seed=opt.seed)
     M = rows_of(opt.input_shapes, feeds)
 
     pr.stage("transform", f"devices {', '.join(devices)}, decisions for M={M} rows")
     topts = TransformOptions(devices=devices, policy=opt.policy, M=M, cuda_arch=tuple(opt.cuda_arch),
                              cpu_arch=opt.cpu_arch, compact=spec.propagate, progress=pr.say,
-                             permute=opt.reorder)
+                             permute=opt.reorder, input_dims={k: v.shape for k, v in feeds.items()}
+                             if has_symbolic_inputs(loaded.model) else None)
     plan = transform(propagated, topts)
     n_sparse = sum(p.action == "sparse" for p in plan.nodes)
     from .transform.permute import describe
@@ -218,11 +219,18 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
             pr.stage("report", "timing engine vs pruned dense model in onnxruntime"
                      + (" under CUDA graphs" if opt.cuda_graph else ""))
             # (--cuda-graph was checked above: a CUDA engine on a GPU host)
-            timed = list(CUDA_GRAPH_PROVIDERS) if opt.cuda_graph else providers
+            refused = _graph_capture_refused(plan.reference, opt.threads) if opt.cuda_graph else None
+            if refused:
+                pr.say(f"warning: onnxruntime will not run the pruned dense model under CUDA graphs ({refused}); "
+                       "both are timed without them")
+            graphs = bool(opt.cuda_graph) and not refused
+            timed = list(CUDA_GRAPH_PROVIDERS) if graphs else providers
             sess, ref_sess = _sessions(stage, plan.reference, timed, opt.threads)
             latency = compare({"pruned dense (onnxruntime)": ref_sess, "engine": sess}, feeds,
                               baseline="pruned dense (onnxruntime)")
-            latency["cuda_graph"] = bool(opt.cuda_graph)
+            latency["cuda_graph"] = graphs
+            if refused:
+                latency["cuda_graph_refused"] = refused
             del sess, ref_sess
             pr.say("per-node times (onnxruntime profiler)")
             from .bench.profile import attach_node_times, node_times
@@ -294,6 +302,24 @@ def _options(threads: int, library: Path | None = None):
     if library is not None:
         so.register_custom_ops_library(str(Path(library).absolute()))
     return so
+
+
+def _graph_capture_refused(reference, threads: int) -> str | None:
+    """Why onnxruntime will not run the model under CUDA graphs, or None. It captures a graph only when every node
+    runs on the CUDA execution provider, and it places some nodes on the CPU itself: the shape arithmetic of a
+    model exported with dynamic axes by torch.onnx's tracer (Shape -> Gather -> Concat before each Reshape)."""
+    import onnxruntime as ort
+
+    from .bench.latency import CUDA_GRAPH_PROVIDERS
+    try:
+        ort.InferenceSession(reference.SerializeToString(), sess_options=_options(threads),
+                             providers=list(CUDA_GRAPH_PROVIDERS))
+    except Exception as e:
+        if "graph capture" not in str(e):
+            raise
+        return ("not every node of it runs on the CUDA execution provider: onnxruntime places some on the CPU, "
+                "e.g. the shape arithmetic of a traced export with dynamic axes")
+    return None
 
 
 def _sessions(stage: Path, reference, providers, threads: int):

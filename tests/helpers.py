@@ -8,7 +8,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 def linear_chain(sizes=(64, 96, 64), *, act="relu", seed=0, batch="batch", residual=False, gemm=False,
                  erf_gelu=False):
-    """X[batch, sizes[0]] -> (MatMul|Gemm) + bias -> act -> ... ; names like a torch export."""
+    """X[batch, sizes[0]] -> (MatMul|Gemm) + bias -> act -> ... ; names like a torch export. erf_gelu: True for
+    GELU as torch's tracer writes it, (x * (1+erf(x/sqrt2))) * 0.5, "export" as torch.export does,
+    x * (0.5 * (1+erf(x/sqrt2)))."""
     rng = np.random.default_rng(seed)
     nodes, inits = [], []
     x = "x"
@@ -39,6 +41,10 @@ def linear_chain(sizes=(64, 96, 64), *, act="relu", seed=0, batch="batch", resid
                           helper.make_node("Add", [f"{pre}/e", f"{pre}/one"], [f"{pre}/e1"], name=f"{pre}/act/Add"),
                           helper.make_node("Mul", [y, f"{pre}/e1"], [f"{pre}/m"], name=f"{pre}/act/Mul"),
                           helper.make_node("Mul", [f"{pre}/m", f"{pre}/half"], [f"{pre}/a"], name=f"{pre}/act/Mul_1")]
+                if erf_gelu == "export":
+                    nodes[-2:] = [helper.make_node("Mul", [f"{pre}/half", f"{pre}/e1"], [f"{pre}/m"],
+                                                   name=f"{pre}/act/Mul"),
+                                  helper.make_node("Mul", [y, f"{pre}/m"], [f"{pre}/a"], name=f"{pre}/act/Mul_1")]
             elif act:
                 nodes.append(helper.make_node({"relu": "Relu"}[act], [y], [f"{pre}/a"], name=f"{pre}/act/Relu"))
             else:

@@ -101,9 +101,10 @@ propagate: false
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
-def test_erf_gelu_and_residual_fused(tmp_path):
+@pytest.mark.parametrize("form", [True, "export"])
+def test_erf_gelu_and_residual_fused(tmp_path, form):
     spec = BLOCK_SPEC
-    mp, sp, out, report = _convert(tmp_path, linear_chain((64, 64, 64, 64), erf_gelu=True, residual=True), spec)
+    mp, sp, out, report = _convert(tmp_path, linear_chain((64, 64, 64, 64), erf_gelu=form, residual=True), spec)
     ops = _ops(out / "model.onnx")
     assert ("", "Erf") not in ops and ("", "Add") not in ops, ops
     sl = [n for n in onnx.load(str(out / "model.onnx")).graph.node if n.op_type == "SparseLinear"]

@@ -49,18 +49,21 @@ def test_bert_engine_on_cuda_matches_pruned_model(tmp_path, dtype, tol):
     assert np.isfinite(out0.astype(np.float32)).all()
 
 
-def test_reordered_k_on_cuda_matches_pruned_model(tmp_path):
+@pytest.mark.parametrize("traced", [False, True])
+def test_reordered_k_on_cuda_matches_pruned_model(tmp_path, traced):
     """Every linear unstructured at 90%, converted for CUDA: FFN2's K is reordered with FFN1's columns and bias, the
     attention output's per head with V's columns and bias, Q, K, V and FFN1 with the residual stream, each LayerNorm
     writing its rows in the next one's order (LayerNormGather; manifest); those nodes run the cover in natural
-    order; the engine on the CUDA EP matches the pruned dense model (whose order is the model's own)."""
+    order; the engine on the CUDA EP matches the pruned dense model (whose order is the model's own). `traced`: the
+    graph torch.onnx's tracer writes before opset 17 (decomposed LayerNorms, reshape targets from Shape nodes)."""
     import json
 
     from models.bert import BertConfig, build_bert, save_model
     from sparsify_onnx.pipeline import ConvertOptions, convert
 
     mp = tmp_path / "bert.onnx"
-    save_model(build_bert(BertConfig.preset("tiny", dtype="fp16"), seed=2), mp)
+    save_model(build_bert(BertConfig.preset("tiny", dtype="fp16"), seed=2, dynamic_shapes=traced,
+                          layer_norm="decomposed" if traced else "op"), mp)
     sp = Path(__file__).parent.parent / "models" / "specs" / "bert_unstructured90.yaml"
     out = tmp_path / "engine"
     report = convert(mp, sp, out, ConvertOptions(device="cuda", policy="always", bench=False, quiet=True,
@@ -77,6 +80,27 @@ def test_reordered_k_on_cuda_matches_pruned_model(tmp_path):
         if n["node"] in reordered:
             src = (out / "src" / f"{n['kernels']['cuda']['name']}.cu").read_text()
             assert n["action"] == "sparse" and "COVER, natural order" in src, n["node"]
+
+
+def test_cuda_graph_report_of_a_traced_export(tmp_path):
+    """--cuda-graph on a model as torch.onnx's tracer writes it: onnxruntime keeps its shape arithmetic on the CPU
+    and will not capture it; convert then times both models without graphs and the report says why."""
+    from models.bert import BertConfig, build_bert, save_model
+    from sparsify_onnx.bench.report import render_markdown
+    from sparsify_onnx.pipeline import ConvertOptions, convert
+
+    mp = tmp_path / "bert.onnx"
+    save_model(build_bert(BertConfig.preset("tiny", dtype="fp16"), seed=2, dynamic_shapes=True,
+                          layer_norm="decomposed"), mp)
+    sp = Path(__file__).parent.parent / "models" / "specs" / "bert_hf_unstructured90.yaml"
+    report = convert(mp, sp, tmp_path / "engine", ConvertOptions(
+        device="cuda", bench=True, cuda_graph=True, quiet=True, cuda_arch=("sm_90",), tune=False,
+        input_shapes={"input_ids": (4, 64), "attention_mask": (4, 64)}))
+    lat = report["latency"]
+    assert report["verification"]["passed"] and lat["systems"]["engine"]["median_ms"] > 0
+    assert lat["cuda_graph"] != bool(lat.get("cuda_graph_refused"))
+    if lat.get("cuda_graph_refused"):
+        assert "Not under CUDA graphs as asked" in render_markdown(report)
 
 
 @pytest.mark.parametrize("dtype,H", [("fp16", 768), ("fp16", 1000), ("fp32", 512), ("fp16", 3072), ("fp32", 2000),

@@ -10,12 +10,13 @@ from onnx import TensorProto, helper, numpy_helper
 from sparsify_onnx.codegen import generate
 from sparsify_onnx.custom_ops.build import build_library
 from sparsify_onnx.custom_ops.cache import CompileCache
+from sparsify_onnx.graph import index_model
 from sparsify_onnx.transform.lngather import fuse_layernorm_gather
 
 
-def _model(H=40, *, bias=True, index=None, eps=1e-3, extra_consumer=False, seed=0, ln_axis=-1):
+def _model(H=40, *, bias=True, index=None, eps=1e-3, extra_consumer=False, seed=0, ln_axis=-1, decomposed=False):
     """X -> LayerNormalization (last axis) -> Gather(axis -1, index) -> Y (+ the LayerNorm's output as a second
-    graph output when extra_consumer)."""
+    graph output when extra_consumer); `decomposed`: the LayerNorm as torch's opset < 17 export writes it."""
     rng = np.random.default_rng(seed)
     index = rng.permutation(H) if index is None else np.asarray(index)
     inits = [numpy_helper.from_array((1 + 0.3 * rng.standard_normal(H)).astype(np.float32), "scale"),
@@ -24,8 +25,20 @@ def _model(H=40, *, bias=True, index=None, eps=1e-3, extra_consumer=False, seed=
     if bias:
         inits.append(numpy_helper.from_array((0.2 * rng.standard_normal(H)).astype(np.float32), "bias"))
         ln_in.append("bias")
-    nodes = [helper.make_node("LayerNormalization", ln_in, ["N"], name="ln", axis=ln_axis, epsilon=eps),
-             helper.make_node("Gather", ["N", "index"], ["Y"], name="ln/Order", axis=-1)]
+    nodes = [helper.make_node("LayerNormalization", ln_in, ["N"], name="ln", axis=ln_axis, epsilon=eps)]
+    if decomposed:
+        inits += [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("two", 2.0), ("eps", eps))]
+        nodes = [helper.make_node("ReduceMean", ["X"], ["mean"], axes=[ln_axis]),
+                 helper.make_node("Sub", ["X", "mean"], ["d"]),
+                 helper.make_node("Pow", ["d", "two"], ["sq"]),
+                 helper.make_node("ReduceMean", ["sq"], ["var"], axes=[ln_axis]),
+                 helper.make_node("Sqrt", ["ve"], ["std"]),
+                 helper.make_node("Div", ["d", "std"], ["n"]),
+                 helper.make_node("Mul", ["n", "scale"], ["N" if not bias else "m"], name="ln" if not bias else "")]
+        nodes.insert(4, helper.make_node("Add", ["var", "eps"], ["ve"]))
+        if bias:
+            nodes.append(helper.make_node("Add", ["m", "bias"], ["N"], name="ln"))
+    nodes.append(helper.make_node("Gather", ["N", "index"], ["Y"], name="ln/Order", axis=-1))
     outs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["b", "s", H])]
     if extra_consumer:
         outs.append(helper.make_tensor_value_info("N", TensorProto.FLOAT, ["b", "s", H]))
@@ -68,6 +81,18 @@ def test_the_fused_op_gives_layernorm_then_gather(lib, H, bias):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("bias,ln_axis", [(True, -1), (False, 2)])
+def test_the_decomposition_torch_exports_is_fused_too(lib, bias, ln_axis):
+    """ReduceMean, Sub, Pow, ReduceMean, Add eps, Sqrt, Div, Mul scale (, Add bias) + Gather: one op."""
+    m = _model(24, bias=bias, decomposed=True, ln_axis=ln_axis)
+    fused, names = fuse_layernorm_gather(m, known=index_model(m))
+    assert names == ["ln/Order"] and [n.op_type for n in fused.graph.node] == ["LayerNormGather"]
+    assert {t.name for t in fused.graph.initializer} == {"scale", "index"} | ({"bias"} if bias else {"ln/zero_bias"})
+    X = np.random.default_rng(3).standard_normal((2, 3, 24)).astype(np.float32) * 2 - 1
+    np.testing.assert_allclose(_session(fused, lib).run(None, {"X": X})[0], _session(m).run(None, {"X": X})[0],
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_a_last_axis_spelled_from_the_front_is_fused_too(lib):
     m = _model(16, ln_axis=2)  # (X is [b, s, 16])
     fused, names = fuse_layernorm_gather(m)
@@ -95,9 +120,12 @@ def test_an_index_out_of_range_is_an_error(lib):
         _session(fused, lib).run(None, {"X": np.ones((1, 2, 8), np.float32)})
 
 
-def test_transform_fuses_the_gathers_of_the_reordered_layernorms():
+@pytest.mark.parametrize("traced", [False, True])
+def test_transform_fuses_the_gathers_of_the_reordered_layernorms(traced):
     """A CUDA plan of BERT (fp16, every linear 90% unstructured): the K permutation gives every LayerNorm a Gather,
-    and the plan's model runs each pair as one LayerNormGather (recorded in Plan.permutation)."""
+    and the plan's model runs each pair as one LayerNormGather (recorded in Plan.permutation). `traced`: the graph
+    torch.onnx's tracer writes before opset 17 (decomposed LayerNorms, reshape targets from Shape nodes), planned
+    with concrete input dims as convert does."""
     from models.bert import BertConfig, build_bert
     from sparsify_onnx.annotate import annotate
     from sparsify_onnx.graph import index_model
@@ -107,11 +135,15 @@ def test_transform_fuses_the_gathers_of_the_reordered_layernorms():
     from sparsify_onnx.transform.replace import TransformOptions
     spec = parse_spec('version: 1\nrules:\n  - select: {node: "/encoder/layer.*/MatMul"}\n'
                       '    pattern: unstructured\n    sparsity: 0.9\n')
-    an = annotate(index_model(build_bert(BertConfig.preset("tiny", dtype="fp16", layers=1), seed=1)), spec)
-    plan = transform(propagate(an, enabled=True), TransformOptions(devices=("cuda",), policy="always"))
+    an = annotate(index_model(build_bert(BertConfig.preset("tiny", dtype="fp16", layers=1), seed=1,
+                                         dynamic_shapes=traced, layer_norm="decomposed" if traced else "op")), spec)
+    dims = {"input_ids": (2, 16), "attention_mask": (2, 16)} if traced else None
+    plan = transform(propagate(an, enabled=True), TransformOptions(devices=("cuda",), policy="always",
+                                                                   input_dims=dims))
+    assert len(plan.permutation["groups"]) == 4  # (Q, K and V; FFN1; FFN2; the attention output)
     fused = [n for n in plan.model.graph.node if n.op_type == "LayerNormGather"]
     assert len(fused) == 3 and all(n.domain == "ai.sparsify" for n in fused)
-    assert not [n for n in plan.model.graph.node if n.op_type in ("LayerNormalization", "Gather") and
-                n.name.endswith("LayerNormalization")]
+    assert not [n for n in plan.model.graph.node if n.op_type in ("LayerNormalization", "ReduceMean", "Sqrt") or
+                n.name.endswith("/Order")]
     assert [r["fused"] for r in plan.permutation["gathers"]] == [True] * 3
     onnx.checker.check_model(plan.model)

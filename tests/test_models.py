@@ -306,6 +306,7 @@ EXPECTED = {
     "bert_2of4.yaml": ("bert", "2of4", 6),
     "bert_tile75.yaml": ("bert", "tile128", 6),
     "bert_unstructured90.yaml": ("bert", "unstructured", 6),
+    "bert_hf_unstructured90.yaml": ("bert", "unstructured", 6),
     "mlp_unstructured90.yaml": ("mlp", "unstructured", 3),
     "mlp_tile.yaml": ("mlp", "tile128", 3),
 }

@@ -1,6 +1,8 @@
 """K permutation (transform/permute.py): the order, the groups it may reorder, and the model's outputs after it."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -8,7 +10,7 @@ from onnx import numpy_helper
 
 from models.bert import BertConfig, build_bert
 from sparsify_onnx.annotate import annotate
-from sparsify_onnx.graph import index_model
+from sparsify_onnx.graph import index_model, with_input_dims
 from sparsify_onnx.spec import parse_spec
 from sparsify_onnx.transform.permute import natural_order, natural_residual, permute_k, refine_order
 
@@ -25,9 +27,17 @@ def _spec(rules: list[tuple[str, str]]) -> str:
 UNSTR90 = "pattern: unstructured\n    sparsity: 0.9"
 
 
-def _annotated(rules, dtype="fp32", **cfg):
-    model = build_bert(BertConfig.preset("tiny", dtype=dtype, **cfg), seed=1)
-    return annotate(index_model(model), parse_spec(_spec(rules)))
+def _annotated(rules, dtype="fp32", export=None, **cfg):
+    """`export`: None (the builder's graph) or "traced" (torch.onnx's tracer before opset 17: reshape targets
+    from the input's shape, LayerNorms decomposed); the traced graph is indexed with concrete input dims
+    (graph.with_input_dims, what convert does)."""
+    model = build_bert(BertConfig.preset("tiny", dtype=dtype, **cfg), seed=1, dynamic_shapes=export == "traced",
+                       layer_norm="decomposed" if export == "traced" else "op")
+    an = annotate(index_model(model), parse_spec(_spec(rules)))
+    if export == "traced":
+        an = dataclasses.replace(an, loaded=with_input_dims(an.loaded, {"input_ids": (2, 16),
+                                                                        "attention_mask": (2, 16)}))
+    return an
 
 
 def _run(model, feeds):
@@ -96,15 +106,17 @@ def test_natural_residual_counts_entries_past_two():
     assert natural_residual(m) == 3
 
 
-def test_every_linear_is_reordered_and_the_outputs_stay():
+@pytest.mark.parametrize("export", [None, "traced"])
+def test_every_linear_is_reordered_and_the_outputs_stay(export):
     """BERT with every linear 90% unstructured: FFN2's K (the intermediate features) is reordered together with
     FFN1's weight columns and bias; the attention output's K (heads x head size) per head, together with V's
     columns and bias, each head's k staying in its head. Q, K, V (one order for the three) and FFN1 read a
     LayerNorm's output: their K is reordered with the residual stream up to the next LayerNorm (the attention
     output's and FFN2's columns and bias, that LayerNorm's scale and bias), and a Gather after each LayerNorm maps
     its input's order to its output's. Every weight then holds at most two non-zeros per group of 4 in every
-    column; onnxruntime gives the same outputs before and after."""
-    an = _annotated([("/encoder/layer.*/MatMul", UNSTR90)], hidden=128, heads=4, intermediate=512)
+    column; onnxruntime gives the same outputs before and after. The same holds for the graph torch.onnx's tracer
+    writes (the Shape nodes it reads reshape targets from see the lengths only)."""
+    an = _annotated([("/encoder/layer.*/MatMul", UNSTR90)], hidden=128, heads=4, intermediate=512, export=export)
     res = permute_k(an.loaded, an.selections, dtypes=(np.float32,))
     inits = {t.name: numpy_helper.to_array(t) for t in res.model.graph.initializer}
     old = an.loaded.weights
@@ -143,6 +155,15 @@ def test_every_linear_is_reordered_and_the_outputs_stay():
     feeds = _feeds(an)
     for a, b in zip(_run(an.loaded.model, feeds), _run(res.model, feeds)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_heads_in_a_traced_graph_need_concrete_input_dims():
+    """The tracer's reshape into heads takes its target from Shape nodes: with symbolic input dims shape inference
+    cannot tell the heads axis (the attention output keeps its K order); with concrete ones it can."""
+    an = _annotated([("/encoder/layer.*/attention/output/dense/MatMul", UNSTR90)], export="traced")
+    assert len(permute_k(an.loaded, an.selections, dtypes=(np.float32,)).groups) == 2
+    symbolic = index_model(an.loaded.model)
+    assert permute_k(symbolic, an.selections, dtypes=(np.float32,)).groups == []
 
 
 def test_fp16_weights_only_by_default():

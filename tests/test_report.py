@@ -83,6 +83,18 @@ def test_report_dict(report):
     assert report["verdict"].startswith("OK") and "2.00x" in report["verdict"]
 
 
+def test_a_sparse_weight_kept_dense_saves_no_macs():
+    """A 90% sparse weight the cost model kept dense runs all its MACs: the totals and the verdict say so."""
+    nodes = [NodePlan(node="fc", op_type="MatMul", action="dense", weight="w", pattern="unstructured",
+                      density=0.1, shape=(256, 256), reason="cost model: slower than dense",
+                      macs_dense=65536, macs_live=6554).to_dict()]
+    r = build_report(plan_nodes=nodes, meta={})
+    t = r["totals"]
+    assert (t["macs_live_per_row"], t["macs_run_per_row"], t["macs_saved_share"]) == (6554, 65536, 0.0)
+    assert "0.0% of their MACs removed" in r["verdict"]
+    assert "the engine runs 65.5k, **0.0% saved**" in render_markdown(r)
+
+
 def test_write_report_files(tmp_path, report):
     paths = write_report(report, tmp_path / "engine")
     assert [p.name for p in paths] == ["report.json", "report.md", "report.html"]

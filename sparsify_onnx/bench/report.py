@@ -59,6 +59,7 @@ def _epilogue(n: dict) -> str:
 def _node_row(n: dict) -> dict:
     dense = int(n.get("macs_dense_per_row", n.get("macs_dense", 0)) or 0)
     live = int(n.get("macs_live_per_row", n.get("macs_live", dense)) or 0)
+    run = dense if n.get("action") == "dense" else live  # (a node kept dense runs all its MACs, zeros included)
     return {
         "node": n.get("node", "?"), "op_type": n.get("op_type", "?"), "action": n.get("action", "?"),
         "weight": n.get("weight"), "pattern": n.get("pattern", "dense"),
@@ -66,7 +67,8 @@ def _node_row(n: dict) -> dict:
         "kernels": _kernel_names(n), "op_key": n.get("op_key"), "fused": list(n.get("fused") or []),
         "epilogue": _epilogue(n),
         "reason": n.get("reason", ""), "macs_dense_per_row": dense, "macs_live_per_row": live,
-        "macs_saved_per_row": dense - live, "macs_saved_share": (dense - live) / dense if dense else 0.0,
+        "macs_run_per_row": run, "macs_saved_per_row": dense - run,
+        "macs_saved_share": (dense - run) / dense if dense else 0.0,
         "time_ref_us": n.get("time_ref_us"), "time_engine_us": n.get("time_engine_us"),
     }
 
@@ -137,13 +139,14 @@ def build_report(*, plan_nodes: list[dict], propagation: dict | None = None, lat
     nodes = [_node_row(n) for n in plan_nodes]
     md = sum(r["macs_dense_per_row"] for r in nodes)
     ml = sum(r["macs_live_per_row"] for r in nodes)
+    mr = sum(r["macs_run_per_row"] for r in nodes)
     counts = {a: sum(r["action"] == a for r in nodes) for a in ("sparse", "compacted", "dense")}
     rows = _rows_of(meta)
     totals = {
         "nodes": len(nodes), **counts,
-        "macs_dense_per_row": md, "macs_live_per_row": ml, "macs_saved_per_row": md - ml,
-        "macs_saved_share": (md - ml) / md if md else 0.0,
-        "rows": rows, "macs_dense": md * rows if rows else None, "macs_live": ml * rows if rows else None,
+        "macs_dense_per_row": md, "macs_live_per_row": ml, "macs_run_per_row": mr, "macs_saved_per_row": md - mr,
+        "macs_saved_share": (md - mr) / md if md else 0.0,
+        "rows": rows, "macs_dense": md * rows if rows else None, "macs_run": mr * rows if rows else None,
         "scope": "the planned nodes (MatMul/Gemm with weights); attention products, norms and "
                  "element-wise ops are not counted",
     }
@@ -225,7 +228,7 @@ def _n(x) -> str:
 
 def _node_table(r: dict) -> tuple[list[str], list[list[str]]]:
     head = ["node", "op", "pattern", "density", "action", "kernel", "fused", "MACs/row dense", "MACs/row live",
-            "saved"]
+            "saved"]  # (saved: what the engine does not run; a node kept dense saves nothing)
     timed = any(n.get("time_ref_us") is not None for n in r["nodes"])
     if timed:
         head += ["time us dense", "time us engine", "time saved"]
@@ -343,7 +346,9 @@ def _latency_setup(lat: dict) -> str:
     return (f"{lat.get('rounds', '?')} interleaved rounds after {lat.get('warmup', '?')} warm-up runs, one process; "
             f"providers {', '.join(first.get('providers') or ['?'])}"
             + (" under CUDA graphs" if lat.get("cuda_graph") else "")
-            + (f", {first['threads']} intra-op threads" if first.get("threads") else "") + ".")
+            + (f", {first['threads']} intra-op threads" if first.get("threads") else "") + "."
+            + (f" Not under CUDA graphs as asked: {lat['cuda_graph_refused']}." if lat.get("cuda_graph_refused")
+               else ""))
 
 
 def render_markdown(r: dict) -> str:
@@ -357,10 +362,10 @@ def render_markdown(r: dict) -> str:
         out.append("No node was planned.")
     out += ["", "## Totals", "",
             f"- nodes: {t['nodes']} ({t['sparse']} sparse, {t['compacted']} compacted, {t['dense']} dense)",
-            f"- MACs per row (token): {_n(t['macs_dense_per_row'])} dense -> {_n(t['macs_live_per_row'])} live, "
-            f"**{t['macs_saved_share']:.1%} saved**"]
+            f"- MACs per row (token): {_n(t['macs_dense_per_row'])} dense, {_n(t['macs_live_per_row'])} non-zero; "
+            f"the engine runs {_n(t['macs_run_per_row'])}, **{t['macs_saved_share']:.1%} saved**"]
     if t["rows"]:
-        out.append(f"- at the measured shapes ({t['rows']} rows): {_n(t['macs_dense'])} -> {_n(t['macs_live'])} MACs")
+        out.append(f"- at the measured shapes ({t['rows']} rows): {_n(t['macs_dense'])} -> {_n(t['macs_run'])} MACs")
     out.append(f"- scope: {t['scope']}")
     out += ["", "## Latency", ""]
     if r["latency_rows"]:
@@ -450,10 +455,11 @@ def render_html(r: dict) -> str:
         parts.append("<p>No node was planned.</p>")
     parts.append("<h2>Totals</h2><ul>"
                  f"<li>nodes: {t['nodes']} ({t['sparse']} sparse, {t['compacted']} compacted, {t['dense']} dense)</li>"
-                 f"<li>MACs per row (token): {_h(_n(t['macs_dense_per_row']))} dense &rarr; "
-                 f"{_h(_n(t['macs_live_per_row']))} live, <b>{t['macs_saved_share']:.1%} saved</b></li>"
+                 f"<li>MACs per row (token): {_h(_n(t['macs_dense_per_row']))} dense, "
+                 f"{_h(_n(t['macs_live_per_row']))} non-zero; the engine runs {_h(_n(t['macs_run_per_row']))}, "
+                 f"<b>{t['macs_saved_share']:.1%} saved</b></li>"
                  + (f"<li>at the measured shapes ({t['rows']} rows): {_h(_n(t['macs_dense']))} &rarr; "
-                    f"{_h(_n(t['macs_live']))} MACs</li>" if t["rows"] else "")
+                    f"{_h(_n(t['macs_run']))} MACs</li>" if t["rows"] else "")
                  + f"<li>scope: {_h(t['scope'])}</li></ul>")
     parts.append("<h2>Latency</h2>")
     if r["latency_rows"]:
@@ -529,8 +535,8 @@ def format_console(report: dict) -> str:
     """A few lines for the terminal: the plan in one line, the latency table, FLOPs vs time, verdict."""
     t = report["totals"]
     lines = [f"plan: {t['sparse']} sparse, {t['compacted']} compacted, {t['dense']} dense of {t['nodes']} nodes; "
-             f"MACs/row {_n(t['macs_dense_per_row'])} -> {_n(t['macs_live_per_row'])} "
-             f"({t['macs_saved_share']:.1%} saved)"]
+             f"MACs/row {_n(t['macs_dense_per_row'])} -> {_n(t['macs_run_per_row'])} run "
+             f"({t['macs_saved_share']:.1%} saved; {_n(t['macs_live_per_row'])} non-zero)"]
     by_pattern: dict[str, int] = {}
     for n in report["nodes"]:
         if n["action"] != "dense":

@@ -52,7 +52,8 @@ class Plan:
 
 def transform(propagated, options=None) -> Plan:
     """Channel compaction (when propagation ran), then sparse operator replacement."""
-    from ..graph import index_model
+    from ..graph import index_model, with_input_dims
+    from .canonical import own_vectors
     from .replace import TransformOptions, replace_sparse_ops
 
     options = options or TransformOptions()
@@ -64,11 +65,15 @@ def transform(propagated, options=None) -> Plan:
         res = compact(propagated, align=8 if "cuda" in options.devices else 1)
         compaction = {"removed": res.removed, "stats": getattr(res, "stats", {})}
         lo = index_model(res.model)
+    lo = own_vectors(lo)
     permutation: dict = {}
     if "cuda" in options.devices and options.permute:
         from ..graph import with_new_values
         from .permute import permute_k
-        pr = permute_k(lo, annotated.selections, progress=options.progress)
+        # (the orders link axes across reshapes: with concrete input dims shape inference resolves the reshapes
+        # an exporter writes from the input's own shape; propagation and compaction keep the symbolic dims)
+        plo = with_input_dims(lo, options.input_dims) if options.input_dims else lo
+        pr = permute_k(plo, annotated.selections, progress=options.progress)
         permutation = {"groups": pr.groups, "log": pr.log, "gathers": pr.gathers}
         if pr.edits:
             lo = with_new_values(lo, pr.model, pr.edits, pr.tensors)
@@ -76,7 +81,7 @@ def transform(propagated, options=None) -> Plan:
                                                excluded=annotated.excluded_nodes)
     if permutation.get("gathers"):
         from .lngather import fuse_layernorm_gather
-        model, fused = fuse_layernorm_gather(model, {r["gather"] for r in permutation["gathers"]})
+        model, fused = fuse_layernorm_gather(model, {r["gather"] for r in permutation["gathers"]}, plo)
         for r in permutation["gathers"]:
             r["fused"] = r["gather"] in fused
     removed = compaction.get("removed") or {}

@@ -59,7 +59,8 @@ def _other(node: onnx.NodeProto, name: str) -> str | None:
 
 
 def _match_erf_gelu(lo: Loaded, x: str, outs: set[str]):
-    """x -> {Div(x, sqrt2) | Mul(x, 1/sqrt2)} -> Erf -> Add 1 -> Mul x -> Mul 0.5 (either Mul order).
+    """x -> {Div(x, sqrt2) | Mul(x, 1/sqrt2)} -> Erf -> Add 1, then times x and 0.5 in any association:
+    (x * (1+erf)) * 0.5 (torch's tracer), (x * 0.5) * (1+erf), x * ((1+erf) * 0.5) (torch.export).
 
     Returns (absorbed nodes, output name) or None.
     """
@@ -97,11 +98,17 @@ def _match_erf_gelu(lo: Loaded, x: str, outs: set[str]):
     if one is None or not math.isclose(one, 1.0, rel_tol=1e-6):
         return None
     chain.append(add1)
-    # two orders: (x * (1+erf)) * 0.5   or   (x * 0.5) * (1+erf)
     c, why = _single_consumer(lo, add1.output[0], outs)
     if c is None or c[0].op_type != "Mul":
         return None
     m1 = c[0]
+    half = _scalar(lo, _other(m1, add1.output[0]) or "")
+    if half is not None and math.isclose(half, 0.5, rel_tol=1e-6):  # x * ((1+erf) * 0.5)
+        c2, why = _single_consumer(lo, m1.output[0], outs)
+        if c2 is None or c2[0] is not mul_x or set(mul_x.input) != {x, m1.output[0]}:
+            return None
+        chain += [m1, mul_x]
+        return chain, mul_x.output[0]
     if m1.output[0] == mul_x.output[0]:  # x * (1+erf) then * 0.5
         c2, why = _single_consumer(lo, m1.output[0], outs)
         if c2 is None or c2[0].op_type != "Mul":

@@ -1,9 +1,10 @@
 """LayerNorm + Gather fusion: one pass over the row instead of two.
 
-`fuse_layernorm_gather(model, gathers) -> (model, names of the Gathers fused)` replaces every
-``LayerNormalization`` over the last axis whose only consumer is a ``Gather`` along that axis with constant 1-D
-int64 indices that permute the axis (what the K permutation inserts after a LayerNorm whose consumers read its
-output in another order, permute.py) by one ``ai.sparsify::LayerNormGather(X, scale, bias, index)``:
+`fuse_layernorm_gather(model, gathers) -> (model, names of the Gathers fused)` replaces every LayerNorm over the
+last axis (the ``LayerNormalization`` op or the exporters' decomposition: transform/layernorm.py) whose only
+consumer is a ``Gather`` along that axis with constant 1-D int64 indices that permute the axis (what the K
+permutation inserts after a LayerNorm whose consumers read its output in another order, permute.py) by one
+``ai.sparsify::LayerNormGather(X, scale, bias, index)``:
 
     Y[..., j] = LayerNormalization(X, scale, bias)[..., index[j]]
 
@@ -17,84 +18,75 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..graph import Loaded, index_model
+from .layernorm import find_layernorms
+
 DOMAIN = "ai.sparsify"
 OP_TYPE = "LayerNormGather"
 TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
 
 
-def fuse_layernorm_gather(model: onnx.ModelProto, gathers=None) -> tuple[onnx.ModelProto, list[str]]:
+def fuse_layernorm_gather(model: onnx.ModelProto, gathers=None, known: Loaded | None = None
+                          ) -> tuple[onnx.ModelProto, list[str]]:
     """The model with each fusable LayerNorm + Gather pair replaced (module docstring), of the Gather nodes named in
-    `gathers` (None: all); a copy when any is."""
-    g = model.graph
-    producer = {o: n for n in g.node for o in n.output if o}
-    consumers: dict = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    inits = {t.name: t for t in g.initializer}
-    outputs = {o.name for o in g.output}
+    `gathers` (None: all); a copy when any is. `known`: an index with the tensors' shapes and types (a
+    decomposition's casts and ReduceMean axes are checked against them), else shape inference runs."""
+    lo = index_model(model, infer_shapes=known is None)
+    if known is not None:
+        lo.shapes.update(known.shapes)
+        lo.dtypes.update(known.dtypes)
+    norms = find_layernorms(lo)
+    outputs = {o.name for o in model.graph.output}
     pairs = []
-    for gather in g.node:
+    for gather in model.graph.node:
         if gather.op_type != "Gather" or gather.domain not in ("", "ai.onnx") or len(gather.input) != 2:
             continue
         if gathers is not None and gather.name not in gathers:
             continue
-        ln = producer.get(gather.input[0])
-        idx = inits.get(gather.input[1])
-        if ln is None or ln.op_type != "LayerNormalization" or ln.domain not in ("", "ai.onnx") or idx is None:
+        m = norms.get(gather.input[0])
+        idx = gather.input[1]
+        if m is None or idx not in lo.initializer_names or len(lo.consumers.get(m.y, [])) != 1 or m.y in outputs:
             continue
-        if len(consumers.get(ln.output[0], [])) != 1 or ln.output[0] in outputs or any(ln.output[1:]):
+        scale = lo.weights[m.scale]
+        if scale.dtype not in (np.float16, np.float32) or lo.dtypes.get(m.scale) not in TYPES:
             continue
-        scale = inits.get(ln.input[1]) if len(ln.input) > 1 else None
-        bias = inits.get(ln.input[2]) if len(ln.input) > 2 and ln.input[2] else None
-        if scale is None or scale.data_type not in TYPES or len(scale.dims) != 1 or len(idx.dims) != 1 or \
-                idx.data_type != onnx.TensorProto.INT64:
-            continue
-        if len(ln.input) > 2 and ln.input[2] and bias is None:
-            continue
-        H = scale.dims[0]
-        attrs = {a.name: helper.get_attribute_value(a) for a in ln.attribute}
-        gattrs = {a.name: helper.get_attribute_value(a) for a in gather.attribute}
-        if int(gattrs.get("axis", 0)) != -1:
-            continue  # (permute.py writes -1; another spelling needs the rank. A 1-D scale means the LayerNorm's
-            #          axis is the last one, however it is spelled: scale has X's shape from the axis on)
-        index = numpy_helper.to_array(idx)
-        if index.size != H or not np.array_equal(np.sort(index), np.arange(H)):
+        if int({a.name: helper.get_attribute_value(a) for a in gather.attribute}.get("axis", 0)) != -1:
+            continue  # (permute.py writes -1; another spelling needs the rank)
+        index = lo.weights[idx]
+        H = scale.shape[0]
+        if index.dtype != np.int64 or index.shape != (H,) or not np.array_equal(np.sort(index), np.arange(H)):
             continue  # (a gather that is not a permutation of the axis)
-        pairs.append((ln, gather, scale, bias, index, float(attrs.get("epsilon", 1e-5))))
+        pairs.append((m, gather))
     if not pairs:
         return model, []
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
-    drop = {t for ln, gather, *_ in pairs for t in (ln.output[0], gather.output[0])}  # outputs of removed nodes
-    new_inits, fused, replacement = [], [], {}
-    for ln, gather, scale, bias, index, eps in pairs:
-        name = ln.name or f"LayerNormalization:{ln.output[0]}"
+    replacement, drop, new_inits, fused = {}, set(), [], []
+    for m, gather in pairs:
+        bias = m.bias
         if bias is None:
-            bname = f"{name}/zero_bias"
-            new_inits.append(numpy_helper.from_array(np.zeros(scale.dims[0], helper.tensor_dtype_to_np_dtype(
-                scale.data_type)), bname))
-        else:
-            bname = bias.name
-        node = helper.make_node(OP_TYPE, [ln.input[0], scale.name, bname, gather.input[1]], [gather.output[0]],
-                                name=f"{name}/Gather", domain=DOMAIN, epsilon=eps)
+            bias = f"{m.name}/zero_bias"
+            new_inits.append(numpy_helper.from_array(np.zeros_like(lo.weights[m.scale]), bias))
+        node = helper.make_node(OP_TYPE, [m.x, m.scale, bias, gather.input[1]], [gather.output[0]],
+                                name=f"{m.name}/Gather", domain=DOMAIN, epsilon=m.epsilon)
         replacement[gather.output[0]] = node
+        drop |= {n.output[0] for n in m.nodes}
         fused.append(gather.name)
     nodes = []
     for n in g.node:
-        if n.output and n.output[0] in drop:
-            if n.output[0] in replacement:
-                nodes.append(replacement[n.output[0]])
-            continue
-        nodes.append(n)
+        if n.output and n.output[0] in replacement:
+            nodes.append(replacement[n.output[0]])
+        elif not (n.output and n.output[0] in drop):
+            nodes.append(n)
+    read = {i for n in nodes for i in n.input} | outputs
+    nodes = [n for n in nodes if n.op_type != "Constant" or any(o in read for o in n.output)]  # (eps, 2.0)
     del g.node[:]
     g.node.extend(nodes)
-    used = {i for n in g.node for i in n.input}
-    keep = [t for t in g.initializer if t.name in used]
+    keep = [t for t in g.initializer if t.name in read]
     del g.initializer[:]
     g.initializer.extend(keep + new_inits)
-    vi = [v for v in g.value_info if v.name not in drop or v.name in replacement]
+    vi = [v for v in g.value_info if v.name in read]
     del g.value_info[:]
     g.value_info.extend(vi)
     if not any(o.domain == DOMAIN for o in out.opset_import):

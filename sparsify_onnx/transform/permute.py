@@ -46,6 +46,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..graph import Loaded
+from .layernorm import find_layernorms
 
 MAX_RESIDUAL_SHARE = 5e-3  # of the group's non-zeros, after the order (the kernel reads a few from shared memory)
 MAX_DENSITY = 0.3  # denser weights: no order gets near two per group of 4; not searched
@@ -58,6 +59,8 @@ REFINE_TEMP = 1.0  # the annealing's first temperature (falls linearly to 0; 0.3
 TAIL_ROWS = 128  # a whole K's order puts what stays past two in its last rows (the cover reads them from shared memory)
 TAIL_WEIGHT = 1 / 16  # a non-zero past two in the tail, against one before it
 MAX_JOBS = 16  # processes searching orders at once
+ORDER_BLIND = ("Shape", "Size")  # read only an axis's length, which an order keeps (compaction's planner blocks
+# what they read: they would see a shrunk axis; torch.onnx's tracer reads the shape of most tensors it reshapes)
 PERMUTABLE_PATTERNS = ("unstructured", "channel")  # other weights of the group may carry these along the axis
 # (and n:m across its groups: a 2:4 weight's columns move whole, each group of 4 along K intact; `_permutable`)
 
@@ -254,13 +257,22 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
 
     pl = _Planner(SimpleNamespace(annotated=SimpleNamespace(loaded=lo)))
     g = lo.model.graph
-    boundaries = []  # (LayerNorm node, its normalised axis's slot on the input, on the output)
+    boundaries = []  # (LayerNormMatch, its normalised axis's slot on the input, on the output)
+    norms = find_layernorms(lo)
+    part_of = {id(n): m for m in norms.values() for n in m.nodes}
     for node in g.node:
-        b = _norm_boundary(pl, node)
-        if b:
-            boundaries.append(b)
-        else:
+        m = part_of.get(id(node))
+        if node.op_type in ORDER_BLIND:
+            continue
+        if m is None:
             pl.visit(node)
+        elif node is m.nodes[-1]:
+            b = _norm_boundary(pl, m)
+            if b:
+                boundaries.append(b)
+            else:
+                for n in m.nodes:
+                    pl.visit(n)
     for vi in list(g.input) + list(g.output):
         pl.blocked.update(pl.slots_of(vi.name))
     groups = _Groups(pl)
@@ -323,7 +335,7 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
                            "initializers": [f"{t}[axis {ax}]" for t, ax in inits],
                            "residual_before": before, "residual_after": after, "nnz": nnz})
     gathers = []
-    for node, xs, ys in boundaries:
+    for m, xs, ys in boundaries:
         pi, sigma = orders.get(pl.uf.find(xs)), orders.get(pl.uf.find(ys))
         if pi is None and sigma is None:
             continue
@@ -332,15 +344,15 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
         sigma = np.arange(H) if sigma is None else sigma
         index = np.argsort(pi)[sigma]  # output k of the gather = input k index[k] (input in order pi, output sigma)
         if (index != np.arange(H)).any():
-            gathers.append((node, index))
+            gathers.append((m, index))
     if res.edits or gathers:
         model = onnx.ModelProto()
         model.CopyFrom(lo.model)
         for t in model.graph.initializer:
             if t.name in res.edits:
                 t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(res.edits[t.name]), t.name))
-        for node, index in gathers:
-            _insert_gather(lo, model, node, index, res)
+        for m, index in gathers:
+            _insert_gather(lo, model, m, index, res)
         res.model = model
     return res
 
@@ -406,29 +418,20 @@ def _unit_orders(work: list, seed: int, progress, jobs: int | None) -> list:
     return out
 
 
-def _norm_boundary(pl, node):
-    """For a LayerNormalization over its last axis with one output and 1-D constant scale (and bias): link what
-    the planner's handler links, and the normalised axis of the input with the scale and bias, but not with the
-    output's (LayerNorm commutes with a permutation of the axis applied to input, scale and bias alike). The
-    output's order is then its consumers' to choose: a Gather after the op maps one order to the other, and
-    transform.lngather fuses the two into ai.sparsify::LayerNormGather, which reads the row once and writes it in
-    the new order. Returns (node, input slot, output slot) of the normalised axis, or None (then the planner's
-    own handler runs, which fixes the axis)."""
-    if node.op_type != "LayerNormalization" or len(node.input) < 2 or not node.output[0] or \
-            any(node.output[1:]):
-        return None
-    x, y = node.input[0], node.output[0]
-    dx, lo = pl.dims(x), pl.lo
-    if dx is None or not dx:
+def _norm_boundary(pl, m):
+    """For a LayerNorm over its last axis (a `LayerNormMatch`: the op or the exporters' decomposition) whose scale
+    (and bias) are float16/32: link its input's leading axes with its output's, and its normalised axis with the
+    scale and bias, but not with the output's (LayerNorm commutes with a permutation of the axis applied to
+    input, scale and bias alike). The output's order is then its consumers' to choose: a Gather after it maps one
+    order to the other, and transform.lngather fuses the two into ai.sparsify::LayerNormGather, which reads the
+    row once and writes it in the new order. Returns (match, input slot, output slot) of the normalised axis, or
+    None (then the planner visits its nodes, which fixes the axis)."""
+    x, y, lo = m.x, m.y, pl.lo
+    dx = pl.dims(x)
+    if not dx or pl.size((x, len(dx) - 1)) is None or lo.weights[m.scale].dtype not in (np.float16, np.float32):
         return None
     r = len(dx)
-    axis = int({a.name: helper.get_attribute_value(a) for a in node.attribute}.get("axis", -1))
-    params = [p for p in node.input[1:3] if p]
-    if axis % r != r - 1 or pl.size((x, r - 1)) is None or any(
-            p not in lo.initializer_names or lo.weights[p].ndim != 1 for p in params):
-        return None
-    if lo.weights[params[0]].dtype not in (np.float16, np.float32):
-        return None
+    params = [m.scale] + ([m.bias] if m.bias else [])
     pl.handled = set()
     for a in range(r - 1):
         pl.link((x, a), (y, a))
@@ -439,24 +442,23 @@ def _norm_boundary(pl, node):
         for s in pl.slots_of(n):
             if s not in pl.handled:
                 pl.blocked.add(s)
-    return node, (x, r - 1), (y, r - 1)
+    return m, (x, r - 1), (y, r - 1)
 
 
-def _insert_gather(lo: Loaded, model: onnx.ModelProto, node, index: np.ndarray, res: PermuteResult) -> None:
-    """The LayerNorm writes `<y>/pre_order`; Gather(axis -1) with `index` writes y, so its consumers and the graph's
-    outputs keep their names."""
-    y = node.output[0]
+def _insert_gather(lo: Loaded, model: onnx.ModelProto, m, index: np.ndarray, res: PermuteResult) -> None:
+    """The LayerNorm (match `m`) writes `<y>/pre_order`; Gather(axis -1) with `index` writes y, so its consumers
+    and the graph's outputs keep their names."""
+    y = m.y
     pre, idx = f"{y}/pre_order", f"{y}/order"
-    at = next(i for i, n in enumerate(model.graph.node)
-              if n.op_type == node.op_type and list(n.output) == list(node.output))
+    at = next(i for i, n in enumerate(model.graph.node) if n.output and n.output[0] == y)
     model.graph.node[at].output[0] = pre
-    name = f"{lo.node_name(node)}/Order"
+    name = f"{m.name}/Order"
     model.graph.node.insert(at + 1, helper.make_node("Gather", [pre, idx], [y], name=name, axis=-1))
     model.graph.initializer.append(numpy_helper.from_array(index.astype(np.int64), idx))
     res.edits[idx] = index.astype(np.int64)
     res.tensors[pre] = (lo.shapes.get(y), lo.dtypes.get(y))
     res.tensors[idx] = ((index.size,), onnx.TensorProto.INT64)
-    res.gathers.append({"node": lo.node_name(node), "gather": name, "moved": int((index != np.arange(index.size)).sum())})
+    res.gathers.append({"node": m.name, "gather": name, "moved": int((index != np.arange(index.size)).sum())})
 
 
 class _Groups:

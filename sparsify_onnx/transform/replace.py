@@ -40,6 +40,7 @@ class TransformOptions:
     measured: dict = field(default_factory=dict)  # node name -> (sparse seconds, dense seconds) timed on the GPU
     gpu_name: str = ""
     explain: bool = False
+    input_dims: dict | None = None  # concrete graph-input dims for the graph analysis (graph.with_input_dims)
 
 
 def _dtype_name(arr: np.ndarray) -> str:
