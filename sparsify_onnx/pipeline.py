@@ -219,10 +219,9 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
             pr.stage("report", "timing engine vs pruned dense model in onnxruntime"
                      + (" under CUDA graphs" if opt.cuda_graph else ""))
             # (--cuda-graph was checked above: a CUDA engine on a GPU host)
-            refused = _graph_capture_refused(plan.reference, opt.threads) if opt.cuda_graph else None
+            refused = _graph_capture_refused(stage, plan.reference, opt.threads) if opt.cuda_graph else None
             if refused:
-                pr.say(f"warning: onnxruntime will not run the pruned dense model under CUDA graphs ({refused}); "
-                       "both are timed without them")
+                pr.say(f"warning: not timed under CUDA graphs: {refused}; both are timed without them")
             graphs = bool(opt.cuda_graph) and not refused
             timed = list(CUDA_GRAPH_PROVIDERS) if graphs else providers
             sess, ref_sess = _sessions(stage, plan.reference, timed, opt.threads)
@@ -304,22 +303,27 @@ def _options(threads: int, library: Path | None = None):
     return so
 
 
-def _graph_capture_refused(reference, threads: int) -> str | None:
-    """Why onnxruntime will not run the model under CUDA graphs, or None. It captures a graph only when every node
-    runs on the CUDA execution provider, and it places some nodes on the CPU itself: the shape arithmetic of a
-    model exported with dynamic axes by torch.onnx's tracer (Shape -> Gather -> Concat before each Reshape)."""
+def _graph_capture_refused(stage: Path, reference, threads: int) -> str | None:
+    """Why onnxruntime will not run the pruned dense model or the engine under CUDA graphs, or None. It captures a
+    graph only when every node runs on the CUDA execution provider, and it places some nodes on the CPU itself:
+    shape arithmetic (Shape -> Gather -> Concat before a Reshape, as torch.onnx's tracer writes for dynamic
+    axes) where it cannot fold it, which it can less often after a custom op."""
     import onnxruntime as ort
 
     from .bench.latency import CUDA_GRAPH_PROVIDERS
-    try:
-        ort.InferenceSession(reference.SerializeToString(), sess_options=_options(threads),
-                             providers=list(CUDA_GRAPH_PROVIDERS))
-    except Exception as e:
-        if "graph capture" not in str(e):
-            raise
-        return ("not every node of it runs on the CUDA execution provider: onnxruntime places some on the CPU, "
-                "e.g. the shape arithmetic of a traced export with dynamic axes")
-    return None
+    refused = []
+    for name, model, lib in (("the pruned dense model", reference.SerializeToString(), None),
+                             ("the engine", str(stage / "model.onnx"), stage / "libsparsify_ops.so")):
+        try:
+            ort.InferenceSession(model, sess_options=_options(threads, lib), providers=list(CUDA_GRAPH_PROVIDERS))
+        except Exception as e:
+            if "graph capture" not in str(e):
+                raise
+            refused.append(name)
+    if not refused:
+        return None
+    return (f"onnxruntime will not capture {' and '.join(refused)}: it places some nodes on the CPU, e.g. the "
+            "shape arithmetic of an export with dynamic axes")
 
 
 def _sessions(stage: Path, reference, providers, threads: int):
