@@ -195,7 +195,8 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if (
             "cuda" in devices and gpu_present()) else ["CPUExecutionProvider"]
         dtype = model_dtype(plan.reference)
-        not_here = runs_nowhere_here(plan.kernels, providers, dtype, out_dir)
+        not_here = runs_nowhere_here(plan.kernels, providers, dtype, out_dir, fp16_layernorms=sum(
+            n.op_type == "LayerNormGather" for n in plan.model.graph.node) if dtype == "fp16" else 0)
         if not_here:  # e.g. an fp16 engine for CUDA built on a host without a GPU: nothing here can run it
             pr.say(not_here)
             opt = dataclasses.replace(opt, verify=False, bench=False)
@@ -273,18 +274,22 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
     return report
 
 
-def runs_nowhere_here(kernels, providers, dtype: str, out_dir) -> str | None:
+def runs_nowhere_here(kernels, providers, dtype: str, out_dir, fp16_layernorms: int = 0) -> str | None:
     """Why this host cannot run the engine (None: it can): sparse ops whose kernels exist only for CUDA (fp16
-    ones: the CPU kernels are fp32) while onnxruntime here has no CUDA provider with a GPU."""
+    ones: the CPU kernels are fp32), or fp16 LayerNormGather ops (`fp16_layernorms`; the op layer's CPU kernel is
+    fp32), while onnxruntime here has no CUDA provider with a GPU."""
     if "CUDAExecutionProvider" in providers:
         return None
     cpu = {spec.op_key() for spec, _ in kernels if spec.device == "cpu"}
     cuda_only = {spec.op_key() for spec, _ in kernels if spec.device == "cuda"} - cpu
-    if not cuda_only:
+    what = ([f"{len(cuda_only)} sparse op(s) have only CUDA kernels ({dtype}; the CPU kernels are fp32)"]
+            if cuda_only else []) + ([f"{fp16_layernorms} fp16 LayerNormGather op(s) run on CUDA only"]
+                                     if fp16_layernorms else [])
+    if not what:
         return None
-    return (f"{len(cuda_only)} sparse op(s) have only CUDA kernels ({dtype}; the CPU kernels are fp32) and this "
-            f"host has no GPU with onnxruntime-gpu, so the engine was not verified or timed here; on the GPU host: "
-            f"sparsify-onnx verify {out_dir} --provider cuda; sparsify-onnx bench {out_dir}")
+    return (f"{' and '.join(what)} and this host has no GPU with onnxruntime-gpu, so the engine was not verified "
+            f"or timed here; on the GPU host: sparsify-onnx verify {out_dir} --provider cuda; "
+            f"sparsify-onnx bench {out_dir}")
 
 
 def model_dtype(model) -> str:

@@ -254,6 +254,16 @@ def test_cuda_sources_compile_and_link_statically(tmp_path, cache):
 
 
 @pytest.mark.skipif(find_nvcc() is None, reason="nvcc not installed")
+def test_a_cuda_library_without_cuda_kernels_still_holds_the_op_layers_cuda_ops(tmp_path, cache):
+    """cuda=True with only CPU kernels (every sparse op kept dense): LayerNormGather's CUDA kernels are built, so an
+    fp16 plan's LayerNormGather nodes have a CUDA kernel."""
+    spec, p, _ = small_kernel()
+    res = build_library(generate([(spec, p)]), tmp_path, cuda=True, cuda_arch=("sm_90",), cache=cache)
+    assert res.cuda is True and any("layernorm_gather.cu" in c for c in res.commands)
+    assert build_library(generate([(spec, p)]), tmp_path / "cpu", cache=cache).cuda is False  # (None: only if any)
+
+
+@pytest.mark.skipif(find_nvcc() is None, reason="nvcc not installed")
 def test_cuda_compile_error_fails(tmp_path, cache):
     cu = GeneratedSource("bad.cu", "__global__ void k( { }\n", "cuda", "bad")
     with pytest.raises(SparsifyError) as ei:

@@ -224,3 +224,6 @@ def test_engine_with_cuda_only_kernels_is_not_verified_on_a_host_without_a_gpu()
     assert runs_nowhere_here(both, cpu_only, "fp32", "eng") is None
     assert runs_nowhere_here([spec("cuda", "fp16", "a")], ["CUDAExecutionProvider", "CPUExecutionProvider"], "fp16",
                              "eng") is None
+    # every sparse op kept dense, but fp16 LayerNormGather ops (a K permutation for CUDA): not here either
+    why = runs_nowhere_here([], cpu_only, "fp16", "eng", fp16_layernorms=3)
+    assert why and why.startswith("3 fp16 LayerNormGather op(s) run on CUDA only")

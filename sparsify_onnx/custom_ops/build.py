@@ -158,12 +158,14 @@ def build_library(sources: list[GeneratedSource], out_dir: Path, *, cuda: bool |
     files.append((op_layer, "c++", op_layer.read_text()))
     headers = "".join((HERE / h).read_text() for h in ("abi.h",))
 
-    has_cuda_src = any(lang == "cuda" for _, lang, _ in files)
-    nvcc = find_nvcc() if (has_cuda_src and cuda is not False) else None
-    build_cuda = bool(has_cuda_src and cuda is not False and nvcc)
+    # (cuda=True builds the op layer's CUDA kernels even without generated ones: a plan whose sparse ops all stay
+    # dense may still hold LayerNormGather ops)
+    want_cuda = cuda is True or (cuda is None and any(lang == "cuda" for _, lang, _ in files))
+    nvcc = find_nvcc() if want_cuda else None
+    build_cuda = bool(want_cuda and nvcc)
     notice = None
     cuda_lib = None
-    if has_cuda_src and cuda is not False and not nvcc:
+    if want_cuda and not nvcc:
         notice = "nvcc not found: CUDA kernels skipped, the library runs on CPU only"
     if build_cuda:
         cuda_lib = _cuda_lib_dir(nvcc)
