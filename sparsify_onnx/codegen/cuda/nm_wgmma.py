@@ -234,6 +234,11 @@ COVER_ENTRY_ROW_S = 1.2e-11
 # STAGES k-steps): 77 entries cost 2.5-2.9 us at (4096, 3072, 768), 4x128x64x4x1x0 (H200, bench/cuda/s13/run6,
 # run7-final; 317 entries read one at a time cost 5.0 us, run5)
 COVER_TAIL_ENTRY_ROW_S = 8e-12
+# per residual entry of one warp's 16 columns, per CTA of 128 rows: a warp adds its columns' entries one after
+# another, so entries that crowd into one column (an outlier feature of trained weights) stretch its CTAs: 54, 61
+# and 87 entries in one column cost 12.1, 12.9 and 23.5 us at (4096, 384, 1536), 3x128x128x3 (H200,
+# bench/gpu/s15/run6-minilm-real: MiniLM's FFN2 after the K order; cuBLAS 18.8 us, the same kernel with none 13.9)
+COVER_WARP_ENTRY_S = 2.3e-7
 
 
 @register_family
@@ -318,10 +323,18 @@ class CudaCoverWgmma(CudaNmWgmma):
 
     def residual_cost(self, spec, t, c, M, base) -> float:
         """Per entry and row of X: COVER_TAIL_ENTRY_ROW_S read from a stage (the natural cover, k in the last
-        STAGES steps), COVER_ENTRY_ROW_S from global memory."""
+        STAGES steps), COVER_ENTRY_ROW_S from global memory; at least the busiest warp's entries one after
+        another in each of its column tile's waves of CTAs (COVER_WARP_ENTRY_S per 128 rows)."""
         k = c["res_words"][0::2]
         tail = int((k >= self.tail_k0(spec.K, t)).sum()) if c["natural"] else 0
-        return M * (tail * COVER_TAIL_ENTRY_ROW_S + (c["nres"] - tail) * COVER_ENTRY_ROW_S)
+        total = M * (tail * COVER_TAIL_ENTRY_ROW_S + (c["nres"] - tail) * COVER_ENTRY_ROW_S)
+        if not c["nres"]:
+            return total
+        warp = int(np.diff(c["res_wstart"]).max())
+        rows = -(-M // t[1])  # (the CTAs of the busiest column tile)
+        waves = -(-rows // (H200_SMS * self.ctas_per_sm(t)))
+        slow = 1.0 if tail == c["nres"] else COVER_ENTRY_ROW_S / COVER_TAIL_ENTRY_ROW_S
+        return max(total, waves * warp * COVER_WARP_ENTRY_S * t[1] / 128 * slow)
 
     def extra_ctx(self, spec, packed, t):
         c = self.tables(spec, packed, t)
