@@ -310,9 +310,8 @@ def _options(threads: int, library: Path | None = None):
 
 def _graph_capture_refused(stage: Path, reference, threads: int) -> str | None:
     """Why onnxruntime will not run the pruned dense model or the engine under CUDA graphs, or None. It captures a
-    graph only when every node runs on the CUDA execution provider, and it places some nodes on the CPU itself:
-    shape arithmetic (Shape -> Gather -> Concat before a Reshape, as torch.onnx's tracer writes for dynamic
-    axes) where it cannot fold it, which it can less often after a custom op."""
+    graph only when every node runs on the CUDA execution provider, and it places some nodes on the CPU itself
+    (the mask arithmetic of a BERT exported by torch.onnx's tracer with dynamic axes, bench/NOTES.md session 15)."""
     import onnxruntime as ort
 
     from .bench.latency import CUDA_GRAPH_PROVIDERS
@@ -327,8 +326,8 @@ def _graph_capture_refused(stage: Path, reference, threads: int) -> str | None:
             refused.append(name)
     if not refused:
         return None
-    return (f"onnxruntime will not capture {' and '.join(refused)}: it places some nodes on the CPU, e.g. the "
-            "shape arithmetic of an export with dynamic axes")
+    return (f"onnxruntime will not capture {' and '.join(refused)}: it places some nodes on the CPU "
+            "(bench/gpu/cpu_nodes.py lists them)")
 
 
 def _sessions(stage: Path, reference, providers, threads: int):

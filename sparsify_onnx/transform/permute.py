@@ -14,14 +14,17 @@ FFN2's K. An axis that reshapes split into (heads, head size) and merge back is 
 (`_Groups.unit`): attention's output projection, whose K is V's output features, with V's columns and bias, each
 head's k among themselves.
 
-A LayerNorm over the last axis (`_norm_boundary`) commutes with a permutation of that axis applied to its input,
+A LayerNorm over the last axis (`_norm_boundary`; the op or the decomposition torch.onnx's tracer writes before
+opset 17, transform/layernorm.py) commutes with a permutation of that axis applied to its input,
 scale and bias alike, so its input's axis joins the scale's and bias's group, and its output's axis is a group of
 its own, whose order its consumers choose: a Gather after the LayerNorm maps the input's order to the output's
 (`_insert_gather`; transform/lngather.py fuses the pair into ai.sparsify::LayerNormGather, which writes the row
 in the new order at no extra cost). In a transformer that frees Q, K and V (one order for the three, which read
 the same LayerNorm output) together with the residual stream up to the next LayerNorm (the attention output's
 columns and bias, that LayerNorm's scale and bias), and FFN1 with the stream up to the layer's last LayerNorm
-(FFN2's columns and bias). The last LayerNorm writes the graph's output in the model's own order.
+(FFN2's columns and bias). The last LayerNorm writes the graph's output in the model's own order. Shape and Size
+nodes do not fix the axes they read (an order keeps lengths), and the caller plans on shapes inferred for
+concrete input dims where an exporter computes reshape targets from Shape nodes (graph.with_input_dims).
 
 The order (`natural_order`): pair the k whose non-zeros overlap least in the output columns, then match the
 pairs into groups of 4 that no column fills past two (the cover's ``pair_up``); `best_natural_order` tries a few
@@ -261,9 +264,9 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
     norms = find_layernorms(lo)
     part_of = {id(n): m for m in norms.values() for n in m.nodes}
     for node in g.node:
-        m = part_of.get(id(node))
         if node.op_type in ORDER_BLIND:
             continue
+        m = part_of.get(id(node))
         if m is None:
             pl.visit(node)
         elif node is m.nodes[-1]:
