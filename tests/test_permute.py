@@ -166,6 +166,42 @@ def test_heads_in_a_traced_graph_need_concrete_input_dims():
     assert permute_k(symbolic, an.selections, dtypes=(np.float32,)).groups == []
 
 
+def test_a_reshape_whose_target_is_read_from_shapes_keeps_the_order():
+    """GPT-2's Conv1D as torch.onnx's tracer writes it: x.view(-1, x.size(-1)) -> Gemm, the target's last entry
+    read from a Shape node. Compaction could not edit that entry, but an order keeps every length: FFN1's K (a
+    LayerNorm's output through the reshape) and FFN2's K are both reordered, and the outputs stay."""
+    import onnx
+    from onnx import TensorProto, helper
+    rng = np.random.default_rng(0)
+    H, F = 64, 256
+    w1 = rng.standard_normal((H, F)).astype(np.float32) * (rng.random((H, F)) < 0.1)
+    w2 = rng.standard_normal((F, H)).astype(np.float32) * (rng.random((F, H)) < 0.1)
+    inits = [numpy_helper.from_array(a, n) for a, n in (
+        (w1, "fc.weight"), (w2, "proj.weight"), (rng.standard_normal(F).astype(np.float32), "fc.bias"),
+        (rng.standard_normal(H).astype(np.float32), "proj.bias"), (np.ones(H, np.float32), "ln.weight"),
+        (np.zeros(H, np.float32), "ln.bias"), (np.array([-1], np.int64), "minus1"),
+        (np.array(2, np.int64), "two"), (np.array([0], np.int64), "zero"))]
+    n = helper.make_node
+    nodes = [n("LayerNormalization", ["x", "ln.weight", "ln.bias"], ["h"], name="ln"),
+             n("Shape", ["h"], ["s"]), n("Gather", ["s", "two"], ["d"], axis=0),
+             n("Unsqueeze", ["d", "zero"], ["d1"]), n("Concat", ["minus1", "d1"], ["t"], axis=0),
+             n("Reshape", ["h", "t"], ["h2"]), n("Gemm", ["h2", "fc.weight", "fc.bias"], ["a"], name="fc"),
+             n("Relu", ["a"], ["r"]), n("Gemm", ["r", "proj.weight", "proj.bias"], ["p"], name="proj"),
+             n("Shape", ["x"], ["sx"]), n("Reshape", ["p", "sx"], ["p3"]), n("Add", ["p3", "x"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "s", H])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "s", H])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    spec = parse_spec("version: 1\nrules:\n  - select: {op: Gemm, node: \"*\"}\n    pattern: unstructured\n")
+    an = annotate(index_model(model), spec)
+    lo = with_input_dims(an.loaded, {"x": (2, 8, H)})
+    res = permute_k(lo, an.selections, dtypes=(np.float32,))
+    assert sorted(g["nodes"][0] for g in res.groups) == ["fc", "proj"], res.log
+    assert len(res.gathers) == 1  # (the LayerNorm's output in fc's order; the input x is the graph's)
+    X = np.random.default_rng(1).standard_normal((2, 8, H)).astype(np.float32)
+    np.testing.assert_allclose(_run(res.model, {"x": X})[0], _run(model, {"x": X})[0], rtol=1e-4, atol=1e-4)
+
+
 def test_fp16_weights_only_by_default():
     """Only the fp16 cover gains from the order, so fp32 weights are left as they are unless asked."""
     an = _annotated([(FFN2, UNSTR90)])

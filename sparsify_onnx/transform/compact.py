@@ -95,6 +95,7 @@ class _Planner:
         self.reshape_edits: list[tuple[onnx.NodeProto, int, Slot, str]] = []  # (node, pos, out slot, kind)
         self.depthwise: list[tuple[onnx.NodeProto, Slot]] = []
         self.log: list[str] = []
+        self.keeps_sizes = False  # True for a planner of orders (transform/permute.py): reshape targets stay valid
         self.consts = {}
         from ..propagate.folding import fold_constants
         opset = self.lo.opset("")
@@ -302,7 +303,7 @@ class _Planner:
         if groups is None:
             return
         target = None
-        if node.op_type == "Reshape":
+        if node.op_type == "Reshape" and not self.keeps_sizes:  # (compaction edits the target; an order does not)
             target = self._target_entries(node)
             if target is None:
                 return
@@ -317,7 +318,7 @@ class _Planner:
                     self.ok((y, b))
             if not gi2 or not gj2:
                 continue
-            if node.op_type == "Reshape":
+            if target is not None:
                 # every target entry of a shrinking out axis must be editable (or 0 copying the same group, or -1)
                 def editable(b, partner=None):
                     kind = target[b][0]
@@ -332,7 +333,7 @@ class _Planner:
             if len(gi2) == 1 and len(gj2) == 1:
                 if editable(gj2[0], gi2[0]):
                     self.link((x, gi2[0]), (y, gj2[0]))
-                    if node.op_type == "Reshape":
+                    if target is not None:
                         self.reshape_edits.append((node, gj2[0], (y, gj2[0]), "plain"))
             elif len(gi2) == 1 and all(editable(b) for b in gj2):
                 if self.size((x, gi2[0])) is None or any(self.size((y, b)) is None for b in gj2):
@@ -341,7 +342,7 @@ class _Planner:
                 for b in gj2:
                     self.ok((y, b))
                 self.relations.append(((x, gi2[0]), [(y, b) for b in gj2]))
-                if node.op_type == "Reshape":
+                if target is not None:
                     for b in gj2:
                         self.reshape_edits.append((node, b, (y, b), "plain"))
             elif len(gj2) == 1 and editable(gj2[0]):
@@ -351,7 +352,7 @@ class _Planner:
                 for a in gi2:
                     self.ok((x, a))
                 self.relations.append(((y, gj2[0]), [(x, a) for a in gi2]))
-                if node.op_type == "Reshape":
+                if target is not None:
                     self.reshape_edits.append((node, gj2[0], (y, gj2[0]), "plain"))
 
     def _target_entries(self, node):

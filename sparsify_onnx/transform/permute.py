@@ -259,6 +259,7 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
     from .compact import _Planner
 
     pl = _Planner(SimpleNamespace(annotated=SimpleNamespace(loaded=lo)))
+    pl.keeps_sizes = True  # (an order keeps every length: a reshape target need not be editable)
     g = lo.model.graph
     boundaries = []  # (LayerNormMatch, its normalised axis's slot on the input, on the output)
     norms = find_layernorms(lo)
