@@ -202,6 +202,52 @@ def test_a_reshape_whose_target_is_read_from_shapes_keeps_the_order():
     np.testing.assert_allclose(_run(res.model, {"x": X})[0], _run(model, {"x": X})[0], rtol=1e-4, atol=1e-4)
 
 
+def _fused_qkv(H=64, opset=17):
+    """x -> MatMul(W_qkv) + bias -> Split into q, k, v (GPT-2's fused projection) -> y1 = q + k, y2 = v @ W_o."""
+    import onnx
+    from onnx import TensorProto, helper
+    rng = np.random.default_rng(0)
+    w = {"qkv.weight": rng.standard_normal((H, 3 * H)), "qkv.bias": rng.standard_normal(3 * H),
+         "o.weight": rng.standard_normal((H, H)) * (rng.random((H, H)) < 0.1)}
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in w.items()]
+    inits.append(numpy_helper.from_array(np.array([H] * 3, np.int64), "sizes"))
+    n = helper.make_node
+    nodes = [n("MatMul", ["x", "qkv.weight"], ["a"], name="qkv"), n("Add", ["a", "qkv.bias"], ["b"]),
+             n("Split", ["b", "sizes"], ["q", "k", "v"], axis=-1), n("Add", ["q", "k"], ["y1"]),
+             n("MatMul", ["v", "o.weight"], ["y2"], name="o")]
+    vi = helper.make_tensor_value_info
+    g = helper.make_graph(nodes, "g", [vi("x", TensorProto.FLOAT, ["n", H])],
+                          [vi("y1", TensorProto.FLOAT, ["n", H]), vi("y2", TensorProto.FLOAT, ["n", H])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize("qkv", ["unstructured", "block"])
+def test_a_split_piece_takes_an_order_of_its_slice(qkv):
+    """A Split's pieces are groups of their own: W_o's K (the v piece) is reordered together with v's slice of the
+    fused projection's columns and bias (q and k keep theirs), and the outputs stay. A block-sparse fused weight
+    would lose its blocks along those columns: then nothing is reordered."""
+    model = _fused_qkv()
+    rules = 'version: 1\nrules:\n  - select: {node: "o"}\n    pattern: unstructured\n'
+    if qkv == "block":
+        rules += '  - select: {node: "qkv"}\n    pattern: block\n    block: [16, 16]\n    sparsity: 0.5\n'
+    an = annotate(index_model(model), parse_spec(rules))
+    res = permute_k(an.loaded, an.selections, dtypes=(np.float32,))
+    if qkv == "block":
+        assert res.groups == [] and res.edits == {} and "fixed" in res.log[0], res.log
+        return
+    (grp,), H = res.groups, 64
+    assert grp["nodes"] == ["o"] and {"qkv.weight[axis 1, 128:192]", "qkv.bias[axis 0, 128:192]"} <= set(
+        grp["initializers"])
+    old, new = an.loaded.weights["qkv.weight"], res.edits["qkv.weight"]
+    np.testing.assert_array_equal(new[:, :2 * H], old[:, :2 * H])
+    assert not np.array_equal(new[:, 2 * H:], old[:, 2 * H:])
+    X = np.random.default_rng(1).standard_normal((5, H)).astype(np.float32)
+    for a, b in zip(_run(model, {"x": X}), _run(res.model, {"x": X})):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_fp16_weights_only_by_default():
     """Only the fp16 cover gains from the order, so fp32 weights are left as they are unless asked."""
     an = _annotated([(FFN2, UNSTR90)])

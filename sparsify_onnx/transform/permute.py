@@ -24,7 +24,9 @@ the same LayerNorm output) together with the residual stream up to the next Laye
 columns and bias, that LayerNorm's scale and bias), and FFN1 with the stream up to the layer's last LayerNorm
 (FFN2's columns and bias). The last LayerNorm writes the graph's output in the model's own order. Shape and Size
 nodes do not fix the axes they read (an order keeps lengths), and the caller plans on shapes inferred for
-concrete input dims where an exporter computes reshape targets from Shape nodes (graph.with_input_dims).
+concrete input dims where an exporter computes reshape targets from Shape nodes (graph.with_input_dims). A Split's
+pieces are groups of their own and its input's axis takes their orders side by side (`_split_boundary`: GPT-2's
+fused Q, K, V projection, whose V slice moves with the attention output's K).
 
 The order (`natural_order`): pair the k whose non-zeros overlap least in the output columns, then match the
 pairs into groups of 4 that no column fills past two (the cover's ``pair_up``); `best_natural_order` tries a few
@@ -264,10 +266,16 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
     boundaries = []  # (LayerNormMatch, its normalised axis's slot on the input, on the output)
     norms = find_layernorms(lo)
     part_of = {id(n): m for m in norms.values() for n in m.nodes}
+    cuts = []  # (a Split's input slot of its split axis, [(piece slot, offset, size)])
     for node in g.node:
         if node.op_type in ORDER_BLIND:
             continue
         m = part_of.get(id(node))
+        if node.op_type == "Split":
+            c = _split_boundary(pl, node)
+            if c:
+                cuts.append(c)
+                continue
         if m is None:
             pl.visit(node)
         elif node is m.nodes[-1]:
@@ -280,9 +288,11 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
     for vi in list(g.input) + list(g.output):
         pl.blocked.update(pl.slots_of(vi.name))
     groups = _Groups(pl)
+    cut_roots = _check_cuts(pl, groups, cuts, lo, selections)
 
     units: dict = {}  # unit key -> (slots that take the order, heads, [(node name, weight, axis)])
     orders: dict = {}  # group root -> the order its slots took
+    entry_of: dict = {}  # group root -> its res.groups entry
     res = PermuteResult(model=lo.model)
     for node in g.node:
         ks = _k_slot(lo, node)
@@ -292,6 +302,8 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
         if ks not in pl.uf.p:
             continue
         key, slots, heads, why = groups.unit(pl.uf.find(ks), lo)
+        if why is None and pl.uf.find(ks) in cut_roots:
+            why = "a Split cuts the axis into pieces, whose orders it takes"
         if why:
             res.log.append(f"K of {lo.node_name(node)} not permuted: {why}")
             continue
@@ -333,11 +345,24 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
         inits = sorted({s for s in slots if s[0] in lo.initializer_names})
         for t, ax in inits:
             res.edits[t] = np.take(res.edits.get(t, lo.weights[t]), perm, axis=ax)
+        entry = {"weights": [w for _, w, _ in tl], "nodes": [t[0] for t in tl], "K": K, "heads": heads,
+                 "initializers": [f"{t}[axis {ax}]" for t, ax in inits],
+                 "residual_before": before, "residual_after": after, "nnz": nnz}
         for s in slots:
             orders[pl.uf.find(s)] = perm
-        res.groups.append({"weights": [w for _, w, _ in tl], "nodes": [t[0] for t in tl], "K": K, "heads": heads,
-                           "initializers": [f"{t}[axis {ax}]" for t, ax in inits],
-                           "residual_before": before, "residual_after": after, "nnz": nnz})
+            entry_of[pl.uf.find(s)] = entry
+        res.groups.append(entry)
+    for xs, pieces in cuts:  # a Split's input axis takes its pieces' orders side by side
+        taken = [orders.get(pl.uf.find(ps)) for ps, _, _ in pieces]
+        if all(o is None for o in taken) or pl.uf.find(xs) not in cut_roots:
+            continue
+        full = np.concatenate([off + (np.arange(n) if o is None else o) for (_, off, n), o in zip(pieces, taken)])
+        inits = sorted({m for m in groups.members.get(pl.uf.find(xs), []) if m[0] in lo.initializer_names})
+        for t, ax in inits:
+            res.edits[t] = np.take(res.edits.get(t, lo.weights[t]), full, axis=ax)
+        for (ps, off, n), o in zip(pieces, taken):
+            if o is not None:
+                entry_of[pl.uf.find(ps)]["initializers"] += [f"{t}[axis {ax}, {off}:{off + n}]" for t, ax in inits]
     gathers = []
     for m, xs, ys in boundaries:
         pi, sigma = orders.get(pl.uf.find(xs)), orders.get(pl.uf.find(ys))
@@ -447,6 +472,70 @@ def _norm_boundary(pl, m):
             if s not in pl.handled:
                 pl.blocked.add(s)
     return m, (x, r - 1), (y, r - 1)
+
+
+def _split_boundary(pl, node):
+    """For a Split along an axis whose piece sizes are known (GPT-2 cuts its fused Q, K, V projection so): link
+    its input's other axes with its pieces' (what an element-wise handler links), and keep each piece's split
+    axis a group of its own, apart from the input's: an order of a piece is an order of its slice of the input's
+    axis, and the input's axis takes its pieces' orders side by side (`_check_cuts`, permute_k). Returns (input
+    slot, [(piece slot, offset, size)]), or None (then the planner visits it, which fixes the axes)."""
+    x, outs = node.input[0], list(node.output)
+    dx = pl.dims(x)
+    if not dx or not outs or any(not o or pl.dims(o) is None or len(pl.dims(o)) != len(dx) for o in outs):
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    r = len(dx)
+    a = int(attrs.get("axis", 0)) % r
+    n = pl.size((x, a))
+    if n is None:
+        return None
+    if len(node.input) > 1 and node.input[1]:
+        v = pl.lo.weights.get(node.input[1])
+        sizes = None if v is None else [int(i) for i in np.asarray(v).reshape(-1)]
+    elif "split" in attrs:
+        sizes = [int(i) for i in attrs["split"]]
+    else:
+        sizes = [n // len(outs)] * len(outs) if n % len(outs) == 0 else None
+    if sizes is None or len(sizes) != len(outs) or sum(sizes) != n or \
+            any(pl.size((o, a)) != k for o, k in zip(outs, sizes)):
+        return None
+    pl.handled = set()
+    for o in outs:
+        for b in range(r):
+            if b != a:
+                pl.link((x, b), (o, b))
+        pl.ok((o, a))
+    pl.ok((x, a))
+    for name in [x, *outs]:
+        for s in pl.slots_of(name):
+            if s not in pl.handled:
+                pl.blocked.add(s)
+    offsets = np.cumsum([0] + sizes[:-1])
+    return (x, a), [((o, a), int(off), k) for o, off, k in zip(outs, offsets, sizes)]
+
+
+def _check_cuts(pl, groups, cuts, lo, selections) -> set:
+    """The roots of the Split input axes whose pieces may take orders: their group is not fixed, not reshaped, and
+    its constants keep their pattern when permuted. The pieces of the others are fixed (added to pl.blocked), a
+    piece of a fixed cut fixing the cuts it feeds in turn."""
+    ok: set = set()
+    for _ in cuts:  # (until nothing changes: at most one pass per cut)
+        ok, changed = set(), False
+        for xs, pieces in cuts:
+            root = pl.uf.find(xs)
+            members = groups.members.get(root, [])
+            fine = groups.fixed(root) is None and root not in groups.splits and root not in groups.as_factor and all(
+                selections.get(t) is None or _permutable(selections[t], ax)
+                for t, ax in members if t in lo.initializer_names)
+            if fine:
+                ok.add(root)
+            elif not all(ps in pl.blocked for ps, _, _ in pieces):
+                pl.blocked.update(ps for ps, _, _ in pieces)
+                changed = True
+        if not changed:
+            break
+    return ok
 
 
 def _insert_gather(lo: Loaded, model: onnx.ModelProto, m, index: np.ndarray, res: PermuteResult) -> None:
