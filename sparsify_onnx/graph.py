@@ -63,14 +63,16 @@ class Loaded:
 
 
 def index_model(model: onnx.ModelProto, path: Path | None = None, sha256: str | None = None,
-                infer_shapes: bool = True, input_dims: dict[str, tuple] | None = None) -> Loaded:
+                infer_shapes: bool = True, input_dims: dict[str, tuple] | None = None,
+                weights: dict[str, np.ndarray] | None = None) -> Loaded:
     """Build the graph index for an in-memory model. With `input_dims` ({graph input: concrete dims}), shapes are
-    inferred as if the inputs had those dims (`with_input_dims`); the model itself is not changed."""
+    inferred as if the inputs had those dims (`with_input_dims`); the model itself is not changed. `weights`: the
+    model's initializer arrays when the caller has them already (not converted again)."""
     inferred = _inferred(model, input_dims) if infer_shapes else model
     g = model.graph
     lo = Loaded(model=model, path=path, sha256=sha256)
     for init in g.initializer:
-        lo.weights[init.name] = numpy_helper.to_array(init)
+        lo.weights[init.name] = weights[init.name] if weights is not None else numpy_helper.to_array(init)
         lo.initializer_names.add(init.name)
         lo.shapes[init.name] = tuple(init.dims)
         lo.dtypes[init.name] = init.data_type
@@ -96,9 +98,7 @@ def with_input_dims(lo: Loaded, input_dims: dict[str, tuple]) -> Loaded:
     the stages that link axes across the graph (compaction, the K permutation) cannot see, say, that 768
     features are 12 heads of 64. With concrete dims data propagation computes the targets. The analysis holds
     for other dims too: the stages link axes by how ops use them, and the model keeps its symbolic inputs."""
-    new = index_model(lo.model, lo.path, lo.sha256, input_dims=input_dims)
-    new.weights = lo.weights  # (lo.model's arrays: not converted again)
-    return new
+    return index_model(lo.model, lo.path, lo.sha256, input_dims=input_dims, weights=lo.weights)
 
 
 def has_symbolic_inputs(model: onnx.ModelProto) -> bool:

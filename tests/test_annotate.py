@@ -480,3 +480,19 @@ def test_inspect_spec_rows_and_table():
     assert rows[1]["tensors"] == ["g2.weight"] and rows[1]["density_after"] == pytest.approx(0.25)
     txt = format_spec_table(rows)
     assert "g1.weight" in txt and "1.000 -> 0.500" in txt and "1 overridden" in txt and "1 excluded" in txt
+
+
+def test_shapes_for_concrete_input_dims():
+    """A traced export's reshape into heads reads its target from Shape nodes and writes -1 heads: with symbolic
+    inputs shape inference cannot tell the heads axis; `with_input_dims` infers it for concrete dims, keeps the
+    model (and its symbolic inputs) and reuses the weight arrays."""
+    from models.bert import BertConfig, build_bert
+    from sparsify_onnx.graph import has_symbolic_inputs, with_input_dims
+    model = build_bert(BertConfig.preset("tiny"), seed=1, dynamic_shapes=True)
+    lo = index_model(model)
+    heads = "/encoder/layer.0/attention/self/Reshape_output_0"
+    assert not isinstance(lo.shapes[heads][2], int) and has_symbolic_inputs(model)
+    fixed = with_input_dims(lo, {"input_ids": (2, 16), "attention_mask": (2, 16)})
+    assert fixed.shapes[heads] == (2, 16, 4, 16) and fixed.model is model
+    assert all(fixed.weights[k] is lo.weights[k] for k in lo.initializer_names)
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
