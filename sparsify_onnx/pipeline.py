@@ -220,12 +220,14 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
             pr.stage("report", "timing engine vs pruned dense model in onnxruntime"
                      + (" under CUDA graphs" if opt.cuda_graph else ""))
             # (--cuda-graph was checked above: a CUDA engine on a GPU host)
-            refused = _graph_capture_refused(stage, plan.reference, opt.threads) if opt.cuda_graph else None
+            if opt.cuda_graph:
+                sess, ref_sess, refused = _sessions(stage, plan.reference, list(CUDA_GRAPH_PROVIDERS), opt.threads,
+                                                    fallback=providers)
+            else:
+                (sess, ref_sess), refused = _sessions(stage, plan.reference, providers, opt.threads), None
             if refused:
                 pr.say(f"warning: not timed under CUDA graphs: {refused}; both are timed without them")
             graphs = bool(opt.cuda_graph) and not refused
-            timed = list(CUDA_GRAPH_PROVIDERS) if graphs else providers
-            sess, ref_sess = _sessions(stage, plan.reference, timed, opt.threads)
             latency = compare({"pruned dense (onnxruntime)": ref_sess, "engine": sess}, feeds,
                               baseline="pruned dense (onnxruntime)")
             latency["cuda_graph"] = graphs
@@ -308,36 +310,33 @@ def _options(threads: int, library: Path | None = None):
     return so
 
 
-def _graph_capture_refused(stage: Path, reference, threads: int) -> str | None:
-    """Why onnxruntime will not run the pruned dense model or the engine under CUDA graphs, or None. It captures a
-    graph only when every node runs on the CUDA execution provider, and it places some nodes on the CPU itself
-    (the mask arithmetic of a BERT exported by torch.onnx's tracer with dynamic axes, bench/NOTES.md session 15)."""
+def _sessions(stage: Path, reference, providers, threads: int, fallback=None):
+    """(engine session, pruned dense reference session) on the same providers and threads. With `fallback`
+    (`providers` ask for CUDA graphs): (engine, reference, None), or, where onnxruntime will not capture either
+    model, both on `fallback` and why. It captures a graph only when every node runs on the CUDA execution
+    provider, and it places some nodes on the CPU itself (the mask arithmetic of a BERT exported by torch.onnx's
+    tracer with dynamic axes, bench/NOTES.md session 15)."""
     import onnxruntime as ort
 
-    from .bench.latency import CUDA_GRAPH_PROVIDERS
-    refused = []
-    for name, model, lib in (("the pruned dense model", reference.SerializeToString(), None),
-                             ("the engine", str(stage / "model.onnx"), stage / "libsparsify_ops.so")):
+    def open_(model, library=None):
         try:
-            ort.InferenceSession(model, sess_options=_options(threads, lib), providers=list(CUDA_GRAPH_PROVIDERS))
+            return ort.InferenceSession(model, sess_options=_options(threads, library), providers=providers)
         except Exception as e:
-            if "graph capture" not in str(e):
+            if fallback is not None and "graph capture" in str(e):
+                return None
+            if library is None:
                 raise
-            refused.append(name)
+            raise SparsifyError(f"onnxruntime could not open the converted model: {e}",
+                                hint="this is a bug in sparsify-onnx; please report it") from None
+
+    sess = open_(str(stage / "model.onnx"), stage / "libsparsify_ops.so")
+    ref_sess = open_(reference.SerializeToString())
+    if fallback is None:
+        return sess, ref_sess
+    refused = [name for name, s in (("the pruned dense model", ref_sess), ("the engine", sess)) if s is None]
     if not refused:
-        return None
-    return (f"onnxruntime will not capture {' and '.join(refused)}: it places some nodes on the CPU "
+        return sess, ref_sess, None
+    del sess, ref_sess
+    return (*_sessions(stage, reference, fallback, threads),
+            f"onnxruntime will not capture {' and '.join(refused)}: it places some nodes on the CPU "
             "(bench/gpu/cpu_nodes.py lists them)")
-
-
-def _sessions(stage: Path, reference, providers, threads: int):
-    """(engine session, pruned dense reference session) on the same providers and threads."""
-    import onnxruntime as ort
-    so, ref_so = _options(threads, stage / "libsparsify_ops.so"), _options(threads)
-    try:
-        sess = ort.InferenceSession(str(stage / "model.onnx"), sess_options=so, providers=providers)
-    except Exception as e:
-        raise SparsifyError(f"onnxruntime could not open the converted model: {e}",
-                            hint="this is a bug in sparsify-onnx; please report it") from None
-    ref_sess = ort.InferenceSession(reference.SerializeToString(), sess_options=ref_so, providers=providers)
-    return sess, ref_sess

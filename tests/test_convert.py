@@ -227,3 +227,32 @@ def test_engine_with_cuda_only_kernels_is_not_verified_on_a_host_without_a_gpu()
     # every sparse op kept dense, but fp16 LayerNormGather ops (a K permutation for CUDA): not here either
     why = runs_nowhere_here([], cpu_only, "fp16", "eng", fp16_layernorms=3)
     assert why and why.startswith("3 fp16 LayerNormGather op(s) run on CUDA only")
+
+
+@pytest.mark.parametrize("refuse", ["reference", "engine", None])
+def test_timing_sessions_fall_back_where_graph_capture_is_refused(tmp_path, monkeypatch, refuse):
+    """--cuda-graph's sessions: where onnxruntime refuses to capture either model (it places some nodes on the CPU),
+    both open on the fallback providers and the reason names the refused one; otherwise the graph sessions are
+    used as they are. (onnxruntime's refusal is simulated here: there is no GPU.)"""
+    from sparsify_onnx import pipeline
+    mp, sp, out, _ = _convert(tmp_path, linear_chain((64, 64)), BLOCK_SPEC)
+    real = ort.InferenceSession
+    opened = []
+
+    def session(model, sess_options=None, providers=None):
+        graphs = providers == ["GraphProvider"]
+        if graphs and (refuse == "engine") == isinstance(model, str) and refuse:
+            raise RuntimeError("This session cannot use the graph capture feature as requested by the user")
+        opened.append(graphs)
+        return real(model, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    sess, ref, why = pipeline._sessions(out, _pruned_reference(mp, sp), ["GraphProvider"], 1,
+                                        fallback=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], ref.run(None, {"x": x})[0], rtol=1e-4, atol=1e-5)
+    if refuse is None:
+        assert why is None and opened == [True, True]
+    else:
+        name = "the engine" if refuse == "engine" else "the pruned dense model"
+        assert why.startswith(f"onnxruntime will not capture {name}:") and opened[-2:] == [False, False]
