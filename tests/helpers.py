@@ -87,3 +87,31 @@ propagate: false
 def write_spec(path, text: str):
     path.write_text(text)
     return path
+
+
+def decomposed_layernorm(x="X", y="Y", *, scale="scale", bias="bias", eps=1e-5, axis=-1, casts_to=None,
+                         square="Pow", eps_input=None, name="ln"):
+    """The nodes and scalar initializers of LayerNorm(x) -> y over `axis` as torch.onnx's tracer writes it before
+    opset 17: ReduceMean, Sub, [Cast to float,] Pow 2 (or Mul(d, d)), ReduceMean, Add eps, Sqrt, Div,
+    [Cast to `casts_to`,] Mul scale (scale first), Add bias (none when `bias` is None). The last node is `name`;
+    `eps_input`: the eps Add reads this tensor instead of a constant."""
+    n = helper.make_node
+    nodes = [n("ReduceMean", [x], [f"{name}/mean"], axes=[axis]), n("Sub", [x, f"{name}/mean"], [f"{name}/d"])]
+    d = f"{name}/d"
+    if casts_to is not None:
+        nodes.append(n("Cast", [d], [f"{name}/dc"], to=TensorProto.FLOAT))
+        d = f"{name}/dc"
+    nodes.append(n("Pow", [d, f"{name}/two"], [f"{name}/sq"]) if square == "Pow" else n("Mul", [d, d], [f"{name}/sq"]))
+    nodes += [n("ReduceMean", [f"{name}/sq"], [f"{name}/var"], axes=[axis]),
+              n("Add", [f"{name}/var", eps_input or f"{name}/eps"], [f"{name}/ve"]),
+              n("Sqrt", [f"{name}/ve"], [f"{name}/std"]), n("Div", [d, f"{name}/std"], [f"{name}/n"])]
+    last = f"{name}/n"
+    if casts_to is not None:
+        nodes.append(n("Cast", [last], [f"{name}/nc"], to=casts_to))
+        last = f"{name}/nc"
+    nodes.append(n("Mul", [scale, last], [y if bias is None else f"{name}/m"]))
+    if bias is not None:
+        nodes.append(n("Add", [f"{name}/m", bias], [y]))
+    nodes[-1].name = name
+    inits = [numpy_helper.from_array(np.array(v, np.float32), f"{name}/{k}") for k, v in (("two", 2.0), ("eps", eps))]
+    return nodes, inits

@@ -13,6 +13,8 @@ from sparsify_onnx.custom_ops.cache import CompileCache
 from sparsify_onnx.graph import index_model
 from sparsify_onnx.transform.lngather import fuse_layernorm_gather
 
+from helpers import decomposed_layernorm
+
 
 def _model(H=40, *, bias=True, index=None, eps=1e-3, extra_consumer=False, seed=0, ln_axis=-1, decomposed=False):
     """X -> LayerNormalization (last axis) -> Gather(axis -1, index) -> Y (+ the LayerNorm's output as a second
@@ -27,17 +29,8 @@ def _model(H=40, *, bias=True, index=None, eps=1e-3, extra_consumer=False, seed=
         ln_in.append("bias")
     nodes = [helper.make_node("LayerNormalization", ln_in, ["N"], name="ln", axis=ln_axis, epsilon=eps)]
     if decomposed:
-        inits += [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("two", 2.0), ("eps", eps))]
-        nodes = [helper.make_node("ReduceMean", ["X"], ["mean"], axes=[ln_axis]),
-                 helper.make_node("Sub", ["X", "mean"], ["d"]),
-                 helper.make_node("Pow", ["d", "two"], ["sq"]),
-                 helper.make_node("ReduceMean", ["sq"], ["var"], axes=[ln_axis]),
-                 helper.make_node("Sqrt", ["ve"], ["std"]),
-                 helper.make_node("Div", ["d", "std"], ["n"]),
-                 helper.make_node("Mul", ["n", "scale"], ["N" if not bias else "m"], name="ln" if not bias else "")]
-        nodes.insert(4, helper.make_node("Add", ["var", "eps"], ["ve"]))
-        if bias:
-            nodes.append(helper.make_node("Add", ["m", "bias"], ["N"], name="ln"))
+        nodes, scalars = decomposed_layernorm("X", "N", bias="bias" if bias else None, eps=eps, axis=ln_axis)
+        inits += scalars
     nodes.append(helper.make_node("Gather", ["N", "index"], ["Y"], name="ln/Order", axis=-1))
     outs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["b", "s", H])]
     if extra_consumer:
