@@ -155,6 +155,10 @@ class _Planner:
         except Exception as e:  # a handler that cannot decide blocks everything it touches
             self.log.append(f"{node.name or node.op_type}: compaction handler failed ({e}); blocked")
             self.handled = set()
+        self.block_unhandled(names)
+
+    def block_unhandled(self, names):
+        """Block every slot of `names` the last handler (since `handled` was reset) did not link or mark ok."""
         for n in names:
             for s in self.slots_of(n):
                 if s not in self.handled:

@@ -467,10 +467,7 @@ def _norm_boundary(pl, m):
     for p in params:
         pl.link((p, 0), (x, r - 1))
     pl.ok((y, r - 1))
-    for n in [x, y, *params]:
-        for s in pl.slots_of(n):
-            if s not in pl.handled:
-                pl.blocked.add(s)
+    pl.block_unhandled([x, y, *params])
     return m, (x, r - 1), (y, r - 1)
 
 
@@ -507,10 +504,7 @@ def _split_boundary(pl, node):
                 pl.link((x, b), (o, b))
         pl.ok((o, a))
     pl.ok((x, a))
-    for name in [x, *outs]:
-        for s in pl.slots_of(name):
-            if s not in pl.handled:
-                pl.blocked.add(s)
+    pl.block_unhandled([x, *outs])
     offsets = np.cumsum([0] + sizes[:-1])
     return (x, a), [((o, a), int(off), k) for o, off, k in zip(outs, offsets, sizes)]
 
