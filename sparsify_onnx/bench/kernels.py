@@ -18,6 +18,8 @@ order the transform stage gives it where K can be reordered for free (transform/
 FFN1's output features), so the cover runs in k's own order; X is the same random X. ``unstructured-horder-wgmma``
 orders each 64 rows among themselves, as for attention's output projection (K = heads x 64, ordered per head);
 ``unstructured-horder1-wgmma`` the same with one seed per head, which leaves a few entries past two (the residual).
+``unstructured-outlier-wgmma`` is the K-ordered weight with one column half dense before the order (an outlier
+feature of trained weights: 56% of K, past what 2:4 holds), whose entries past two crowd that one column.
 
 ``--build-only`` renders and compiles every kernel into the cache
 (``$SPARSIFY_CACHE_DIR/cuda-dev``) without a GPU, so a GPU run only loads them.
@@ -62,7 +64,8 @@ def make_pattern(name: str) -> Pattern:
     if name.startswith("block"):
         b = int(name[5:])
         return Pattern("block", block=(b, b))
-    if name in ("unstructured", "unstructured-korder", "unstructured-horder", "unstructured-horder1"):
+    if name in ("unstructured", "unstructured-korder", "unstructured-horder", "unstructured-horder1",
+                "unstructured-outlier"):
         return Pattern("unstructured")
     if name == "2:4":
         return Pattern("nm", n=2, m=4)
@@ -135,7 +138,10 @@ def _weight(pname, K, N, density, seed):
         _WCACHE.clear()  # cases come grouped: keep one weight at a time
         pat = make_pattern(pname)
         W = make_weight(pat, K, N, density, seed)
-        if ("-korder" in pname or "-horder" in pname) and K % 64 == 0:
+        if "-outlier" in pname:
+            rng = np.random.default_rng(seed + 1)
+            W[:, N // 3] = np.where(rng.random(K) < 0.56, rng.standard_normal(K) / math.sqrt(K * density), 0)
+        if ("-korder" in pname or "-horder" in pname or "-outlier" in pname) and K % 64 == 0:
             from ..transform.permute import TAIL_ROWS, best_natural_order, natural_order
             d = 64 if "-horder" in pname else K  # (rows ordered among themselves, as convert orders them)
             order = natural_order if "-horder1" in pname else \

@@ -18,7 +18,7 @@ launcher runs off Hopper or with ``SPARSIFY_NO_WGMMA=1``.
 Tile: (NWG, BM, KS, STAGES, INFLIGHT, RS): warpgroups per CTA (1 to 4, each 64 output columns), rows of X per
 CTA (the wgmma n: a multiple of 32 from 64 to 256), k per pipeline stage (64 or 128), stages, 1 to keep one wgmma
 group in flight across the stage boundary, RS > 0 to raster CTAs in supertiles of RS m-tiles (for weights larger
-than the L2).
+than the L2). The cover adds FORM (``cuda_cover_wgmma.geometry``).
 """
 from __future__ import annotations
 
@@ -71,10 +71,14 @@ class CudaNmWgmma(KernelFamily):
 
     def geometry(self, spec):
         """(NWG, BM, KS, STAGES, INFLIGHT, RS); missing trailing fields are 0."""
+        return self._geometry(spec, 6)
+
+    def _geometry(self, spec, fields: int):
         t = tuple(spec.tile or self.tile_candidates(spec.pattern, spec.K, spec.N, spec.dtype)[0])
-        if not 4 <= len(t) <= 6:
-            raise ValueError(f"{self.name}: tile {t}: (NWG, BM, KS, STAGES[, INFLIGHT[, RS]]) expected")
-        t = t + (0,) * (6 - len(t))
+        if not 4 <= len(t) <= fields:
+            raise ValueError(f"{self.name}: tile {t}: (NWG, BM, KS, STAGES[, INFLIGHT[, RS"
+                             f"{'[, FORM]' if fields == 7 else ''}]]) expected")
+        t = t + (0,) * (fields - len(t))
         nwg, bm, ks, st = t[:4]
         if nwg not in (1, 2, 3, 4) or bm % 32 or not 64 <= bm <= 256 or ks not in (64, 128) or st < 2 or \
                 self.smem_bytes(t) > 227 * 1024 or self.regs(bm) * 128 * nwg > 65536:
@@ -103,7 +107,7 @@ class CudaNmWgmma(KernelFamily):
 
     def render(self, spec, packed):
         t = self.geometry(spec)
-        nwg, bm, ks, st, inf, rs = t
+        nwg, bm, ks, st, inf, rs = t[:6]
         fb = self.fallback_spec(spec)
         fb_name, fb_text = embedded_fallback(spec, fb, packed)
         ctx = base_ctx(spec, packed)
@@ -171,9 +175,9 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int, natural: bo
     their own pair, which the kernel reads as zeros); ``idx`` [K/2, N] (the two kept offsets of every permuted
     group, ascending, distinct); ``dst`` per CSC entry: ``(2 g + slot) * N + n`` in the cover (g a permuted
     group), or ``-1 - j`` for residual entry j; ``res_start`` [ceil(N / BN) + 1] (each tile's residual entries,
-    by column, then k), ``res_wstart`` [ceil(N / BN) * BN / 16 + 1] (the same per 16 columns: a warp's) and
-    ``res_words`` [2 nres]: entry j is (k, column within the tile), the kernel adds the fp16 value in bits 16-31 of
-    the second word."""
+    by column, then k); ``res_slot`` [ceil(N / BN) * BN] (per column of each tile: its number among the tile's
+    columns with residual entries, in order, or -1) and ``res_words`` [2 nres]: entry j is (k, its column's
+    slot), the kernel adds the fp16 value in bits 16-31 of the second word."""
     col_ptr, row_idx = np.asarray(col_ptr, np.int64), np.asarray(row_idx, np.int64)
     nnz, G = row_idx.size, K // 4
     cols = np.repeat(np.arange(N), np.diff(col_ptr))
@@ -217,28 +221,37 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int, natural: bo
     res = np.nonzero(~cov)[0]
     res = res[np.lexsort((row_idx[res], c[res], tile[res]))]
     dst[res] = -1 - np.arange(res.size)
-    res_start = np.r_[0, np.cumsum(np.bincount(tile[res], minlength=ntiles))]
-    res_wstart = np.r_[0, np.cumsum(np.bincount(tile[res] * (BN // 16) + c[res] // 16, minlength=ntiles * BN // 16))]
-    res_words = np.stack([row_idx[res], c[res]], axis=1).reshape(-1)
+    rt, rc = tile[res], c[res]
+    res_start = np.r_[0, np.cumsum(np.bincount(rt, minlength=ntiles))]
+    # each tile's residual columns in order, numbered from 0 (the entry's slot)
+    col = rt * BN + rc
+    new_col = np.r_[True, col[1:] != col[:-1]] if res.size else np.zeros(0, bool)
+    ucol = np.cumsum(new_col) - 1
+    first = ucol[res_start[:-1].clip(max=max(res.size - 1, 0))] if res.size else np.zeros(ntiles, np.int64)
+    slot = ucol - first[rt] if res.size else np.zeros(0, np.int64)
+    res_slot = np.full(ntiles * BN, -1, np.int64)
+    res_slot[col] = slot
     return {"idx": slots.reshape(G * 2, N).astype(np.uint8), "dst": dst,
-            "xperm": np.argsort(inv, axis=2).astype(np.uint8), "res_start": res_start, "res_wstart": res_wstart,
-            "res_words": res_words, "nres": int(res.size), "natural": natural}
+            "xperm": np.argsort(inv, axis=2).astype(np.uint8), "res_start": res_start, "res_slot": res_slot,
+            "res_words": np.stack([row_idx[res], slot], axis=1).reshape(-1), "nres": int(res.size),
+            "natural": natural}
 
 
 # the cover's time over the 2:4 kernel's at its tile (4-byte loads of X's permuted pairs instead of 16-byte ones:
-# 11.4 / 7.5 us, 35.0 / 22.3, 41.9 / 26.9 at the BERT shapes), and per residual entry and row of X (read from global
-# memory in the epilogue: 414 us for 8025 entries at (4096, 768, 768), 75% sparse); H200, bench/cuda/s7/run7-ws-fixed
+# 11.4 / 7.5 us, 35.0 / 22.3, 41.9 / 26.9 at the BERT shapes; H200, bench/cuda/s7/run7-ws-fixed)
 COVER_STEP_FACTOR = 1.5
-COVER_ENTRY_ROW_S = 1.2e-11
-# per residual entry and row of X read from a stage still in shared memory (the natural cover, k in the last
-# STAGES k-steps): 77 entries cost 2.5-2.9 us at (4096, 3072, 768), 4x128x64x4x1x0 (H200, bench/cuda/s13/run6,
-# run7-final; 317 entries read one at a time cost 5.0 us, run5)
-COVER_TAIL_ENTRY_ROW_S = 8e-12
-# per residual entry of one warp's 16 columns, per CTA of 128 rows: a warp adds its columns' entries one after
-# another, so entries that crowd into one column (an outlier feature of trained weights) stretch its CTAs: 54, 61
-# and 87 entries in one column cost 12.1, 12.9 and 23.5 us at (4096, 384, 1536), 3x128x128x3 (H200,
-# bench/gpu/s15/run6-minilm-real: MiniLM's FFN2 after the K order; cuBLAS 18.8 us, the same kernel with none 13.9)
-COVER_WARP_ENTRY_S = 2.3e-7
+# The residual, per entry and row of a CTA's tile: the CTA's threads share its tile's (entry, row) pairs and sum
+# them per column in shared memory, so a CTA's residual takes its entries x BM x this, X read from global memory
+# (the L2) or, in the natural cover for k in the last STAGES k-steps, from a stage still in shared memory. Fitted to
+# the H200 (bench/cuda/s16/run3-words-shuffled): 56, 78 and 186 entries from the stages, all in one column (an
+# outlier feature), cost 3.0, 4.0 and 9.2 us over the same kernel without them at BM 128 (50 ns per entry and CTA);
+# a random weight with K as given in k's own order (137 entries per tile, two thirds from global memory) 17.6 us.
+# Until session 16 each warp added its own columns' entries one after another (the same outlier weights: 12.7,
+# 17.6 and 46.8 us; MiniLM's outlier columns, bench/gpu/s15/run6-minilm-real).
+COVER_CTA_ENTRY_ROW_S = 1.33e-9
+COVER_CTA_TAIL_ROW_S = 3.9e-10
+# the residual's partial sums in shared memory: columns (slots) per chunk, at most and at least (fits())
+MAX_SLOTS, MIN_SLOTS = 64, 4
 
 
 @register_family
@@ -253,9 +266,10 @@ class CudaCoverWgmma(CudaNmWgmma):
 
     A weight that is 2:4 in k's own groups but for a few entries (the transform stage reorders K where the graph
     allows it, transform/permute.py) takes the natural form instead: X loaded 16 bytes at a time as in the 2:4
-    kernel, the few entries added in the epilogue by the warp that holds their column: X read from the stages still
-    in shared memory for k in the last STAGES k-steps (where the transform stage's order puts them), from global
-    memory before."""
+    kernel, the few entries added after the main loop: X read from the stages still in shared memory for k in the
+    last STAGES k-steps (where the transform stage's order puts them), from global memory before. In either form
+    every thread of the CTA takes a share of its tile's (entry, row) pairs, summed in a shared-memory buffer per
+    column, so entries crowded into one column (an outlier feature of trained weights) are not one warp's work."""
     name = "cuda_cover_wgmma"
     patterns = ("unstructured",)
     portable = "cuda_csr"
@@ -264,15 +278,53 @@ class CudaCoverWgmma(CudaNmWgmma):
         return None
 
     def geometry(self, spec):
-        t = super().geometry(spec)
+        """(NWG, BM, KS, STAGES, INFLIGHT, RS, FORM): the 2:4 kernel's tile, and the cover's form: 0 as the cost
+        model chooses, 1 k's own order, 2 the pair order (tests and benchmarks pin it)."""
+        t = self._geometry(spec, 7)
+        if t[6] not in (0, 1, 2):
+            raise ValueError(f"{self.name}: tile {t}: FORM 0 (by cost), 1 (k's own order) or 2 (pair order)")
         if not self.fits(spec.K, t):
             raise ValueError(f"{self.name}: tile {t}: the stages and the pair order of K = {spec.K} (K / 2 bytes) "
                              f"need more than 227 KB of shared memory")
         return t
 
     def fits(self, K: int, t) -> bool:
-        """The stages and a column tile's pair order (32 bytes per 64-k panel of whole k-steps) in 227 KB."""
-        return self.smem_bytes(t) + -(-K // t[2]) * t[2] // 2 <= 227 * 1024
+        """The stages, a column tile's pair order (32 bytes per 64-k panel of whole k-steps) and the residual's
+        buffer for at least MIN_SLOTS columns in 227 KB."""
+        return self.smem_bytes(t) + self.perm_bytes(K, t) + MIN_SLOTS * self.slot_bytes(t) <= 227 * 1024
+
+    @staticmethod
+    def slot_bytes(t) -> int:
+        """The residual's partial sums of one column: fp32 per row and group of BM threads."""
+        nt, bm = 128 * t[0], t[1]
+        return max(1, nt // bm) * bm * 4
+
+    @staticmethod
+    def perm_bytes(K: int, t) -> int:
+        return -(-K // t[2]) * t[2] // 2
+
+    def slots_per_chunk(self, K: int, t, c: dict) -> int:
+        """Columns of the residual's fp32 partial sums [groups][slots][BM] (past the stages and the pair order):
+        every residual column of the busiest tile, up to MAX_SLOTS, as far as the CTAs per SM stay as many."""
+        per_sm = self.ctas_per_sm(t)
+        room = (227 * 1024 if per_sm == 1 else 228 * 1024 // per_sm - 1024) - self.smem_bytes(t) - \
+            self.perm_bytes(K, t)
+        slots = int(c["res_slot"].max(initial=-1)) + 1
+        return max(1, min(slots, MAX_SLOTS, room // self.slot_bytes(t)))
+
+    @staticmethod
+    def chunk_starts(c: dict, ntiles: int, rch: int) -> np.ndarray:
+        """Each tile's residual entries in chunks of rch slots: chunk q of tile t is entries
+        [a[t * NCH + q], a[t * NCH + q + 1]), NCH chunks per tile (the busiest tile's), empty ones at the end."""
+        slot = c["res_words"][1::2]
+        start = c["res_start"]
+        nch = max(1, -(-(int(slot.max(initial=-1)) + 1) // rch))
+        a = np.empty(ntiles * nch + 1, np.int64)
+        for t in range(ntiles):
+            s = slot[start[t]:start[t + 1]]
+            a[t * nch:(t + 1) * nch] = start[t] + np.searchsorted(s, np.arange(nch) * rch)
+        a[-1] = start[-1]
+        return a
 
     def tile_candidates(self, pattern, K, N, dtype):
         """3 x 128 x 128 waited each step (the cover's best or within 3% of it at N = 768, bench/cuda/s7/run8-final),
@@ -290,12 +342,13 @@ class CudaCoverWgmma(CudaNmWgmma):
         return [t for t in dict.fromkeys(first + CANDIDATES) if self.fits(K, t)]
 
     def tables(self, spec, packed, t):
-        """The cover in k's own order where its residual costs less than the pair order's 4-byte loads (per row
-        of X: the cost model's terms), else the pair-permuted cover."""
+        """The cover in the tile's FORM; by default in k's own order where its residual costs less than the pair
+        order's 4-byte loads (the cost model's terms), else the pair-permuted cover."""
         if packed.nnz > MAX_BAKED_NNZ:
             raise ValueError(f"{self.name}: {packed.nnz} non-zeros is over the {MAX_BAKED_NNZ} baked-table limit")
-        c = self._cover_tables(spec, packed, t, natural=True)
-        if c["nres"]:
+        form = t[6] if len(t) > 6 else 0
+        c = self._cover_tables(spec, packed, t, natural=form != 2)
+        if c["nres"] and not form:
             M = 4096  # (both sides scale with M)
             base = CudaNmWgmma.cost(self, spec, packed, M)
             p = self._cover_tables(spec, packed, t, natural=False)
@@ -322,26 +375,32 @@ class CudaCoverWgmma(CudaNmWgmma):
         return max(0, -(-K // t[2]) - t[3]) * t[2]
 
     def residual_cost(self, spec, t, c, M, base) -> float:
-        """Per entry and row of X: COVER_TAIL_ENTRY_ROW_S read from a stage (the natural cover, k in the last
-        STAGES steps), COVER_ENTRY_ROW_S from global memory; at least the busiest warp's entries one after
-        another in each of its column tile's waves of CTAs (COVER_WARP_ENTRY_S per 128 rows)."""
-        k = c["res_words"][0::2]
-        tail = int((k >= self.tail_k0(spec.K, t)).sum()) if c["natural"] else 0
-        total = M * (tail * COVER_TAIL_ENTRY_ROW_S + (c["nres"] - tail) * COVER_ENTRY_ROW_S)
+        """A CTA's residual: its column tile's entries x BM rows x COVER_CTA_TAIL_ROW_S (the natural cover, k in
+        the last STAGES steps: X from a stage) or COVER_CTA_ENTRY_ROW_S (from global memory). The CTAs share the
+        SMs (the sum over all of them), and the busiest tile's CTAs stretch their waves (its CTAs spread over the
+        SMs: the max)."""
         if not c["nres"]:
-            return total
-        warp = int(np.diff(c["res_wstart"]).max())
-        rows = -(-M // t[1])  # (the CTAs of the busiest column tile)
-        waves = -(-rows // (H200_SMS * self.ctas_per_sm(t)))
-        slow = 1.0 if tail == c["nres"] else COVER_ENTRY_ROW_S / COVER_TAIL_ENTRY_ROW_S
-        return max(total, waves * warp * COVER_WARP_ENTRY_S * t[1] / 128 * slow)
+            return 0.0
+        ntiles = -(-spec.N // (64 * t[0]))
+        k, start = c["res_words"][0::2], c["res_start"]
+        tail = (k >= self.tail_k0(spec.K, t)) if c["natural"] else np.zeros(k.size, bool)
+        tiles = np.repeat(np.arange(ntiles), np.diff(start))
+        per_cta = t[1] * (np.bincount(tiles, tail, ntiles) * COVER_CTA_TAIL_ROW_S +
+                          np.bincount(tiles, ~tail, ntiles) * COVER_CTA_ENTRY_ROW_S)
+        rows = -(-M // t[1])  # CTAs per column tile
+        slots = H200_SMS * self.ctas_per_sm(t)
+        return max(float(per_cta.sum()) * rows / slots, -(-rows // slots) * float(per_cta.max()))
 
     def extra_ctx(self, spec, packed, t):
         c = self.tables(spec, packed, t)
+        ntiles = -(-spec.N // (64 * t[0]))
+        rch = self.slots_per_chunk(spec.K, t, c)
+        starts = self.chunk_starts(c, ntiles, rch)
         return dict(COVER=True, XPERM=not c["natural"], TAIL_K0=self.tail_k0(spec.K, t), nres=c["nres"],
                     dst=fmt_array(c["dst"]),
                     xperm=fmt_array(c["xperm"]) if not c["natural"] else "",
-                    res_wstart=fmt_array(c["res_wstart"]), res_words=fmt_array(c["res_words"]),
+                    RCH=rch, NCH=(starts.size - 1) // ntiles, res_cstart=fmt_array(starts),
+                    res_slot=fmt_array(c["res_slot"]), res_words=fmt_array(c["res_words"]),
                     idx_hex=hex_lines(c["idx"], 2))
 
     def cost(self, spec, packed, M):
