@@ -30,7 +30,7 @@ def test_tune_plan_without_gpu_keeps_cost_model_tiles():
 
 
 def test_measured_decisions_add_the_unfused_epilogue_to_dense():
-    from sparsify_onnx.tune.dense import epilogue_seconds
+    from sparsify_onnx.transform.cost import epilogue_seconds
     from sparsify_onnx.tune.plan import measured_decisions
     ep = Epilogue(bias=True, activation="gelu", residual=True)
     spec = KernelSpec(op="linear", family="cuda_bcsr_tc", device="cuda", dtype="fp16",

@@ -19,7 +19,7 @@ from ..codegen.registry import Epilogue, KernelSpec, PackedWeight, families
 from ..graph import Loaded
 from ..pattern import Pattern
 from . import NodePlan
-from .cost import dense_cost
+from .cost import dense_node_cost
 from .fusion import match_epilogue
 
 DOMAIN = "ai.sparsify"
@@ -203,7 +203,7 @@ def replace_sparse_ops(lo: Loaded, selections: dict, options: TransformOptions, 
             how = f"measured on {options.gpu_name or 'the GPU'}"
         else:
             c_sparse = get_cost(chosen[primary], packed, options.M)
-            c_dense = dense_cost(primary, options.M, K, N, dtype)
+            c_dense = dense_node_cost(primary, options.M, K, N, dtype, chosen[primary].epilogue)
             how = "cost model"
         if options.policy == "auto" and not (c_sparse < c_dense):
             plan.reason = (f"{how}: sparse {c_sparse * 1e6:.1f} us >= dense {c_dense * 1e6:.1f} us "

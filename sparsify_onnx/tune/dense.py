@@ -87,23 +87,3 @@ def dense_seconds(gpu, M: int, K: int, N: int, dtype: str) -> float | None:
     except Exception:  # noqa: BLE001  (no cuBLAS: the cost model decides)
         return None
 
-
-# The dense alternative also runs the epilogue that our kernel fuses: onnxruntime executes the bias Add,
-# the activation and the residual Add as separate element-wise kernels, each one pass over Y (the
-# residual Add reads two tensors). Those passes are memory-bound: modelled as bytes over the H200's
-# measured copy bandwidth plus one kernel launch each (KINDS.md / bench/NOTES.md).
-ELEMENTWISE_BANDWIDTH = 4.3e12  # bytes/s, device-to-device copy measured on the H200
-ELEMENTWISE_LAUNCH_S = 2.5e-6
-
-
-def epilogue_seconds(M: int, N: int, dtype: str, epilogue) -> float:
-    esize = 2 if dtype == "fp16" else 4
-    y = M * N * esize
-    passes = []
-    if epilogue.bias:
-        passes.append(2 * y)
-    if epilogue.activation != "none":
-        passes.append(2 * y)
-    if epilogue.residual:
-        passes.append(3 * y)
-    return sum(b / ELEMENTWISE_BANDWIDTH + ELEMENTWISE_LAUNCH_S for b in passes)

@@ -12,9 +12,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 from ..transform import Plan
+from ..transform.cost import epilogue_seconds
 from . import build_candidates, candidates, tune
 from .build import nvcc_path
-from .dense import dense_seconds, epilogue_seconds
+from .dense import dense_seconds
 
 CANDIDATES_PER_KERNEL = 6
 OTHER_FAMILY_CANDIDATES = 2
@@ -85,7 +86,7 @@ def measured_decisions(plan: Plan, results: list[dict], M: int) -> tuple[dict, d
     """From a tuned plan: ({node: (sparse_s, dense_s)}, {(device, family, tables_hash): tile}).
 
     Only nodes whose CUDA kernel and dense GEMM were both timed get a measured decision. The dense side
-    is the timed cuBLAS GEMM plus the element-wise passes our kernel fuses (tune.dense.epilogue_seconds)."""
+    is the timed cuBLAS GEMM plus the element-wise passes our kernel fuses (transform.cost.epilogue_seconds)."""
     by_key = {r["op_key"]: r for r in results}
     measured, tiles = {}, {}
     for n in plan.nodes:
