@@ -12,6 +12,18 @@ from sparsify_onnx.transform.replace import TransformOptions
 SPEC = BLOCK16_SPEC
 
 
+FFN1 = "/encoder/layer.0/intermediate/dense/MatMul"
+
+
+def _tiny_fp16_bert_ffn1(rule: str):
+    """The tiny fp16 BERT of models/bert.py, propagated, with one rule (its pattern lines) on layer 0's FFN1."""
+    import dataclasses
+    from models.bert import BertConfig, build_bert
+    cfg = dataclasses.replace(BertConfig.preset("tiny"), dtype="fp16")
+    spec = f'version: 1\nrules:\n  - select: {{node: "{FFN1}"}}\n    {rule}\npropagate: false\n'
+    return propagate(annotate(index_model(build_bert(cfg)), parse_spec(spec)), enabled=False)
+
+
 @pytest.fixture
 def propagated():
     lo = index_model(linear_chain((64, 96, 64)))
@@ -38,18 +50,7 @@ def test_policy_always_and_never(propagated):
 def test_a_tuned_family_wins_over_the_cost_model():
     """When the tuner measured another kernel family fastest for a weight, transform uses that family and tile
     (fp16 BERT, 32x32 blocks: the cost model picks cuda_bcsr_tc; the tuner may have measured cuda_bcsr_fp32)."""
-    import dataclasses
-    from models.bert import BertConfig, build_bert
-    cfg = dataclasses.replace(BertConfig.preset("tiny"), dtype="fp16")
-    spec_text = """version: 1
-rules:
-  - select: {node: "/encoder/layer.0/intermediate/dense/MatMul"}
-    pattern: block
-    block: [32, 32]
-    sparsity: 0.5
-propagate: false
-"""
-    prop = propagate(annotate(index_model(build_bert(cfg)), parse_spec(spec_text)), enabled=False)
+    prop = _tiny_fp16_bert_ffn1("pattern: block\n    block: [32, 32]\n    sparsity: 0.5")
     opts = dict(devices=("cpu", "cuda"), policy="always")
     spec = next(p for p in transform(prop, TransformOptions(**opts)).nodes if p.action == "sparse").kernels["cuda"]
     assert spec.family == "cuda_bcsr_tc"
@@ -111,22 +112,12 @@ def test_without_a_gpu_the_dense_alternative_pays_the_epilogue_it_runs_unfused()
     runs for the bias and activation our kernel fuses, as the tuner does with its measured cuBLAS time (before,
     only the GEMM: on MiniLM's trained weights the model then agreed with the H200's decisions on 13 of 36 linears,
     with the passes on 34, bench/NOTES.md session 16). The CPU side stays the GEMM (measured against MLAS alone)."""
-    import dataclasses
     import re
-    from models.bert import BertConfig, build_bert
     from sparsify_onnx.codegen.registry import Epilogue
     from sparsify_onnx.transform.cost import dense_cost, dense_node_cost, epilogue_seconds
-    cfg = dataclasses.replace(BertConfig.preset("tiny"), dtype="fp16")
-    spec_text = """version: 1
-rules:
-  - select: {node: "/encoder/layer.0/intermediate/dense/MatMul"}
-    pattern: unstructured
-    sparsity: 0.9
-propagate: false
-"""
-    prop = propagate(annotate(index_model(build_bert(cfg)), parse_spec(spec_text)), enabled=False)
+    prop = _tiny_fp16_bert_ffn1("pattern: unstructured\n    sparsity: 0.9")
     node = next(p for p in transform(prop, TransformOptions(devices=("cuda",), M=4096, permute=False)).nodes
-                if p.node == "/encoder/layer.0/intermediate/dense/MatMul")
+                if p.node == FFN1)
     K, N = node.shape
     ep = Epilogue(True, "gelu", False)
     want = dense_node_cost("cuda", 4096, K, N, "fp16", ep)

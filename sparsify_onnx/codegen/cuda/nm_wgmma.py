@@ -346,9 +346,8 @@ class CudaCoverWgmma(CudaNmWgmma):
         order's 4-byte loads (the cost model's terms), else the pair-permuted cover."""
         if packed.nnz > MAX_BAKED_NNZ:
             raise ValueError(f"{self.name}: {packed.nnz} non-zeros is over the {MAX_BAKED_NNZ} baked-table limit")
-        form = t[6] if len(t) > 6 else 0
-        c = self._cover_tables(spec, packed, t, natural=form != 2)
-        if c["nres"] and not form:
+        c = self._cover_tables(spec, packed, t, natural=t[6] != 2)  # (t: geometry()'s, FORM last)
+        if c["nres"] and not t[6]:
             M = 4096  # (both sides scale with M)
             base = CudaNmWgmma.cost(self, spec, packed, M)
             p = self._cover_tables(spec, packed, t, natural=False)
