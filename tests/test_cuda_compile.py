@@ -266,6 +266,10 @@ def test_nm_wgmma_takes_2of4_and_checks_its_tiles(monkeypatch):
                                                                                    (4, 96, 128, 3, 0, 0)]
     assert cover.tile_candidates(Pattern("unstructured"), 768, 3072, "fp16")[:2] == [(4, 128, 128, 3, 0, 0),
                                                                                    (3, 128, 128, 3, 0, 0)]
+    # MiniLM's widths (384, 1536): the smaller column tiles first, within the tuner's first six
+    for K, N in ((384, 384), (384, 1536), (1536, 384)):
+        assert cover.tile_candidates(Pattern("unstructured"), K, N, "fp16")[:3] == [
+            (2, 96, 64, 4, 1, 0), (2, 128, 128, 3, 0, 0), (3, 64, 64, 4, 1, 0)]
     with pytest.raises(ValueError, match="pair order of K = 131072"):
         cover.geometry(KernelSpec("linear", cover.name, "cuda", "fp16", Pattern("unstructured"), 131072, 768,
                                   Epilogue(), tile=(3, 128, 128, 3, 1, 0), tables_hash="x"))

@@ -18,6 +18,9 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 from cuda_cases import CASES, build_case, reference  # noqa: E402
 
+from sparsify_onnx.codegen.packing import pack  # noqa: E402
+from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family  # noqa: E402
+from sparsify_onnx.pattern import Pattern  # noqa: E402
 from sparsify_onnx.tune.build import nvcc_path  # noqa: E402
 
 pytestmark = pytest.mark.gpu
@@ -199,3 +202,53 @@ def test_nm_fallback_without_cusparselt(gpu, monkeypatch):
     """The n:m launcher without cuSPARSELt: plain FMA fallback, same results."""
     assert _fallback_run(gpu, monkeypatch, "SPARSIFY_NO_CUSPARSELT", "cuda_nm_sparselt", 99, "test_nm_fallback",
                          "uses_cusparselt") == 0
+
+
+def _fp16_key(h: np.ndarray) -> np.ndarray:
+    """fp16 values as integers in their order (one apart per ulp, +0 and -0 the same)."""
+    b = h.view(np.uint16).astype(np.int64)
+    return np.where(b & 0x8000, -(b & 0x7FFF), b)
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_tanh"])
+@pytest.mark.parametrize("fam", ["cuda_csr", "cuda_nm_wgmma"])
+def test_fused_activation_per_element(gpu, fam, act):
+    """The fp16 kernels' GELU (erf and tanh forms: exp2 and a reciprocal instead of erff or tanhf, cuda_common.cuh.j2)
+    element by element: Y = act(X @ I) over every fp16 value in [-16, 16] gives the float64 function rounded to fp16,
+    or its neighbour (ties of the rounding), for a CUDA-core family and a wgmma one."""
+    from math import erfc, exp, sqrt
+
+    from sparsify_onnx.tune.build import CudaLib, build_shared
+    K = N = 256
+    pattern = Pattern("unstructured") if fam == "cuda_csr" else Pattern("nm", n=2, m=4)
+    W = np.eye(K, dtype=np.float32)
+    pk = pack(W, pattern, dtype=np.float16)
+    spec = KernelSpec("linear", fam, "cuda", "fp16", pattern, K, N, Epilogue(False, act, False), arch=("sm_90",),
+                      tables_hash=pk.tables_hash())
+    cl = CudaLib(build_shared(get_family(fam).render(spec, pk), name=f"test_act_{fam}_{act}"))
+    h = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    x = h[np.isfinite(h) & (np.abs(h) <= 16)]
+    M = -(-x.size // K)
+    X = np.zeros(M * K, np.float16)
+    X[:x.size] = x
+    X = X.reshape(M, K)
+    if act == "gelu":  # x Phi(x), Phi by erfc (no cancellation where x is very negative)
+        f = np.vectorize(lambda v: v * 0.5 * erfc(-v / sqrt(2)))
+    else:  # 0.5 x (1 + tanh(y)) = x / (1 + exp(-2 y))
+        f = np.vectorize(lambda v: v / (1 + exp(min(700.0, -2 * sqrt(2 / np.pi) * (v + 0.044715 * v ** 3)))))
+    ref = f(X.astype(np.float64)).astype(np.float16)
+    bX, bV = gpu.upload(X), gpu.upload(pk.values)
+    bY = gpu.empty(M * N * 2)
+    gpu.fill(bY, 0xFF)
+    name = spec.procedural_name()
+    sb = cl.scratch(name, M)
+    bS = gpu.empty(sb)
+    with _held(cl, spec, [bV]):
+        assert cl.launcher(name)(bX.ptr, bV.ptr, None, None, bY.ptr, M, gpu.stream(), bS.ptr, sb) == 0
+        gpu.sync()
+    Y = gpu.download(bY, (M, N), np.float16)
+    assert np.isfinite(Y).all()
+    d = np.abs(_fp16_key(Y) - _fp16_key(ref))
+    worst = np.unravel_index(d.argmax(), d.shape)
+    assert d.max() <= 1, f"{d.max()} ulp at x = {X[worst]}: {Y[worst]} against {ref[worst]}"
+    assert (d > 0).mean() < 0.01

@@ -155,7 +155,7 @@ def render_case(case):
     pat = make_pattern(case["pattern"])
     W, pk = _weight(case["pattern"], case["K"], case["N"], case["density"], case["seed"])
     fam = get_family(case["family"])
-    spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, case["K"], case["N"], Epilogue(),
+    spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, case["K"], case["N"], case.get("epilogue", Epilogue()),
                       tile=tuple(case["tile"]), arch=("sm_90",), tables_hash=pk.tables_hash())
     return W, pk, spec, fam.render(spec, pk)
 
