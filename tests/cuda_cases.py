@@ -103,8 +103,14 @@ CASES = [
     ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 1000, 72, "plain", (4, 96, 64, 4, 0, 8), "natural"),
     ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 1000, 200, "bgr", (3, 128, 64, 4, 1, 0, 1), "natural-40"),
     ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 520, 264, "ta", (2, 96, 128, 3, 0, 0, 1), "natural-40"),
-    ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 520, 200, "bgr", (3, 128, 64, 4, 1, 0), "outlier"),
-    ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 1000, 264, "ta", (4, 96, 128, 3, 0, 0), "outlier"),
+    ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 520, 200, "bgr", (3, 128, 64, 4, 1, 0, 1), "outlier"),
+    ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 1000, 264, "ta", (4, 96, 128, 3, 0, 0, 1), "outlier"),
+    # ... with its residual's chunks of X loaded again in extra k-steps (field 7 = 3): K's last step partial, an
+    # outlier column (residual chunks all over K), a random weight in k's own order (most chunks), BM 96 with KS 64
+    ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 520, 200, "bgr", (3, 128, 64, 4, 1, 0, 3), "natural-40"),
+    ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 1000, 264, "ta", (4, 96, 128, 3, 0, 0, 3), "outlier"),
+    ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 264, 136, "plain", (2, 128, 128, 3, 0, 0, 3), 0.1),
+    ("cuda_cover_wgmma", "fp16", Pattern("unstructured"), 200, 136, "bgr", (2, 96, 64, 4, 1, 0, 3), "natural"),
     # Hopper wgmma (each source also carries its portable fallback); CI compiles them and a GPU host checks them
     # against numpy: kept rows not a multiple of the k-step, N not a multiple of 128
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 200, 200, "bgr", None),

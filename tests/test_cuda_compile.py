@@ -1,6 +1,7 @@
 """CI (no GPU): every CUDA family's rendered source compiles with nvcc (sm_90), in one nvcc call."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -278,14 +279,17 @@ def test_nm_wgmma_takes_2of4_and_checks_its_tiles(monkeypatch):
 @pytest.mark.parametrize("K,N,density,KS,BN,natural", [
     (768, 768, 0.1, 64, 192, False), (3072, 768, 0.1, 128, 256, False), (200, 136, 0.3, 64, 128, False),
     (264, 520, 0.5, 128, 128, False), (64, 8, 0.9, 64, 64, False),
-    (768, 768, 0.1, 64, 192, True), (264, 520, 0.5, 128, 128, True)])
+    (768, 768, 0.1, 64, 192, True), (264, 520, 0.5, 128, 128, True),
+    (768, 768, 0.1, 64, 192, "ext"), (264, 520, 0.5, 128, 128, "ext"), (200, 136, 0.3, 64, 128, "ext")])
 def test_cover_of_an_unstructured_weight_rebuilds_it(K, N, density, KS, BN, natural):
     """cuda_cover_wgmma's tables, read as the kernel reads them (X's pairs in each column tile's order, the 2:4
     slots with their offsets in that order, then the residual), give back the weight exactly; slot offsets are
     distinct and ascending (what the sparse tensor cores accept), every CSC entry lands in its own place, and
     each panel's order is a permutation of its pairs (the identity in the natural form). At 90% random sparsity
     the order leaves no residual (or a handful at 256-column tiles); at 70% and denser much of the weight is
-    residual, and so is 0.37% of the groups of a 90% weight in natural order."""
+    residual, and so is 0.37% of the groups of a 90% weight in natural order. Extended ("ext": the natural form
+    with the residual's chunks of X loaded again in extra k-steps), nothing is residual and the extra rows of the
+    cover read the chunks the ext table names."""
     import numpy as np
     from sparsify_onnx.codegen.cuda.nm_wgmma import cover_tables
     from sparsify_onnx.codegen.packing import pack
@@ -293,26 +297,35 @@ def test_cover_of_an_unstructured_weight_rebuilds_it(K, N, density, KS, BN, natu
     rng = np.random.default_rng(K + N)
     W = (rng.standard_normal((K, N)) * (rng.random((K, N)) < density)).astype(np.float32)
     pk = pack(W, Pattern("unstructured"), dtype=np.float32)
-    c = cover_tables(K, N, pk.tables["col_ptr"], pk.tables["row_idx"], KS, BN, natural=natural)
+    ext = natural == "ext"
+    natural = bool(natural)
+    c = cover_tables(K, N, pk.tables["col_ptr"], pk.tables["row_idx"], KS, BN, natural=natural, extend=ext)
+    nxs, KW = -(-K // KS), c["KW"]
+    assert KW == ((nxs + c["esteps"]) * KS if ext else K) and c["ext"].shape == (-(-N // BN), c["esteps"] * KS // 8)
     ntiles, npan = -(-N // BN), -(-K // KS) * KS // 64
     xp = c["xperm"].astype(np.int64)
     assert xp.shape == (ntiles, npan, 32) and (np.sort(xp, axis=2) == np.arange(32)).all()
     assert c["natural"] is natural and (not natural or (xp == np.arange(32)).all())
-    dst, KC = c["dst"], K // 2 * N
+    dst, KC = c["dst"], KW // 2 * N
     cov, res = dst >= 0, dst < 0
     assert np.unique(dst).size == pk.nnz and dst[cov].max(initial=0) < KC and res.sum() == c["nres"]
     buf = np.zeros(KC)
     buf[dst[cov]] = pk.values[cov]
-    idx = c["idx"].reshape(K // 4, 2, N).astype(np.int64)
+    idx = c["idx"].reshape(KW // 4, 2, N).astype(np.int64)
     assert (idx[:, 0] < idx[:, 1]).all() and idx.max() <= 3
     got = np.zeros((K, N))
-    cv = buf.reshape(K // 4, 2, N)
-    n = np.arange(N)[None, :]
-    for s in range(2):  # the cover's k (permuted) -> X's k: slot -> the pair it loads
-        kp = np.arange(K // 4)[:, None] * 4 + idx[:, s]
-        k = kp // 64 * 64 + 2 * xp[n // BN, kp // 64, kp % 64 // 2] + kp % 2
-        assert (k < K).all()
-        np.add.at(got, (k, np.broadcast_to(n, k.shape)), cv[:, s])
+    cv = buf.reshape(KW // 4, 2, N)
+    n = np.broadcast_to(np.arange(N)[None, :], (KW // 4, N))
+    for s in range(2):  # the cover's k (permuted) -> X's k: slot -> the pair it loads, or (extra steps) the chunk
+        kp = np.broadcast_to(np.arange(KW // 4)[:, None] * 4 + idx[:, s], (KW // 4, N))
+        own = kp < nxs * KS
+        k = np.full(kp.shape, -1)
+        k[own] = kp[own] // 64 * 64 + 2 * xp[n[own] // BN, kp[own] // 64, kp[own] % 64 // 2] + kp[own] % 2
+        src = c["ext"][n[~own] // BN, (kp[~own] - nxs * KS) // 8]
+        k[~own] = np.where(src >= 0, 8 * src + kp[~own] % 8, -1)
+        ok = (k >= 0) & (k < K)
+        assert (cv[:, s][~ok] == 0).all() and (KW > K or ok.all())
+        np.add.at(got, (k[ok], n[ok]), cv[:, s][ok])
     words = c["res_words"].reshape(-1, 2)
     vals = np.zeros(c["nres"])
     vals[-1 - dst[res]] = pk.values[res]
@@ -340,7 +353,9 @@ def test_cover_of_an_unstructured_weight_rebuilds_it(K, N, density, KS, BN, natu
             for q in range(nch):
                 assert (words[a[t * nch + q]:a[t * nch + q + 1], 1] // rch == q).all()
     assert np.array_equal(got, W)
-    if natural:
+    if ext:
+        assert c["nres"] == 0 and c["esteps"] > 0
+    elif natural:
         grp = (W != 0).reshape(K // 4, 4, N).sum(axis=1)
         assert c["nres"] == np.maximum(grp - 2, 0).sum()
     elif density == 0.1:
@@ -360,14 +375,17 @@ def test_cover_takes_the_natural_order_where_its_residual_is_cheap(monkeypatch):
     from sparsify_onnx.pattern import Pattern
     monkeypatch.delenv("SPARSIFY_WGMMA", raising=False)
     # (the cases whose weight the cost model puts in k's own order, and those whose tile pins it: FORM 1)
+    def form(c):
+        return c[6][6] if len(c[6] or ()) > 6 else 0
     natural = [i for i, c in enumerate(CASES) if c[0] == "cuda_cover_wgmma" and
-               (c[-1] in ("natural", "outlier") or len(c[6] or ()) > 6 and c[6][6] == 1)]
+               (c[-1] in ("natural", "outlier") and form(c) in (0, 1) or form(c) == 1)]
     assert natural
     for i in natural:
         spec, pk, W, srcs = build_case(i)
         src = "".join(s.text for s in srcs)
         assert "COVER, natural order" in src and "xperm[" not in src, CASES[i]
-        assert "from the stages still in shared memory" in src, CASES[i]
+        # (FORM 0: the residual's reads, or its chunks of X again in extra steps, whichever the model prices lower)
+        assert "from the stages still in shared memory" in src or form(CASES[i]) == 0 and "EXTENDED" in src, CASES[i]
     fam, pat = get_family("cuda_cover_wgmma"), Pattern("unstructured")
     rng = np.random.default_rng(3)
     mask = rng.random((768, 768)) < 0.1
@@ -380,27 +398,64 @@ def test_cover_takes_the_natural_order_where_its_residual_is_cheap(monkeypatch):
         assert ("xperm[" in fam.render(spec, pk)[0].text) is (name == "random")
         if name == "natural":  # the 2:4 kernel's wave model (the residual: none)
             assert cost[name] == pytest.approx(super(type(fam), fam).cost(spec, pk, 4096))
-    # a few entries past two in 8 columns of the first column tile: read from a stage still in shared memory where
-    # k is in the last STAGES k-steps (cost +9%), from global memory before (more: +31%); crowded into one
-    # warp's columns (an outlier column of trained weights) the same as spread over the tile (its CTAs share the
-    # tile's entries, whatever their columns); spread over the four column tiles, less (the busiest tile's CTAs)
-    for key, rows, cols, most in (("tail", slice(728, 732), slice(0, 128, 16), 1.12),
-                                  ("global", slice(40, 44), slice(0, 128, 16), 1.4),
+    # a few entries past two in 8 columns of the first column tile (FORM 1: added after the main loop): read from a
+    # stage still in shared memory where k is in the last STAGES k-steps (cost +47%, a third of it the residual's
+    # fixed cost), from global memory before (more: +69%); crowded into one warp's columns (an outlier column of
+    # trained weights) the same as spread over the tile (its CTAs share the tile's entries, whatever their columns);
+    # spread over the four column tiles, less (the busiest tile's CTAs). By default (FORM 0) the one chunk holding
+    # them is loaded again in one extra k-step instead (+6%)
+    for key, rows, cols, most in (("tail", slice(728, 732), slice(0, 128, 16), 1.5),
+                                  ("global", slice(40, 44), slice(0, 128, 16), 1.75),
                                   ("crowded", slice(728, 732), slice(0, 8), None),
                                   ("spread", slice(728, 732), slice(0, 768, 96), None)):
         m = mask & (mask.reshape(192, 4, 768).cumsum(axis=1).reshape(768, 768) <= 2)
         m[rows, cols] = True  # (a full group of 4 in 8 columns: 16 entries past two)
         pk = pack(m.astype(np.float32), pat, dtype=np.float16)
-        spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, 768, 768, Epilogue(), tile=(3, 128, 64, 4, 1, 0),
-                          tables_hash=pk.tables_hash())
+        spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, 768, 768, Epilogue(),
+                          tile=(3, 128, 64, 4, 1, 0, 1), tables_hash=pk.tables_hash())
         src = fam.render(spec, pk)[0].text
         assert "COVER, natural order" in src and "from the stages still in shared memory" in src
         cost[key] = fam.cost(spec, pk, 4096)
         if most:
             assert cost[key] < most * cost["natural"], cost
+            assert fam.cost(dataclasses.replace(spec, tile=spec.tile[:6]), pk, 4096) < 1.1 * cost["natural"]
     assert cost["natural"] < cost["spread"] < cost["tail"] < cost["global"], cost
     assert cost["crowded"] == pytest.approx(cost["tail"]), cost
     assert cost["random"] > 1.4 * cost["natural"], cost
+
+
+
+def test_cover_loads_the_residuals_chunks_again_where_that_costs_less():
+    """FORM 3: a weight whose entries past two sit in a few 8-k chunks (where the transform stage's order puts
+    them: its last rows) runs them on the tensor cores in an extra k-step that loads those chunks of X again; the
+    cost model takes that form where its step costs less than the residual's reads (FORM 0), and the source then
+    has no residual code. A random weight in k's own order needs most chunks again (FORM 0: the cheapest form)."""
+    import numpy as np
+    from sparsify_onnx.codegen.packing import pack
+    from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
+    from sparsify_onnx.pattern import Pattern
+    fam, pat = get_family("cuda_cover_wgmma"), Pattern("unstructured")
+    rng = np.random.default_rng(5)
+    mask = rng.random((384, 1536)) < 0.1
+    m = mask & (mask.reshape(96, 4, 1536).cumsum(axis=1).reshape(384, 1536) <= 2)
+    m[344:352, ::3] = True  # 8 rows (one chunk) full in a third of the columns: 1024 entries past two
+
+    def spec_of(pk, form):
+        return KernelSpec("linear", fam.name, "cuda", "fp16", pat, 384, 1536, Epilogue(True, "gelu", False),
+                          tile=(2, 96, 64, 4, 1, 0, form), tables_hash=pk.tables_hash())
+    pk = pack(m.astype(np.float32), pat, dtype=np.float16)
+    by_form = {f: fam.cost(spec_of(pk, f), pk, 4096) for f in (0, 1, 2, 3)}
+    assert by_form[0] == by_form[3] < by_form[1] < by_form[2], by_form
+    c = fam.tables(spec_of(pk, 0), pk, fam.geometry(spec_of(pk, 0)))
+    assert c["nres"] == 0 and c["esteps"] == 1 and c["KW"] == 448  # (6 + 1 steps of 64)
+    assert (c["ext"][:, 0] == 43).all() and (c["ext"][:, 1:] == -1).all()  # chunk 43 (rows 344-351), each tile
+    src = fam.render(spec_of(pk, 0), pk)[0].text
+    assert "EXTENDED" in src and "ext_src[" in src and "x_at" not in src
+    from sparsify_onnx.codegen.cuda.nm_wgmma import COVER_EXT_STEP_S  # (one step, 516 CTAs: 2 waves of 2 per SM)
+    assert by_form[3] == pytest.approx(super(type(fam), fam).cost(spec_of(pk, 3), pk, 4096) + 2 * COVER_EXT_STEP_S)
+    pr = pack(mask.astype(np.float32), pat, dtype=np.float16)
+    assert fam.tables(spec_of(pr, 3), pr, fam.geometry(spec_of(pr, 3)))["esteps"] >= 4
+    assert fam.cost(spec_of(pr, 0), pr, 4096) == min(fam.cost(spec_of(pr, f), pr, 4096) for f in (1, 2, 3))
 
 
 def test_nm_cost_follows_measured_cusparselt_speedups():
@@ -681,8 +736,9 @@ def test_kernel_benchmark_plan_sweeps_the_sparse_tensor_core_families(monkeypatc
 
 def test_cover_residual_costs_what_it_reads(monkeypatch):
     """Where no pair order fits a weight (70% kept), its residual is read from global memory per row of X in the
-    epilogue: the model charges it, so such a cover costs more than the same shape at 10% kept, and the tuner
-    still compiles every tile (a residual of any size is correct, only slow)."""
+    epilogue: the model charges it, so such a cover in the pair order (FORM 2) costs more than twice the same shape
+    at 10% kept, and the tuner still compiles every tile (a residual of any size is correct, only slow). By default
+    (FORM 0) the model takes the form with every chunk of X loaded twice instead (twice the 2:4 kernel's steps)."""
     import numpy as np
     from sparsify_onnx.codegen.packing import pack
     from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
@@ -697,6 +753,9 @@ def test_cover_residual_costs_what_it_reads(monkeypatch):
         pk = pack(W, pat, dtype=np.float16)
         spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, 768, 768, Epilogue(), tables_hash=pk.tables_hash())
         tiles = fam.tile_candidates(pat, 768, 768, "fp16")
-        cost[density] = _costs(pat, 768, 768, pk, 4096, ((fam.name, tiles[0]),), pk.tables_hash())[fam.name]
+        for form in (0, 2):
+            cost[density, form] = _costs(pat, 768, 768, pk, 4096, ((fam.name, tiles[0] + (0,) * (6 - len(tiles[0]))
+                                                                    + (form,)),), pk.tables_hash())[fam.name]
         assert [s.tile for s, _ in candidates(spec, pk, others=0)] == tiles
-    assert cost[0.7] > 2 * cost[0.1], cost
+    assert cost[0.7, 2] > 2 * cost[0.1, 0], cost
+    assert cost[0.7, 0] < cost[0.7, 2] and cost[0.7, 0] > cost[0.1, 0], cost

@@ -4,7 +4,8 @@ gives the median over rounds. Kernels come from the compile cache (build them wi
 usage: python3 bench/cuda/ab.py M N K pattern density ROUNDS tile [tile ...]   (tile as 128x64x3x0; 'auto' = default)
 AB_BUILD_ONLY=1: only compile the kernels into $SPARSIFY_CACHE_DIR (on the dev machine, no GPU or torch needed).
 AB_EPI=bg (b bias, r/g/t relu/gelu/gelu_tanh, a residual add): kernels with that fused epilogue, against cuBLAS
-followed by the same element-wise ops in torch (what the dense model runs unfused), and the GEMM alone."""
+followed by the same element-wise ops in torch (what the dense model runs unfused), and the GEMM alone.
+AB_WEIGHT=w.npy: that [K, N] weight (e.g. bench/cuda/s17/minilm_weights.py's) instead of the pattern's random one."""
 import os
 import statistics
 import sys
@@ -22,6 +23,12 @@ case = [c for c in plan_cases([(M, N, K)], [pattern], [density]) if "skip" not i
 EPI = os.environ.get("AB_EPI", "")
 ACT = next((a for c, a in (("r", "relu"), ("g", "gelu"), ("t", "gelu_tanh")) if c in EPI), "none")
 case["epilogue"] = Epilogue(bias="b" in EPI, activation=ACT, residual="a" in EPI)
+if os.environ.get("AB_WEIGHT"):
+    from sparsify_onnx.bench import kernels
+    from sparsify_onnx.codegen.packing import pack
+    W = np.load(os.environ["AB_WEIGHT"]).astype(np.float16)
+    assert W.shape == (K, N), W.shape
+    kernels._WCACHE[(pattern, K, N, density, case["seed"])] = (W, pack(W, kernels.make_pattern(pattern), dtype=np.float16))
 if os.environ.get("AB_BUILD_ONLY") == "1":
     for t in tiles:
         print("x".join(map(str, t)) or "auto", build_shared(render_case(dict(case, tile=t))[3]))

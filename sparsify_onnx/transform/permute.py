@@ -32,13 +32,17 @@ The order (`natural_order`): pair the k whose non-zeros overlap least in the out
 pairs into groups of 4 that no column fills past two (the cover's ``pair_up``); `best_natural_order` tries a few
 seeds until one leaves nothing past two, and where none does, `refine_order` swaps rows between groups
 (simulated annealing on the count past two) and, for a whole K, moves what stays past two into its last
-TAIL_ROWS rows: the cover kernel reads those entries' X from the stages still in shared memory after its main
-loop, nearly for free, where entries earlier in K cost a read of X from global memory per row. At 90% random
+TAIL_ROWS rows, a few 8-k chunks: the cover kernel loads those chunks of X once more in an extra k-step or two and
+runs those entries on the tensor cores too (its FORM 3, codegen/cuda/nm_wgmma.py), or adds them after its main
+loop from the stages still in shared memory. At 90% random
 sparsity the greedy order is exact for BERT's FFN2 ([3072, 768]) and, per head of 64, for its attention output
 ([768, 768]); for FFN1's [768, 3072] (every group has to suit 3072 columns) it leaves ~1000 non-zeros past two,
 and the swaps clear all groups but the last 32 (60-120 entries there, ~15 s); for Q, K and V together
-([768, 2304]) ~150, and the swaps leave 30-40 in the tail (~8 s). The order is applied only when what stays
-past two (the residual, which the kernel adds in its epilogue) is at most `MAX_RESIDUAL_SHARE` of the non-zeros.
+([768, 2304]) ~150, and the swaps leave 30-40 in the tail (~8 s). The order is applied wherever it leaves fewer
+non-zeros past two than k's own order: the kernel's forms in k's own order cost less the fewer there are and the
+fewer chunks they fill, and its pair order does not depend on K's order (MiniLM's trained FFN1 weight of layer 1,
+reordered, keeps 775 past two in 17 chunks: 15.8 us with two extra steps against 35.9 in the pair order on the H200,
+bench/cuda/s17/run4-ext-ab).
 """
 from __future__ import annotations
 
@@ -53,7 +57,6 @@ from onnx import helper, numpy_helper
 from ..graph import Loaded
 from .layernorm import find_layernorms
 
-MAX_RESIDUAL_SHARE = 5e-3  # of the group's non-zeros, after the order (the kernel reads a few from shared memory)
 MAX_DENSITY = 0.3  # denser weights: no order gets near two per group of 4; not searched
 MAX_K = 8192  # the search is O(K^2) in time and memory
 SEEDS = 8  # orders tried per block of k until one leaves no residual
@@ -338,7 +341,7 @@ def permute_k(lo: Loaded, selections: dict, *, seed: int = 0, progress=None,
     perms = _unit_orders([(p[3], p[4], p[5], p[1]) for p in pending], seed, progress, jobs)
     for (slots, heads, tl, names, K, mask, nnz, before), perm in zip(pending, perms):
         after = natural_residual(mask[perm])
-        if after > MAX_RESIDUAL_SHARE * nnz or after >= before:
+        if after >= before:
             res.log.append(f"K of {names} not permuted: the best order found leaves {after} of {nnz} non-zeros "
                            f"past two per group of 4 (natural order: {before})")
             continue

@@ -38,6 +38,10 @@ from .wgmma import H200_SMS, embedded_fallback, hopper_supports
 # (1383 us, 1.20x cuBLAS) loses to cuSPARSELt (1114 us, 1.49x); at the BERT shapes it wins (1.09-1.24x against
 # 0.78-1.08x), so both families stay and the cost model or the tuner picks per node.
 NM_WGMMA_SM_RATE = 6.5e12
+# the epilogue's activation on CUDA cores, per output element over the whole GPU (after the tensor cores' work, so it
+# adds): GELU 3.0 us at (4096, 1536, 384) and 6.8 at (4096, 3072, 768) with the exp2-and-reciprocal form
+# (cuda_common.cuh.j2), the tanh form 1.9 at (4096, 1536, 384) (H200, bench/cuda/s17/run2-gelu)
+ACT_ELEMENT_S = {"gelu": 5e-13, "gelu_tanh": 3e-13}
 
 # the best tiles of session 5's H200 sweep first: 3 warpgroups x 128 rows (one wave of 128 CTAs at N = 768) at
 # (4096, 768, 768) 1.24x and (4096, 768, 3072) 1.09x; 4 x 128 at (4096, 3072, 768) 1.20x; 2 x 256 rastered at
@@ -112,7 +116,7 @@ class CudaNmWgmma(KernelFamily):
         fb_name, fb_text = embedded_fallback(spec, fb, packed)
         ctx = base_ctx(spec, packed)
         ctx.update(NWG=nwg, BM=bm, KS=ks, STAGES=st, INFLIGHT=inf, RS=rs, MINB=self.ctas_per_sm(t),
-                   FALLBACK=fb_name, FALLBACK_FAMILY=fb.family, COVER=False, XPERM=False)
+                   FALLBACK=fb_name, FALLBACK_FAMILY=fb.family, COVER=False, XPERM=False, KW=spec.K, EXT=0)
         ctx.update(self.extra_ctx(spec, packed, t))
         return source(spec, render_template("cuda_nm_wgmma.cu.j2", **ctx) + "\n" + fb_text)
 
@@ -129,7 +133,7 @@ class CudaNmWgmma(KernelFamily):
         ctas = -(-spec.N // (64 * nwg)) * -(-M // bm)
         t_gemm = max(ctas * t_cta / (H200_SMS * per_sm), t_cta)
         byts = 2 * (M * spec.K + M * spec.N * (2 if spec.epilogue.residual else 1)) + packed.values.nbytes
-        return LAUNCH + max(t_gemm, byts / BW)
+        return LAUNCH + max(t_gemm, byts / BW) + ACT_ELEMENT_S.get(spec.epilogue.activation, 0.0) * M * spec.N
 
 
 PANEL = 64  # k per panel of the cover's pair permutation: one 128-byte swizzled row of X's tile
@@ -160,7 +164,19 @@ def pair_up(adj: list[int], P: int, rng, tries: int = 8) -> tuple[list[int], int
     return best
 
 
-def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int, natural: bool = False) -> dict:
+def _rank_k(cols, kp) -> np.ndarray:
+    """Each entry's rank, in k order, among the entries of its column in its group of 4 (kp // 4)."""
+    n = cols.size
+    order = np.lexsort((kp, cols))
+    key = (cols * (int(kp.max(initial=0)) // 4 + 1) + kp // 4)[order]
+    first = np.r_[True, key[1:] != key[:-1]] if n else np.zeros(0, bool)
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    return rank
+
+
+def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int, natural: bool = False,
+                 extend: bool = False) -> dict:
     """The pair-permuted 2:4 cover of an unstructured [K, N] weight given as CSC (``col_ptr``, ``row_idx``).
     With ``natural``, the cover in k's own order (no pair order: X is loaded 16 bytes at a time), for weights
     that are 2:4 in natural groups but for a few entries (e.g. after the transform stage's K permutation).
@@ -177,7 +193,15 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int, natural: bo
     group), or ``-1 - j`` for residual entry j; ``res_start`` [ceil(N / BN) + 1] (each tile's residual entries,
     by column, then k); ``res_slot`` [ceil(N / BN) * BN] (per column of each tile: its number among the tile's
     columns with residual entries, in order, or -1) and ``res_words`` [2 nres]: entry j is (k, its column's
-    slot), the kernel adds the fp16 value in bits 16-31 of the second word."""
+    slot), the kernel adds the fp16 value in bits 16-31 of the second word.
+
+    With ``extend`` (natural form only), the residual goes on the tensor cores too: each column tile's 8-k chunks of
+    X that hold residual entries are loaded once more, in ``esteps`` extra k-steps after K's own (``ext``
+    [ceil(N / BN), esteps * KS / 8]: the chunk each 16-byte piece of an extra step loads, -1 for none), and each
+    residual entry moves to its chunk's copy, at the same place in its group of 4. A group of 4 holds at most four
+    entries of a column, two of which its cover keeps, so the copy's group takes the rest: nothing is left
+    (``nres`` 0). The cover then spans ``KW`` = (ceil(K / KS) + esteps) * KS rows (``idx`` [KW/2, N], ``dst`` in
+    [KW/2, N]); rows from K to ceil(K / KS) * KS are zeros."""
     col_ptr, row_idx = np.asarray(col_ptr, np.int64), np.asarray(row_idx, np.int64)
     nnz, G = row_idx.size, K // 4
     cols = np.repeat(np.arange(N), np.diff(col_ptr))
@@ -199,14 +223,24 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int, natural: bo
             order, _ = pair_up([int(a) & ((1 << P) - 1) & ~(1 << p) for p, a in enumerate(adj[q, :P])], P, rng)
             inv[t, q, order] = np.arange(P)
     kp = pan * PANEL + 2 * inv[tile, pan, pair] + row_idx % 2  # each non-zero's permuted k
-    order = np.lexsort((kp, cols))
+    cov = _rank_k(cols, kp) < 2
+    ext, esteps = np.zeros((ntiles, 0), np.int64), 0
+    if extend and natural and not cov.all():
+        nxs = -(-K // KS)
+        res = np.nonzero(~cov)[0]
+        span = K // 8 + 1
+        ukey, where = np.unique(tile[res] * span + kp[res] // 8, return_inverse=True)
+        ut, uc = ukey // span, ukey % span  # each tile's chunks with residual entries, in order
+        pos = np.arange(ukey.size) - np.searchsorted(ut, ut)  # a chunk's place among its tile's
+        esteps = -(-int(np.bincount(ut, minlength=ntiles).max()) * 8 // KS)
+        ext = np.full((ntiles, esteps * KS // 8), -1, np.int64)
+        ext[ut, pos] = uc
+        kp = kp.copy()
+        kp[res] = nxs * KS + 8 * pos[where] + kp[res] % 8
+        G = (nxs + esteps) * KS // 4
+        cov = _rank_k(cols, kp) < 2
+        assert cov.all(), "a chunk's copy holds at most two entries past its group's two in every column"
     grp, off = kp // 4, kp % 4
-    key = cols * G + grp
-    ks = key[order]
-    first = np.r_[True, ks[1:] != ks[:-1]] if nnz else np.zeros(0, bool)
-    rank = np.empty(nnz, np.int64)
-    rank[order] = np.arange(nnz) - np.maximum.accumulate(np.where(first, np.arange(nnz), 0))
-    cov = rank < 2
     occ = np.zeros((G, 4, N), bool)
     occ[grp[cov], off[cov], cols[cov]] = True
     need = 2 - occ.sum(axis=1)
@@ -234,7 +268,7 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int, natural: bo
     return {"idx": slots.reshape(G * 2, N).astype(np.uint8), "dst": dst,
             "xperm": np.argsort(inv, axis=2).astype(np.uint8), "res_start": res_start, "res_slot": res_slot,
             "res_words": np.stack([row_idx[res], slot], axis=1).reshape(-1), "nres": int(res.size),
-            "natural": natural}
+            "natural": natural, "ext": ext, "esteps": esteps, "KW": 4 * G}
 
 
 # the cover's time over the 2:4 kernel's at its tile (4-byte loads of X's permuted pairs instead of 16-byte ones:
@@ -250,6 +284,17 @@ COVER_STEP_FACTOR = 1.5
 # 17.6 and 46.8 us; MiniLM's outlier columns, bench/gpu/s15/run6-minilm-real).
 COVER_CTA_ENTRY_ROW_S = 1.33e-9
 COVER_CTA_TAIL_ROW_S = 3.9e-10
+# An extra k-step (the residual's chunks of X loaded again, FORM 3) per wave of CTAs: MiniLM's trained weights as
+# conversion orders them (H200, bench/cuda/s17/run4-ext-ab, against the same shapes without a residual):
+# FFN1 (4096, 1536, 384) 2 steps x 2 waves +2.5 us (3 x 2 at 3 x 128 x 64: +3.2), the attention output
+# (4096, 384, 384) 4 x 1 +1.6, FFN2 (4096, 384, 1536) 4 x 1 +2.7 and 16 x 1 +9.7. Where the order leaves
+# hundreds of entries past two in a few chunks, this is 1.4x to 2x faster than adding them (the residual).
+COVER_EXT_STEP_S = 5.5e-7
+# The same runs, the residual instead (FORM 1): the entries spread over many columns cost more than crowded in one
+# (each column a slot of the partial sums, taken in chunks with barriers between): ~1.8 ns per slot and row of a
+# CTA more, and ~1.5 us for any residual at all (4 entries: +2.0 us at FFN1)
+COVER_RES_SLOT_ROW_S = 1.8e-9
+COVER_RES_FIXED_S = 1.5e-6
 # the residual's partial sums in shared memory: columns (slots) per chunk, at most and at least (fits())
 MAX_SLOTS, MIN_SLOTS = 64, 4
 
@@ -279,10 +324,12 @@ class CudaCoverWgmma(CudaNmWgmma):
 
     def geometry(self, spec):
         """(NWG, BM, KS, STAGES, INFLIGHT, RS, FORM): the 2:4 kernel's tile, and the cover's form: 0 as the cost
-        model chooses, 1 k's own order, 2 the pair order (tests and benchmarks pin it)."""
+        model chooses, 1 k's own order, 2 the pair order, 3 k's own order with the residual's chunks of X loaded
+        again in extra k-steps (``cover_tables(extend=True)``; tests and benchmarks pin it)."""
         t = self._geometry(spec, 7)
-        if t[6] not in (0, 1, 2):
-            raise ValueError(f"{self.name}: tile {t}: FORM 0 (by cost), 1 (k's own order) or 2 (pair order)")
+        if t[6] not in (0, 1, 2, 3):
+            raise ValueError(f"{self.name}: tile {t}: FORM 0 (by cost), 1 (k's own order), 2 (pair order) or 3 "
+                             f"(k's own order, extra steps)")
         if not self.fits(spec.K, t):
             raise ValueError(f"{self.name}: tile {t}: the stages and the pair order of K = {spec.K} (K / 2 bytes) "
                              f"need more than 227 KB of shared memory")
@@ -353,26 +400,33 @@ class CudaCoverWgmma(CudaNmWgmma):
         order's 4-byte loads (the cost model's terms), else the pair-permuted cover."""
         if packed.nnz > MAX_BAKED_NNZ:
             raise ValueError(f"{self.name}: {packed.nnz} non-zeros is over the {MAX_BAKED_NNZ} baked-table limit")
-        c = self._cover_tables(spec, packed, t, natural=t[6] != 2)  # (t: geometry()'s, FORM last)
+        c = self._cover_tables(spec, packed, t, natural=t[6] != 2, extend=t[6] == 3)  # (t: geometry()'s, FORM last)
         if c["nres"] and not t[6]:
             M = 4096  # (both sides scale with M)
             base = CudaNmWgmma.cost(self, spec, packed, M)
-            p = self._cover_tables(spec, packed, t, natural=False)
-            if (COVER_STEP_FACTOR - 1) * base + self.residual_cost(spec, t, p, M, base) < \
-                    self.residual_cost(spec, t, c, M, base):
-                c = p
+            forms = [c, self._cover_tables(spec, packed, t, natural=False),
+                     self._cover_tables(spec, packed, t, natural=True, extend=True)]
+            c = min(forms, key=lambda f: self.form_cost(spec, t, f, M, base))
         return c
 
-    def _cover_tables(self, spec, packed, t, natural: bool) -> dict:
+    def form_cost(self, spec, t, c, M, base) -> float:
+        """The cover's time in the form of tables ``c``, from the 2:4 kernel's time ``base`` at the tile: times
+        COVER_STEP_FACTOR for the pair order's 4-byte loads of X; plus the extra steps (COVER_EXT_STEP_S per step
+        and wave of CTAs); plus the residual (residual_cost)."""
+        waves = -(-(-(-spec.N // (64 * t[0])) * -(-M // t[1])) // (H200_SMS * self.ctas_per_sm(t)))
+        return (base if c["natural"] else COVER_STEP_FACTOR * base) + c["esteps"] * waves * COVER_EXT_STEP_S + \
+            self.residual_cost(spec, t, c, M, base)
+
+    def _cover_tables(self, spec, packed, t, natural: bool, extend: bool = False) -> dict:
         """cover_tables, remembered for the last few (weight, KS, column tile, form): cost() and render() of every
         candidate tile ask for them, and tiles that share NWG and KS share them."""
-        key = (packed.tables_hash(), spec.K, spec.N, t[2], 64 * t[0], natural)
+        key = (packed.tables_hash(), spec.K, spec.N, t[2], 64 * t[0], natural, extend)
         memo = self.__dict__.setdefault("_memo", {})
         if key not in memo:
-            if len(memo) >= 8:
+            if len(memo) >= 24:
                 memo.pop(next(iter(memo)))
             memo[key] = cover_tables(spec.K, spec.N, packed.tables["col_ptr"], packed.tables["row_idx"], t[2],
-                                     64 * t[0], natural=natural)
+                                     64 * t[0], natural=natural, extend=extend)
         return memo[key]
 
     @staticmethod
@@ -382,20 +436,21 @@ class CudaCoverWgmma(CudaNmWgmma):
 
     def residual_cost(self, spec, t, c, M, base) -> float:
         """A CTA's residual: its column tile's entries x BM rows x COVER_CTA_TAIL_ROW_S (the natural cover, k in
-        the last STAGES steps: X from a stage) or COVER_CTA_ENTRY_ROW_S (from global memory). The CTAs share the
-        SMs (the sum over all of them), and the busiest tile's CTAs stretch their waves (its CTAs spread over the
-        SMs: the max)."""
+        the last STAGES steps: X from a stage) or COVER_CTA_ENTRY_ROW_S (from global memory), and its columns with
+        entries (slots) x BM x COVER_RES_SLOT_ROW_S. The CTAs share the SMs (the sum over all of them), and the
+        busiest tile's CTAs stretch their waves (its CTAs spread over the SMs: the max); COVER_RES_FIXED_S more."""
         if not c["nres"]:
             return 0.0
         ntiles = -(-spec.N // (64 * t[0]))
         k, start = c["res_words"][0::2], c["res_start"]
         tail = (k >= self.tail_k0(spec.K, t)) if c["natural"] else np.zeros(k.size, bool)
         tiles = np.repeat(np.arange(ntiles), np.diff(start))
+        ncols = (c["res_slot"].reshape(ntiles, -1) >= 0).sum(axis=1)  # each tile's slots
         per_cta = t[1] * (np.bincount(tiles, tail, ntiles) * COVER_CTA_TAIL_ROW_S +
-                          np.bincount(tiles, ~tail, ntiles) * COVER_CTA_ENTRY_ROW_S)
+                          np.bincount(tiles, ~tail, ntiles) * COVER_CTA_ENTRY_ROW_S + ncols * COVER_RES_SLOT_ROW_S)
         rows = -(-M // t[1])  # CTAs per column tile
         slots = H200_SMS * self.ctas_per_sm(t)
-        return max(float(per_cta.sum()) * rows / slots, -(-rows // slots) * float(per_cta.max()))
+        return COVER_RES_FIXED_S + max(float(per_cta.sum()) * rows / slots, -(-rows // slots) * float(per_cta.max()))
 
     def extra_ctx(self, spec, packed, t):
         c = self.tables(spec, packed, t)
@@ -407,14 +462,14 @@ class CudaCoverWgmma(CudaNmWgmma):
                     xperm=fmt_array(c["xperm"]) if not c["natural"] else "",
                     RCH=rch, NCH=(starts.size - 1) // ntiles, res_cstart=fmt_array(starts),
                     res_slot=fmt_array(c["res_slot"]), res_words=fmt_array(c["res_words"]),
-                    idx_hex=hex_lines(c["idx"], 2))
+                    idx_hex=hex_lines(c["idx"], 2), KW=c["KW"], EXT=c["esteps"], ext_src=fmt_array(c["ext"]))
 
     def cost(self, spec, packed, M):
-        """The 2:4 kernel's wave model (times COVER_STEP_FACTOR for the pair order), plus the residual's reads
-        of X."""
+        """The 2:4 kernel's wave model (times COVER_STEP_FACTOR for the pair order, or the extra steps' share),
+        plus the residual's reads of X."""
         t = self.geometry(spec)
         if packed.nnz > MAX_BAKED_NNZ:
             return float("inf")
         c = self.tables(spec, packed, t)
         base = super().cost(spec, packed, M)
-        return (1.0 if c["natural"] else COVER_STEP_FACTOR) * base + self.residual_cost(spec, t, c, M, base)
+        return self.form_cost(spec, t, c, M, base)
