@@ -284,11 +284,13 @@ COVER_STEP_FACTOR = 1.5
 # 17.6 and 46.8 us; MiniLM's outlier columns, bench/gpu/s15/run6-minilm-real).
 COVER_CTA_ENTRY_ROW_S = 1.33e-9
 COVER_CTA_TAIL_ROW_S = 3.9e-10
-# An extra k-step (the residual's chunks of X loaded again, FORM 3) per wave of CTAs: MiniLM's trained weights as
-# conversion orders them (H200, bench/cuda/s17/run4-ext-ab, against the same shapes without a residual):
-# FFN1 (4096, 1536, 384) 2 steps x 2 waves +2.5 us (3 x 2 at 3 x 128 x 64: +3.2), the attention output
-# (4096, 384, 384) 4 x 1 +1.6, FFN2 (4096, 384, 1536) 4 x 1 +2.7 and 16 x 1 +9.7. Where the order leaves
-# hundreds of entries past two in a few chunks, this is 1.4x to 2x faster than adding them (the residual).
+# An extra k-step (the residual's chunks of X loaded again, FORM 3), per 64 k of it and wave of CTAs: MiniLM's
+# trained weights as conversion orders them (H200, bench/cuda/s17/run4-ext-ab, against the same shapes without a
+# residual): FFN1 (4096, 1536, 384) 2 steps of 64 x 2 waves +2.5 us (3 x 2 at 3 x 128 x 64: +3.2), the attention
+# output (4096, 384, 384) 4 x 1 +1.6, FFN2 (4096, 384, 1536) 4 x 1 +2.7 and 16 x 1 +9.7; random weights with K as
+# given, every chunk again in steps of 128 (run5-bert-forms): +7.4 us at (4096, 768, 768) (6 x 2 x 1), +20.6 at
+# (4096, 3072, 768) (6 x 2 x 3), +28.6 at (4096, 768, 3072) (24 x 2 x 1), where the pair order costs less. Where
+# the order leaves hundreds of entries past two in a few chunks, this is 1.4x to 2x faster than adding them.
 COVER_EXT_STEP_S = 5.5e-7
 # The same runs, the residual instead (FORM 1): the entries spread over many columns cost more than crowded in one
 # (each column a slot of the partial sums, taken in chunks with barriers between): ~1.8 ns per slot and row of a
@@ -411,10 +413,11 @@ class CudaCoverWgmma(CudaNmWgmma):
 
     def form_cost(self, spec, t, c, M, base) -> float:
         """The cover's time in the form of tables ``c``, from the 2:4 kernel's time ``base`` at the tile: times
-        COVER_STEP_FACTOR for the pair order's 4-byte loads of X; plus the extra steps (COVER_EXT_STEP_S per step
-        and wave of CTAs); plus the residual (residual_cost)."""
+        COVER_STEP_FACTOR for the pair order's 4-byte loads of X; plus the extra steps (COVER_EXT_STEP_S per 64 k
+        of a step and wave of CTAs); plus the residual (residual_cost)."""
         waves = -(-(-(-spec.N // (64 * t[0])) * -(-M // t[1])) // (H200_SMS * self.ctas_per_sm(t)))
-        return (base if c["natural"] else COVER_STEP_FACTOR * base) + c["esteps"] * waves * COVER_EXT_STEP_S + \
+        return (base if c["natural"] else COVER_STEP_FACTOR * base) + \
+            c["esteps"] * t[2] // 64 * waves * COVER_EXT_STEP_S + \
             self.residual_cost(spec, t, c, M, base)
 
     def _cover_tables(self, spec, packed, t, natural: bool, extend: bool = False) -> dict:
