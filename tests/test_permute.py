@@ -98,6 +98,25 @@ def test_a_wide_weight_keeps_what_stays_past_two_in_the_tail_and_the_outputs_sta
     np.testing.assert_allclose(_run(res.model, x)[0], _run(an.loaded.model, x)[0], rtol=1e-5, atol=1e-5)
 
 
+def test_a_column_denser_than_half_of_k_gets_a_tail_for_its_excess():
+    """A column with more non-zeros than K / 2 (an outlier feature) cannot fit two per group of 4: its excess stays
+    past two in any order. The tail grows to hold it at two per group (tail_rows: 2 rows per entry, in steps of 64),
+    so what stays past two fills the last tail rows' chunks only, not chunks all over K."""
+    from sparsify_onnx.transform.permute import TAIL_ROWS, tail_rows, unit_order
+    rng = np.random.default_rng(11)
+    K, N = 512, 256
+    mask = rng.random((K, N)) < 0.1
+    assert tail_rows(mask) == TAIL_ROWS
+    mask[:, 7] = rng.random(K) < 0.72  # ~369 non-zeros: ~113 past K / 2
+    excess = int(mask[:, 7].sum()) - K // 2
+    tail = tail_rows(mask)
+    assert tail == -(-2 * excess // 64) * 64 > TAIL_ROWS
+    perm = unit_order(mask, 1, 0)
+    assert sorted(perm.tolist()) == list(range(K))
+    m = mask[perm]
+    assert natural_residual(m[:K - tail]) == 0 and natural_residual(m) >= excess
+
+
 def test_natural_residual_counts_entries_past_two():
     m = np.zeros((8, 3), bool)
     m[0:3, 0] = True  # 3 in a group: 1 past two

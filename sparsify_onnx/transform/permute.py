@@ -32,9 +32,9 @@ The order (`natural_order`): pair the k whose non-zeros overlap least in the out
 pairs into groups of 4 that no column fills past two (the cover's ``pair_up``); `best_natural_order` tries a few
 seeds until one leaves nothing past two, and where none does, `refine_order` swaps rows between groups
 (simulated annealing on the count past two) and, for a whole K, moves what stays past two into its last
-TAIL_ROWS rows, a few 8-k chunks: the cover kernel loads those chunks of X once more in an extra k-step or two and
-runs those entries on the tensor cores too (its FORM 3, codegen/cuda/nm_wgmma.py), or adds them after its main
-loop from the stages still in shared memory. At 90% random
+TAIL_ROWS rows (more for a column denser than half of K: `tail_rows`), a few 8-k chunks: the cover kernel loads
+those chunks of X once more in an extra k-step or two and runs those entries on the tensor cores too (its FORM 3,
+codegen/cuda/nm_wgmma.py), or adds them after its main loop from the stages still in shared memory. At 90% random
 sparsity the greedy order is exact for BERT's FFN2 ([3072, 768]) and, per head of 64, for its attention output
 ([768, 768]); for FFN1's [768, 3072] (every group has to suit 3072 columns) it leaves ~1000 non-zeros past two,
 and the swaps clear all groups but the last 32 (60-120 entries there, ~15 s); for Q, K and V together
@@ -64,7 +64,7 @@ REFINE_STEPS = 50_000  # swap steps after the best greedy order where it leaves 
 REFINE_WORK = REFINE_STEPS * 768 * 48  # fewer for larger weights: each step costs K * N / 64 word operations
 REFINE_PATIENCE = 10_000  # steps without a better order before the search stops
 REFINE_TEMP = 1.0  # the annealing's first temperature (falls linearly to 0; 0.3 and 2 ended higher at [768, 3072])
-TAIL_ROWS = 128  # a whole K's order puts what stays past two in its last rows (the cover reads them from shared memory)
+TAIL_ROWS = 128  # a whole K's order puts what stays past two in its last rows, at least (tail_rows)
 TAIL_WEIGHT = 1 / 16  # a non-zero past two in the tail, against one before it
 MAX_JOBS = 16  # processes searching orders at once
 ORDER_BLIND = ("Shape", "Size")  # read only an axis's length, which an order keeps (compaction's planner blocks
@@ -396,12 +396,22 @@ def _permutable(sel, axis: int) -> bool:
         sel.pattern.kind == "nm" and sel.reduction_axis is not None and axis != sel.reduction_axis)
 
 
+def tail_rows(mask: np.ndarray) -> int:
+    """The rows at the end of a whole K where `refine_order` gathers what stays past two: TAIL_ROWS, or where a column
+    holds more than K / 2 non-zeros (an outlier feature of trained weights: more than any order fits in 2 of 4),
+    room for its excess at two per group of 4 (two rows per entry), in steps of 64. MiniLM's FFN2 of layer 5 (three
+    columns 220 past half): 448 rows leave its 477 entries in 56 chunks, against 146 with 128 rows, so the cover
+    loads 7 extra steps of 64 instead of 16."""
+    excess = int(np.maximum(mask.sum(axis=0) - mask.shape[0] // 2, 0).max(initial=0))
+    return max(TAIL_ROWS, -(-2 * excess // 64) * 64)
+
+
 def unit_order(mask: np.ndarray, heads: int, seed: int, say=None, refine_say=None) -> np.ndarray:
     """The order of a unit's K rows (a [K, N] mask): `best_natural_order`, per head when there are heads (each
-    head's k among themselves, no tail), else over the whole K with what stays past two in its last TAIL_ROWS."""
+    head's k among themselves, no tail), else over the whole K with what stays past two in its last `tail_rows`."""
     d = mask.shape[0] // heads
     return np.concatenate([h * d + best_natural_order(mask[h * d:(h + 1) * d], seed, say,
-                                                      tail=TAIL_ROWS if heads == 1 else 0, on_refine=refine_say)
+                                                      tail=tail_rows(mask) if heads == 1 else 0, on_refine=refine_say)
                            for h in range(heads)])
 
 
@@ -410,7 +420,7 @@ def _unit_orders(work: list, seed: int, progress, jobs: int | None) -> list:
     processes where there are two or more and more than one core (the swap search is single-threaded: four BERT
     layers' Q, K, V and FFN1 took ~110 s one after the other), else here."""
     import os
-    keys = [("unit", _digest(m), heads, seed, TAIL_ROWS) for _, _, m, heads in work]
+    keys = [("unit", _digest(m), heads, seed, tail_rows(m)) for _, _, m, heads in work]
     out = [_MEMO[k].copy() if k in _MEMO else None for k in keys]
     todo = [i for i, o in enumerate(out) if o is None]
     jobs = min(jobs or os.cpu_count() or 1, MAX_JOBS, len(todo))
