@@ -438,7 +438,7 @@ def test_cover_loads_the_residuals_chunks_again_where_that_costs_less():
     rng = np.random.default_rng(5)
     mask = rng.random((384, 1536)) < 0.1
     m = mask & (mask.reshape(96, 4, 1536).cumsum(axis=1).reshape(384, 1536) <= 2)
-    m[344:352, ::3] = True  # 8 rows (one chunk) full in a third of the columns: 1024 entries past two
+    m[344:352, ::3] = True  # 8 rows (one chunk) full in a third of the columns: 2048 entries past two
 
     def spec_of(pk, form):
         return KernelSpec("linear", fam.name, "cuda", "fp16", pat, 384, 1536, Epilogue(True, "gelu", False),
@@ -451,6 +451,10 @@ def test_cover_loads_the_residuals_chunks_again_where_that_costs_less():
     assert (c["ext"][:, 0] == 43).all() and (c["ext"][:, 1:] == -1).all()  # chunk 43 (rows 344-351), each tile
     src = fam.render(spec_of(pk, 0), pk)[0].text
     assert "EXTENDED" in src and "ext_src[" in src and "x_at" not in src
+    assert "1 extra k-step(s) of 64" in fam.describe(spec_of(pk, 0), pk)  # (the manifest's kernel "form")
+    nres = fam.tables(spec_of(pk, 1), pk, fam.geometry(spec_of(pk, 1)))["nres"]  # (2 in each of 2 groups, 512 cols)
+    assert nres == 2048 and fam.describe(spec_of(pk, 1), pk) == \
+        "k's own order; 2048 entries past two added after the main loop"
     from sparsify_onnx.codegen.cuda.nm_wgmma import COVER_EXT_STEP_S  # (one step, 516 CTAs: 2 waves of 2 per SM)
     assert by_form[3] == pytest.approx(super(type(fam), fam).cost(spec_of(pk, 3), pk, 4096) + 2 * COVER_EXT_STEP_S)
     pr = pack(mask.astype(np.float32), pat, dtype=np.float16)

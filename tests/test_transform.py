@@ -107,6 +107,24 @@ def test_tuning_on_another_gpu_leaves_the_hopper_families_out(monkeypatch):
     assert {s.op_key() for s, _ in candidates(wg, pk, limit=3, others=2, capability=(8, 0))} == {wg.op_key()}
 
 
+def test_the_plan_says_how_the_cover_runs_its_weight():
+    """A CUDA node on the unstructured cover says in the manifest which form its kernel takes (the tile leaves
+    FORM 0 to the cost model): a weight 2:4 in k's own groups runs in that order; a random one in the pair order,
+    or in k's own order with extra steps, whichever the model prices lower. The report's kernel column shows it."""
+    from sparsify_onnx.bench.report import _kernel_names
+    for permute in (True, False):
+        prop = _tiny_fp16_bert_ffn1("pattern: unstructured\n    sparsity: 0.9")
+        node = next(p for p in transform(prop, TransformOptions(devices=("cuda",), M=4096, permute=permute,
+                                                                 policy="always")).nodes if p.node == FFN1)
+        k = node.to_dict()["kernels"]["cuda"]
+        assert k["family"] == "cuda_cover_wgmma", k
+        if permute:  # (the order conversion gives it: 2:4 in k's own groups, nothing past two)
+            assert k["form"] == "k's own order", k["form"]
+        else:
+            assert k["form"].startswith(("k's own order;", "pair order")) and "past two" in k["form"], k["form"]
+        assert k["form"] in _kernel_names(node.to_dict())["cuda"]
+
+
 def test_without_a_gpu_the_dense_alternative_pays_the_epilogue_it_runs_unfused():
     """The cost model compares a CUDA node's kernel with the dense GEMM plus the element-wise passes onnxruntime
     runs for the bias and activation our kernel fuses, as the tuner does with its measured cuBLAS time (before,

@@ -36,7 +36,7 @@ def _kernel_names(n: dict) -> dict[str, str]:
     out = {}
     for dev, k in (n.get("kernels") or {}).items():
         if isinstance(k, dict):
-            out[dev] = k.get("name") or k.get("family") or "?"
+            out[dev] = (k.get("name") or k.get("family") or "?") + (f" ({k['form']})" if k.get("form") else "")
         else:
             out[dev] = str(k)
     return out

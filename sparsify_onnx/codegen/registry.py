@@ -153,6 +153,11 @@ class KernelFamily:
         """Source files that define this kernel's launcher (see custom_ops/abi.h)."""
         raise NotImplementedError
 
+    def describe(self, spec: KernelSpec, packed: PackedWeight) -> str:
+        """How this kernel runs this weight, where its tile does not say it (the manifest's kernel "form" and the
+        report show it); empty for most families."""
+        return ""
+
 
 _FAMILIES: dict[str, KernelFamily] = {}
 

@@ -29,11 +29,13 @@ class NodePlan:
     reason: str = ""  # why this action (cost model / measured / not supported ...)
     macs_dense: int = 0  # multiply-adds per row of X (per token) before
     macs_live: int = 0  # ... and after
+    forms: dict[str, str] = field(default_factory=dict)  # device -> how its kernel runs the weight (describe())
 
     def to_dict(self) -> dict:
         return {"node": self.node, "op_type": self.op_type, "action": self.action, "weight": self.weight,
                 "pattern": self.pattern, "density": self.density, "shape": list(self.shape),
-                "kernels": {d: k.to_dict() for d, k in self.kernels.items()}, "op_key": self.op_key,
+                "kernels": {d: {**k.to_dict(), **({"form": self.forms[d]} if self.forms.get(d) else {})}
+                            for d, k in self.kernels.items()}, "op_key": self.op_key,
                 "fused": self.fused, "reason": self.reason, "macs_dense_per_row": self.macs_dense,
                 "macs_live_per_row": self.macs_live}
 

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..codegen.registry import Epilogue, KernelSpec, PackedWeight, families
+from ..codegen.registry import Epilogue, KernelSpec, PackedWeight, families, get_family
 from ..graph import Loaded
 from ..pattern import Pattern
 from . import NodePlan
@@ -235,6 +235,7 @@ def replace_sparse_ops(lo: Loaded, selections: dict, options: TransformOptions, 
         plan.action = "sparse"
         plan.pattern = kpat.short()
         plan.kernels = chosen
+        plan.forms = {d: f for d, s in chosen.items() if (f := get_family(s.family).describe(s, packed))}
         plan.op_key = op_key
         plan.reason = (f"{chosen[primary].family}: {how} {c_sparse * 1e6:.1f} us vs dense "
                        f"{c_dense * 1e6:.1f} us at M={options.M}" if options.policy == "auto"

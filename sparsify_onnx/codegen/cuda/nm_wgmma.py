@@ -475,6 +475,20 @@ class CudaCoverWgmma(CudaNmWgmma):
                     res_slot=fmt_array(c["res_slot"]), res_words=fmt_array(c["res_words"]),
                     idx_hex=hex_lines(c["idx"], 2), KW=c["KW"], EXT=c["esteps"], ext_src=fmt_array(c["ext"]))
 
+    def describe(self, spec, packed):
+        """The form FORM 0 (or the tile) takes for this weight, and what it does with the entries past two."""
+        t = self.geometry(spec)
+        c = self.tables(spec, packed, t)
+        if not c["natural"]:
+            form = "pair order per 64-k panel"
+        elif c["esteps"]:
+            chunks = int((c["ext"] >= 0).sum(axis=1).max())
+            return (f"k's own order; up to {chunks} 8-k chunk(s) of X per column tile loaded again in "
+                    f"{c['esteps']} extra k-step(s) of {t[2]} for the entries past two")
+        else:
+            form = "k's own order"
+        return form + (f"; {c['nres']} entries past two added after the main loop" if c["nres"] else "")
+
     def cost(self, spec, packed, M):
         """The 2:4 kernel's wave model in the form the tables take (``form_cost``: the pair order's factor, the
         extra steps, the residual's reads of X)."""
