@@ -186,3 +186,16 @@ def reference(X, W, bias, res, epi: Epilogue):
     if epi.residual:
         y = y + res.astype(np.float64)
     return y
+
+
+ACTIVATION_CASES = [(fam, act) for fam in ("cuda_csr", "cuda_nm_wgmma") for act in ("gelu", "gelu_tanh")]
+
+
+def activation_case(fam: str, act: str, K: int = 256):
+    """test_fused_activation_per_element's kernel: W = I [K, K] in fp16 (unstructured for cuda_csr, 2:4 otherwise)
+    with ``act`` fused; returns (spec, packed, sources, library name)."""
+    pattern = Pattern("unstructured") if fam == "cuda_csr" else Pattern("nm", n=2, m=4)
+    pk = pack(np.eye(K, dtype=np.float32), pattern, dtype=np.float16)
+    spec = KernelSpec("linear", fam, "cuda", "fp16", pattern, K, K, Epilogue(False, act, False), arch=("sm_90",),
+                      tables_hash=pk.tables_hash())
+    return spec, pk, get_family(fam).render(spec, pk), f"test_act_{fam}_{act}"

@@ -16,11 +16,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from cuda_cases import CASES, build_case, reference  # noqa: E402
+from cuda_cases import ACTIVATION_CASES, CASES, activation_case, build_case, reference  # noqa: E402
 
-from sparsify_onnx.codegen.packing import pack  # noqa: E402
-from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family  # noqa: E402
-from sparsify_onnx.pattern import Pattern  # noqa: E402
 from sparsify_onnx.tune.build import nvcc_path  # noqa: E402
 
 pytestmark = pytest.mark.gpu
@@ -210,8 +207,7 @@ def _fp16_key(h: np.ndarray) -> np.ndarray:
     return np.where(b & 0x8000, -(b & 0x7FFF), b)
 
 
-@pytest.mark.parametrize("act", ["gelu", "gelu_tanh"])
-@pytest.mark.parametrize("fam", ["cuda_csr", "cuda_nm_wgmma"])
+@pytest.mark.parametrize("fam,act", ACTIVATION_CASES)
 def test_fused_activation_per_element(gpu, fam, act):
     """The fp16 kernels' GELU (erf and tanh forms: exp2 and a reciprocal instead of erff or tanhf, cuda_common.cuh.j2)
     element by element: Y = act(X @ I) over every fp16 value in [-16, 16] gives the float64 function rounded to fp16,
@@ -219,13 +215,9 @@ def test_fused_activation_per_element(gpu, fam, act):
     from math import erfc, exp, sqrt
 
     from sparsify_onnx.tune.build import CudaLib, build_shared
-    K = N = 256
-    pattern = Pattern("unstructured") if fam == "cuda_csr" else Pattern("nm", n=2, m=4)
-    W = np.eye(K, dtype=np.float32)
-    pk = pack(W, pattern, dtype=np.float16)
-    spec = KernelSpec("linear", fam, "cuda", "fp16", pattern, K, N, Epilogue(False, act, False), arch=("sm_90",),
-                      tables_hash=pk.tables_hash())
-    cl = CudaLib(build_shared(get_family(fam).render(spec, pk), name=f"test_act_{fam}_{act}"))
+    spec, pk, srcs, lib_name = activation_case(fam, act)
+    K = N = spec.K
+    cl = CudaLib(build_shared(srcs, name=lib_name))
     h = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
     x = h[np.isfinite(h) & (np.abs(h) <= 16)]
     M = -(-x.size // K)

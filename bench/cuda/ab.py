@@ -24,11 +24,8 @@ EPI = os.environ.get("AB_EPI", "")
 ACT = next((a for c, a in (("r", "relu"), ("g", "gelu"), ("t", "gelu_tanh")) if c in EPI), "none")
 case["epilogue"] = Epilogue(bias="b" in EPI, activation=ACT, residual="a" in EPI)
 if os.environ.get("AB_WEIGHT"):
-    from sparsify_onnx.bench import kernels
-    from sparsify_onnx.codegen.packing import pack
-    W = np.load(os.environ["AB_WEIGHT"]).astype(np.float16)
-    assert W.shape == (K, N), W.shape
-    kernels._WCACHE[(pattern, K, N, density, case["seed"])] = (W, pack(W, kernels.make_pattern(pattern), dtype=np.float16))
+    case["W"] = np.load(os.environ["AB_WEIGHT"]).astype(np.float16)
+    assert case["W"].shape == (K, N), case["W"].shape
 if os.environ.get("AB_BUILD_ONLY") == "1":
     for t in tiles:
         print("x".join(map(str, t)) or "auto", build_shared(render_case(dict(case, tile=t))[3]))

@@ -153,7 +153,10 @@ def _weight(pname, K, N, density, seed):
 
 def render_case(case):
     pat = make_pattern(case["pattern"])
-    W, pk = _weight(case["pattern"], case["K"], case["N"], case["density"], case["seed"])
+    if "W" in case:  # (a given [K, N] weight, e.g. a trained one: bench/cuda/ab.py AB_WEIGHT)
+        W, pk = case["W"], pack(case["W"], pat, dtype=np.float16)
+    else:
+        W, pk = _weight(case["pattern"], case["K"], case["N"], case["density"], case["seed"])
     fam = get_family(case["family"])
     spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, case["K"], case["N"], case.get("epilogue", Epilogue()),
                       tile=tuple(case["tile"]), arch=("sm_90",), tables_hash=pk.tables_hash())

@@ -420,7 +420,7 @@ def _unit_orders(work: list, seed: int, progress, jobs: int | None) -> list:
     processes where there are two or more and more than one core (the swap search is single-threaded: four BERT
     layers' Q, K, V and FFN1 took ~110 s one after the other), else here."""
     import os
-    keys = [("unit", _digest(m), heads, seed, tail_rows(m)) for _, _, m, heads in work]
+    keys = [("unit", _digest(m), heads, seed, TAIL_ROWS) for _, _, m, heads in work]  # (the mask sets its tail_rows)
     out = [_MEMO[k].copy() if k in _MEMO else None for k in keys]
     todo = [i for i, o in enumerate(out) if o is None]
     jobs = min(jobs or os.cpu_count() or 1, MAX_JOBS, len(todo))

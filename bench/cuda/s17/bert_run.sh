@@ -23,12 +23,7 @@ if [ "${BUILD:-0}" = 1 ]; then
   tar -cJf $CACHE.tar.xz -C $CACHE .
   exit 0
 fi
-export SPARSIFY_CACHE_DIR=/tmp/spcache PYTHONUNBUFFERED=1 SPARSIFY_WGMMA=1
-mkdir -p $SPARSIFY_CACHE_DIR
-tar -xJf "$CACHE_TAR" -C $SPARSIFY_CACHE_DIR
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/py/*.whl 2>&1 | tail -2
-export PYTHONPATH=/tmp/site:$PWD
-OUT=${OUT:-/tmp/out}; mkdir -p $OUT
+. bench/cuda/s17/host.sh
 for r in "${RUNS[@]}"; do
   set -- $r
   timeout -k 5 90 python3 bench/cuda/ab.py $2 $3 $4 $1 0.1 $R ${@:5} 2>&1 | grep -v Warning | tee -a $OUT/ab.txt

@@ -20,22 +20,11 @@ if [ "${BUILD:-0}" = 1 ]; then
     set -- $r
     AB_WEIGHT=$W/$1.npy AB_EPI=$2 .venv/bin/python bench/cuda/ab.py $3 $4 $5 unstructured-wgmma 0.1 1 ${@:6}
   done
-  .venv/bin/python - <<'PY'
-import sys
-sys.path.insert(0, "tests")
-from cuda_cases import CASES, build_case
-from sparsify_onnx.tune.build import build_shared
-print(build_shared([build_case(i)[3][0] for i in range(len(CASES))], name="test_cuda_kernels"))
-PY
+  .venv/bin/python bench/cuda/s17/test_libs.py  # the GPU tests' libraries
   tar -cJf $CACHE.tar.xz -C $CACHE .
   exit 0
 fi
-export SPARSIFY_CACHE_DIR=/tmp/spcache PYTHONUNBUFFERED=1 SPARSIFY_WGMMA=1
-mkdir -p $SPARSIFY_CACHE_DIR
-tar -xJf "$CACHE_TAR" -C $SPARSIFY_CACHE_DIR
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/py/*.whl 2>&1 | tail -2
-export PYTHONPATH=/tmp/site:$PWD
-OUT=${OUT:-/tmp/out}; mkdir -p $OUT
+. bench/cuda/s17/host.sh
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   SPARSIFY_GPU_BACKEND=pycuda timeout 200 python3 -m pytest -m gpu -q -rs tests/test_cuda_kernels.py \
     -k "cover or nm_wgmma" > $OUT/tests.log 2>&1; echo "tests rc=$?"; tail -3 $OUT/tests.log

@@ -18,33 +18,11 @@ if [ "${BUILD:-0}" = 1 ]; then
     AB_EPI=$1 .venv/bin/python bench/cuda/ab.py $2 $3 $4 $P 0.1 1 ${@:5}
     (cd $OLD && AB_EPI=$1 PYTHONPATH=$PWD ../../../.venv/bin/python bench/cuda/ab.py $2 $3 $4 $P 0.1 1 ${@:5})
   done
-  .venv/bin/python - <<'PY'
-import sys
-sys.path.insert(0, "tests")
-from cuda_cases import CASES, build_case
-from sparsify_onnx.tune.build import build_shared
-print(build_shared([build_case(i)[3][0] for i in range(len(CASES))], name="test_cuda_kernels"))
-import numpy as np  # test_fused_activation_per_element's libraries, rendered as the test renders them
-from sparsify_onnx.codegen.packing import pack
-from sparsify_onnx.codegen.registry import Epilogue, KernelSpec, get_family
-from sparsify_onnx.pattern import Pattern
-for fam in ("cuda_csr", "cuda_nm_wgmma"):
-    for act in ("gelu", "gelu_tanh"):
-        pat = Pattern("unstructured") if fam == "cuda_csr" else Pattern("nm", n=2, m=4)
-        pk = pack(np.eye(256, dtype=np.float32), pat, dtype=np.float16)
-        spec = KernelSpec("linear", fam, "cuda", "fp16", pat, 256, 256, Epilogue(False, act, False), arch=("sm_90",),
-                          tables_hash=pk.tables_hash())
-        print(build_shared(get_family(fam).render(spec, pk), name=f"test_act_{fam}_{act}"))
-PY
+  .venv/bin/python bench/cuda/s17/test_libs.py  # the GPU tests' libraries
   tar -cJf $CACHE.tar.xz -C $CACHE .
   exit 0
 fi
-export SPARSIFY_CACHE_DIR=/tmp/spcache PYTHONUNBUFFERED=1 SPARSIFY_WGMMA=1
-mkdir -p $SPARSIFY_CACHE_DIR
-tar -xJf "$CACHE_TAR" -C $SPARSIFY_CACHE_DIR
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/py/*.whl 2>&1 | tail -2
-export PYTHONPATH=/tmp/site:$PWD
-OUT=${OUT:-/tmp/out}; mkdir -p $OUT
+. bench/cuda/s17/host.sh
 SPARSIFY_GPU_BACKEND=pycuda timeout 250 python3 -m pytest -m gpu -q -rs tests/test_cuda_kernels.py \
   -k "fused_activation or bgr or ta" > $OUT/tests.log 2>&1; echo "tests rc=$?"; tail -3 $OUT/tests.log
 for r in "${RUNS[@]}"; do

@@ -8,12 +8,7 @@
 # usage (GPU host, carry .devbuild/s17/c.tar.xz and .gpu/py): CACHE_TAR=.devbuild/s17/c.tar.xz OUT=$OUT bash bench/cuda/s17/minilm_tiles.sh
 set -u
 cd "$(dirname "$0")/../../.."
-export SPARSIFY_CACHE_DIR=/tmp/spcache PYTHONUNBUFFERED=1 SPARSIFY_WGMMA=1
-mkdir -p $SPARSIFY_CACHE_DIR
-tar -xJf "$CACHE_TAR" -C $SPARSIFY_CACHE_DIR
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/py/*.whl 2>&1 | tail -2
-export PYTHONPATH=/tmp/site:$PWD
-OUT=${OUT:-/tmp/out}; mkdir -p $OUT
+. bench/cuda/s17/host.sh
 . bench/cuda/s17/tiles.sh
 R=${ROUNDS:-3}; P=unstructured-korder-wgmma
 ab() { AB_EPI=$1 timeout -k 5 ${T:-120} python3 bench/cuda/ab.py ${@:2} 2>&1 | grep -v Warning | tee -a $OUT/ab.txt; }

@@ -237,7 +237,6 @@ def cover_tables(K: int, N: int, col_ptr, row_idx, KS: int, BN: int, natural: bo
         esteps = -(-int(np.bincount(ut, minlength=ntiles).max()) * 8 // KS)
         ext = np.full((ntiles, esteps * KS // 8), -1, np.int64)
         ext[ut, pos] = uc
-        kp = kp.copy()
         kp[res] = nxs * KS + 8 * pos[where] + kp[res] % 8
         G = (nxs + esteps) * KS // 4
         cov = _rank_k(cols, kp) < 2
@@ -423,7 +422,8 @@ class CudaCoverWgmma(CudaNmWgmma):
         """The cover's time in the form of tables ``c``, from the 2:4 kernel's time ``base`` at the tile: times
         COVER_STEP_FACTOR for the pair order's 4-byte loads of X; plus the extra steps (COVER_EXT_STEP_S per 64 k
         of a step and wave of CTAs); plus the residual (residual_cost)."""
-        waves = -(-(-(-spec.N // (64 * t[0])) * -(-M // t[1])) // (H200_SMS * self.ctas_per_sm(t)))
+        ctas = -(-spec.N // (64 * t[0])) * -(-M // t[1])
+        waves = -(-ctas // (H200_SMS * self.ctas_per_sm(t)))
         return (base if c["natural"] else COVER_STEP_FACTOR * base) + \
             c["esteps"] * t[2] // 64 * waves * COVER_EXT_STEP_S + \
             self.residual_cost(spec, t, c, M, base)
