@@ -137,10 +137,16 @@ CASES = [
     # L2 eviction hints (6th field: 7 = values evict_last, Y streamed out, X^T evict_first), with a residual
     ("cuda_tile_wgmma", "fp16", Pattern("tile", granularity=128), 264, 200, "ta", (128, 64, 3, 0, 0, 7)),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 136, "br", (128, 32, 4, 1, 0, 3)),
-    # 32-wide block columns paired by their shared blocks (pair_block_columns): an odd number of block columns
+    # 32-wide block columns paired by their shared blocks (group_block_columns): an odd number of block columns
     # (the last one 8 wide, without a partner), bias and residual; and an even number
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 768, 968, "bgr", (128, 64, 3, 0), 0.1),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 1024, "ta", (64, 64, 4, 1), 0.1),
+    # 16-wide block columns grouped in fours by their shared blocks: 61 block columns (the last 8 wide, a last
+    # group short of members), with bias, GELU and residual; K not a multiple of the block height; X transposed
+    # (k-steps of 32, 13 block columns)
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(16, 16)), 768, 968, "bgr", (128, 64, 3, 0), 0.1),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(16, 16)), 520, 1024, "ta", (64, 64, 4, 1), 0.1),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(16, 16)), 1024, 200, "br", (128, 32, 4, 0), 0.1),
     # the TMA form (7th tile field; cuda_bcsr_tma.cu.j2): X by tensor map (rows past M and k past K zero-filled),
     # pre-swizzled B images built on the first call. K not a multiple of 32 with a residual and a group in flight;
     # paired block columns, an odd last one, more k-steps than stages, Y streamed; 64x64 blocks (two k-steps per

@@ -610,32 +610,33 @@ def test_tma_form_keeps_small_tables_in_constant_memory(monkeypatch):
         assert f"{where} int gptr[" in text and f"{where} unsigned short ukb[" in text, (K, N)
 
 
-def test_block_columns_are_paired_without_lengthening_the_longest_group():
-    """pair_block_columns: every block column once (an odd one last, without partner), fewer k-steps over the
-    unions than the natural neighbours and no group longer than theirs; None where pairing saves nothing."""
+@pytest.mark.parametrize("H, C", [(32, 2), (16, 4)])
+def test_block_columns_are_grouped_without_lengthening_the_longest_group(H, C):
+    """group_block_columns (pairs of 32-wide block columns, fours of 16-wide): every block column once (a last
+    group short of columns gets -1 for the missing members), fewer k-steps of 64 rows over the unions than the
+    natural neighbours and no group longer than theirs; None where grouping saves nothing."""
     import numpy as np
-    from sparsify_onnx.codegen.cuda.wgmma import pair_block_columns
+    from sparsify_onnx.codegen.cuda.wgmma import group_block_columns
     rng = np.random.default_rng(3)
 
     def csc(keep):
         col_ptr = np.concatenate([[0], np.cumsum(keep.sum(axis=0))])
         return col_ptr, np.concatenate([np.flatnonzero(keep[:, c]) for c in range(keep.shape[1])])
 
-    def steps(keep, pairs):
-        return [max(1, -(-int((keep[:, a] | (keep[:, b] if b >= 0 else False)).sum()) * 32 // 64))
-                for a, b in pairs]
-    for nkb, nbc in ((24, 96), (24, 31), (96, 24)):
+    def steps(keep, groups):
+        return [max(1, -(-int(keep[:, [m for m in g if m >= 0]].any(axis=1).sum()) * H // 64)) for g in groups]
+    for nkb, nbc in ((24, 96), (24, 31), (96, 24), (48, 61)):
         keep = rng.random((nkb, nbc)) < 0.1
-        order = pair_block_columns(*csc(keep), 32, 64)
+        order = group_block_columns(*csc(keep), H, 64, C)
         assert order is not None, (nkb, nbc)
         assert sorted(int(c) for c in order if c >= 0) == list(range(nbc))
-        assert (order < 0).sum() == nbc % 2 and (nbc % 2 == 0 or order[-1] == -1)
-        pairs = order.reshape(-1, 2)
-        natural = [(c, c + 1 if c + 1 < nbc else -1) for c in range(0, nbc, 2)]
-        assert sum(steps(keep, pairs)) < sum(steps(keep, natural))
-        assert max(steps(keep, pairs)) <= max(steps(keep, natural))
-    # identical columns pair as they stand: nothing to save
-    assert pair_block_columns(*csc(np.repeat(rng.random((24, 1)) < 0.3, 8, axis=1)), 32, 64) is None
+        groups = order.reshape(-1, C)
+        assert (order < 0).sum() == -nbc % C and (groups[:-1] >= 0).all()  # only the last group short
+        natural = [[c + i if c + i < nbc else -1 for i in range(C)] for c in range(0, nbc, C)]
+        assert sum(steps(keep, groups)) < sum(steps(keep, natural))
+        assert max(steps(keep, groups)) <= max(steps(keep, natural))
+    # identical columns group as they stand: nothing to save
+    assert group_block_columns(*csc(np.repeat(rng.random((24, 1)) < 0.3, 8, axis=1)), H, 64, C) is None
 
 
 def test_wgmma_cost_model_follows_the_h200(monkeypatch):

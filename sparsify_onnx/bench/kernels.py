@@ -46,7 +46,7 @@ from ..tune.build import CudaLib, build_many
 SHAPES = [(4096, 768, 768), (4096, 3072, 768), (4096, 768, 3072), (8192, 8192, 8192)]
 DENSITIES = [0.5, 0.25, 0.1, 0.05]
 PATTERNS = ["block16", "block32", "block64", "unstructured", "2:4", "tile",
-            "block32-wgmma", "block64-wgmma", "tile-wgmma", "2:4-wgmma", "unstructured-wgmma",
+            "block16-wgmma", "block32-wgmma", "block64-wgmma", "tile-wgmma", "2:4-wgmma", "unstructured-wgmma",
             "unstructured-korder-wgmma", "unstructured-horder-wgmma"]  # -wgmma: the Hopper families (off Hopper: their fallback)
 FAMILY = {"block": "cuda_bcsr_tc", "unstructured": "cuda_csr", "nm": "cuda_nm_sparselt", "tile": "cuda_tile"}
 WGMMA_FAMILY = {"block": "cuda_bcsr_wgmma", "tile": "cuda_tile_wgmma", "nm": "cuda_nm_wgmma",

@@ -19,7 +19,7 @@ tile-wise tile is a group (its kept rows). For blocks h x w, a group is G / w bl
 the union of their live block rows; a block absent from one member column is read as zeros. Adjacent block
 columns would make 32x32 blocks at 90% run ~19% of the rows on n64 tiles (the mma.sync kernel runs 10% on n32
 tiles at a fraction of the rate), so 32-wide block columns are paired by their shared blocks instead
-(``pair_block_columns``; 1.51x -> 1.84x cuBLAS at (4096, 3072, 768), session 10) and each member's 32 columns
+(``group_block_columns``; 1.51x -> 1.84x cuBLAS at (4096, 3072, 768), session 10; 16-wide ones in fours, session 18) and each member's columns
 are stored where they belong. ``bench/cuda/wgmma_probe.cu`` is the
 tile kernel standalone: it checks which descriptor stride convention is right; ``DESC`` must match it.
 
@@ -143,55 +143,65 @@ def hopper_supports(fam: KernelFamily, pattern, K, N, dtype, k_rows: bool) -> st
     return None
 
 
-def pair_block_columns(col_ptr, row_idx, H: int, KS: int) -> np.ndarray | None:
-    """An order of the block columns in which neighbours (2c, 2c + 1) share live block rows, so that the groups of
-    two take fewer k-steps of KS rows over the union of their blocks; None unless it saves k-steps without making
-    the longest group longer (the last wave of CTAs waits for it). Heaviest column first, each with the free
-    partner of fewest k-steps together, then of most shared blocks: a heavy column gets a light or overlapping
-    partner. On the benchmark's random 32x32 weights at 90% (bench/NOTES.md, session 10): k-steps 117 -> 83 and
-    the longest group 5 -> 4 at (K, N) = (768, 3072), 37 -> 29 (4 -> 4) at (768, 768), 108 -> 103 (13 -> 9) at
-    (3072, 768). (Taking the pairs of fewest k-steps first saved more k-steps but made the longest group longer:
-    slower on the H200 at N = 768.) An odd last column gets -1 (no partner)."""
+def group_block_columns(col_ptr, row_idx, H: int, KS: int, C: int = 2) -> np.ndarray | None:
+    """An order of the block columns in which each C neighbours (a group: C c .. C c + C - 1) share live block rows,
+    so that the groups take fewer k-steps of KS rows over the union of their blocks; None unless it saves k-steps
+    without making the longest group longer (the last wave of CTAs waits for it). Heaviest column first, then, C - 1
+    times, the free column of fewest k-steps over the union so far, then of most blocks shared with it: a heavy
+    column gets light or overlapping partners. On the benchmark's random weights at 90% (bench/NOTES.md): 32x32
+    pairs (session 10), k-steps 117 -> 83 and the longest group 5 -> 4 at (K, N) = (768, 3072), 37 -> 29 (4 -> 4)
+    at (768, 768), 108 -> 103 (13 -> 9) at (3072, 768); 16x16 fours (session 18) 210 -> 167 (6 -> 5) at (768,
+    3072), 50 -> 44 at (768, 768), 212 -> 196 at (3072, 768), 5709 -> 5181 at 8192^2. (Taking the pairs of fewest
+    k-steps first saved more k-steps but made the longest group longer: slower on the H200 at N = 768.) A last
+    group short of columns gets -1 (none) for the missing members."""
     nbc = len(col_ptr) - 1
-    if nbc < 3:
+    if nbc <= C:
         return None
     nkb = int(row_idx.max()) + 1 if row_idx.size else 1
-    live = np.zeros((nkb, nbc), np.int32)
+    live = np.zeros((nkb, nbc), bool)
     for bc in range(nbc):
-        live[row_idx[col_ptr[bc]:col_ptr[bc + 1]], bc] = 1
+        live[row_idx[col_ptr[bc]:col_ptr[bc + 1]], bc] = True
     cnt = live.sum(axis=0)
-    shared = live.T @ live
-    steps = np.maximum(1, -(-(cnt[:, None] + cnt[None, :] - shared) * H // KS))
-    alone = np.maximum(1, -(-cnt * H // KS))
+
+    def steps(rows):
+        return np.maximum(1, -(-np.asarray(rows) * H // KS))
     used = np.zeros(nbc, bool)
-    pairs: list[tuple[int, int]] = []
+    groups: list[list[int]] = []
     for c in np.argsort(-cnt, kind="stable"):
         if used[c]:
             continue
         used[c] = True
-        free = np.flatnonzero(~used)
-        if free.size == 0:
-            pairs.append((int(c), -1))
-            break
-        p = int(free[np.lexsort((-shared[c, free], steps[c, free]))[0]])
-        used[p] = True
-        pairs.append((int(c), p))
+        members, union = [int(c)], live[:, c].copy()
+        for _ in range(C - 1):
+            free = np.flatnonzero(~used)
+            if free.size == 0:
+                break
+            shared = (live[:, free] & union[:, None]).sum(axis=0)
+            p = int(free[np.lexsort((-shared, steps(int(union.sum()) + cnt[free] - shared)))[0]])
+            used[p] = True
+            members.append(p)
+            union |= live[:, p]
+        groups.append(members + [-1] * (C - len(members)))
 
-    def cost(ps):
-        s = [int(steps[a, b]) if b >= 0 else int(alone[a]) for a, b in ps]
+    def cost(gs):
+        s = [int(steps(int(live[:, [m for m in g if m >= 0]].any(axis=1).sum()))) for g in gs]
         return sum(s), max(s)
-    natural = cost([(c, c + 1 if c + 1 < nbc else -1) for c in range(0, nbc, 2)])
-    paired = cost(pairs)
-    if paired[0] >= natural[0] or paired[1] > natural[1]:
+    natural = cost([[c + i if c + i < nbc else -1 for i in range(C)] for c in range(0, nbc, C)])
+    grouped = cost(groups)
+    if grouped[0] >= natural[0] or grouped[1] > natural[1]:
         return None
-    return np.array(pairs, dtype=np.int64).reshape(-1)
+    return np.array(groups, dtype=np.int64).reshape(-1)
+
+
+# block widths whose block columns group_tables groups by their shared blocks (G = 64: pairs of 32, fours of 16)
+GROUPED_WIDTHS = (16, 32)
 
 
 def group_tables(spec, packed, G: int, KS: int = 0):
     """(H, W, gptr, ukb, ubl or None, bcol or None): per group of G columns, its entries (kept row blocks) and,
     for blocks, which block of each member column holds the values (-1: none). With ``KS`` (the kernel's k-step),
-    32-wide block columns are paired by ``pair_block_columns``: bcol[g * C + c] is the block column of W that
-    member c of group g is (-1: none); None keeps the natural order (member c of group g is block column
+    16- and 32-wide block columns are grouped by ``group_block_columns``: bcol[g * C + c] is the block column of W
+    that member c of group g is (-1: none); None keeps the natural order (member c of group g is block column
     g * C + c)."""
     if spec.pattern.kind == "tile":
         tptr, rows = _tables(spec, packed)
@@ -200,7 +210,7 @@ def group_tables(spec, packed, G: int, KS: int = 0):
     col_ptr, row_idx = (np.asarray(a) for a in _tables(spec, packed))
     C = G // w
     nbc = len(col_ptr) - 1
-    bcol = pair_block_columns(col_ptr, row_idx, h, KS) if KS and (w, G) == (32, 64) else None
+    bcol = group_block_columns(col_ptr, row_idx, h, KS, C) if KS and G == 64 and w in GROUPED_WIDTHS else None
     gptr, ukb, ubl = [0], [], []
     for g in range(-(-nbc // C)):
         members = []
