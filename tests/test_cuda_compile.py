@@ -697,6 +697,15 @@ def test_wgmma_block_cost_model_follows_the_h200(monkeypatch):
         tma = fam.cost(dataclasses.replace(spec, tile=(128, 32, 4, 1, 0, 2, 1)), pk, M)
         assert 0.8 < tma / measured < 1.25, (M, K, N, tma)
         assert tma < fam.cost(dataclasses.replace(spec, tile=(128, 64, 3, 0)), pk, M), (M, K, N)
+    # 16x16 blocks at 90%, 16-wide block columns grouped in fours (session 18, run3-group): 28.8 us at (4096, 3072,
+    # 768) and 1248 us at 8192^3 (plain form 128x64x3x0), cuBLAS 30.6 and 1583 -> within 25%
+    pat = Pattern("block", block=(16, 16))
+    for (M, K, N, measured) in ((4096, 768, 3072, 28.8e-6), (8192, 8192, 8192, 1248e-6)):
+        live = rng.random((K // 16, N // 16)) < 0.1
+        pk = pack((np.repeat(np.repeat(live, 16, 0), 16, 1) * 0.5).astype(np.float32), pat, dtype=np.float16)
+        spec = KernelSpec("linear", fam.name, "cuda", "fp16", pat, K, N, Epilogue(), tile=(128, 64, 3, 0),
+                          tables_hash=pk.tables_hash())
+        assert 0.8 < fam.cost(spec, pk, M) / measured < 1.25, (M, K, N, fam.cost(spec, pk, M))
 
 
 def test_tuning_reports_the_cusparselt_algorithm():

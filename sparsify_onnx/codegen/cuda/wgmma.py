@@ -88,6 +88,10 @@ WGMMA_SM_RATE = 4.2e12
 # the plain form's time at (4096, 3072, 768).)
 BLOCK_CTA_S = (0.52e-6, 0.40e-6)
 BLOCK_ROWS32_S = (0.19e-6, 0.174e-6)
+# blocks under 32 rows cost more per kept row (a table entry, and its loads' addresses, per H rows): 16x16 blocks
+# at 90%, fours grouped, plain form 128x64x3x0 (session 18, bench/cuda/s18/run3-group: 9.2 / 28.8 / 27.5 / 1248
+# us at the four benchmark shapes) take 1.28-1.43x of BLOCK_ROWS32_S per 32 kept rows: 1 + this * (32 / H - 1)
+BLOCK_SHORT_ENTRY = 0.3
 # the TMA form's tiles, in the order tuning tries them (s11/run1-tma, run2-tma2, run5-tma3): the best at (4096, 768,
 # 768) and (4096, 768, 3072), at (4096, 3072, 768) (persistent, TM 3: 13.1 against 14.4 us; slower at 8192^3, 559
 # against 486 us, and for 64x64 blocks), the best without a producer warp, at 8192^3, and for 64x64 blocks
@@ -357,7 +361,7 @@ class _Wgmma(KernelFamily):
         mt = -(-M // BM)
         if spec.pattern.kind == "block":  # SM time per CTA and per 32 kept rows
             f = 1 if TM else 0
-            rows32 = float(steps.sum()) * KS / 32
+            rows32 = float(steps.sum()) * KS / 32 * (1 + BLOCK_SHORT_ENTRY * max(0, 32 / H - 1))
             t_gemm = mt * (steps.size * BLOCK_CTA_S[f] + rows32 * BM / 128 * BLOCK_ROWS32_S[f]) / H200_SMS
         else:
             per_sm = self.ctas_per_sm(BM, KS, ST, G)
