@@ -172,6 +172,12 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
             plan, tuning = tune_plan(plan, M, progress=pr.say, gpu=None if gpu_present() else False)
         n_sparse = sum(p.action == "sparse" for p in plan.nodes)
         pr.say(f"{plan.decided_by}: {n_sparse} sparse ops")
+    # the sparse nodes' kernel times on the GPU as tuning measured them (CUDA events), for the report: onnxruntime's
+    # profiler gives only each node's CPU-side launch time on the CUDA provider
+    gpu_times: dict = {}
+    if tuning:
+        from .tune.plan import measured_decisions
+        gpu_times = measured_decisions(plan, tuning, M)[0]
 
     pr.stage("codegen", f"{len(plan.kernels)} kernels")
     sources = generate(plan.kernels)
@@ -234,14 +240,20 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
             if refused:
                 latency["cuda_graph_refused"] = refused
             del sess, ref_sess
-            pr.say("per-node times (onnxruntime profiler)")
-            from .bench.profile import attach_node_times, node_times
-            ref_t = node_times(plan.reference.SerializeToString(), feeds, providers=providers,
-                               make_options=lambda: _options(opt.threads))
-            eng_t = node_times(str(stage / "model.onnx"), feeds, providers=providers,
-                               make_options=lambda: _options(opt.threads, stage / "libsparsify_ops.so"))
             plan_dicts = [p.to_dict() for p in plan.nodes]
-            attach_node_times(plan_dicts, ref_t, eng_t)
+            if "CUDAExecutionProvider" in providers:
+                from .bench.profile import GPU_TIMES_NOTE, attach_kernel_times
+                attach_kernel_times(plan_dicts, gpu_times)
+                node_times_from = GPU_TIMES_NOTE if gpu_times else "none (nothing timed on the GPU in tuning)"
+            else:
+                pr.say("per-node times (onnxruntime profiler)")
+                from .bench.profile import PROFILER_NOTE, attach_node_times, node_times
+                ref_t = node_times(plan.reference.SerializeToString(), feeds, providers=providers,
+                                   make_options=lambda: _options(opt.threads))
+                eng_t = node_times(str(stage / "model.onnx"), feeds, providers=providers,
+                                   make_options=lambda: _options(opt.threads, stage / "libsparsify_ops.so"))
+                attach_node_times(plan_dicts, ref_t, eng_t)
+                node_times_from = PROFILER_NOTE
         else:
             pr.stage("report")
         from .bench.report import build_report, write_report
@@ -250,6 +262,8 @@ def convert(model_path, spec_path, out_dir, options: ConvertOptions | None = Non
                 "spec_sha256": spec.sha256, "devices": list(devices), "decided_by": plan.decided_by,
                 "input_shapes": {k: list(np.asarray(x).shape) for k, x in feeds.items()},
                 "engine": str(out_dir)}
+        if opt.bench:
+            meta["per_node_times"] = node_times_from
         if plan.permutation.get("groups"):
             meta["k_reordered_into_2:4_groups"] = "; ".join(describe(g) for g in plan.permutation["groups"])
         if plan.permutation.get("gathers"):

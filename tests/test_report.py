@@ -223,6 +223,21 @@ def test_per_node_times_from_the_profiler():
     assert "time saved" in md and "62.5%" in md
 
 
+def test_per_node_times_of_a_cuda_engine_are_the_tuners_gpu_times():
+    """On the CUDA provider onnxruntime's profiler times only each node's launch on the CPU, so a CUDA engine's
+    report takes its sparse nodes' times from tuning (sparse kernel against cuBLAS + the unfused passes, CUDA events)
+    and says where they come from; nodes kept dense or not timed get none."""
+    from sparsify_onnx.bench.profile import GPU_TIMES_NOTE, attach_kernel_times
+    nodes = [{"node": "a", "action": "sparse"}, {"node": "b", "action": "dense"}, {"node": "c", "action": "sparse"}]
+    attach_kernel_times(nodes, {"a": (5e-6, 20e-6), "b": (9e-6, 8e-6)})
+    assert nodes[0]["time_engine_us"] == pytest.approx(5.0) and nodes[0]["time_ref_us"] == pytest.approx(20.0)
+    assert "time_ref_us" not in nodes[1] and "time_ref_us" not in nodes[2]
+    r = build_report(plan_nodes=[{"op_type": "MatMul", "macs_dense_per_row": 10, "macs_live_per_row": 2, **n}
+                                 for n in nodes], meta={"per_node_times": GPU_TIMES_NOTE})
+    md = render_markdown(r)
+    assert "75.0%" in md and "CUDA events" in md
+
+
 def test_per_node_times_leave_out_warmup_runs():
     """A node whose first call does one-time work (cuSPARSELt algorithm timing) is not charged for it."""
     from sparsify_onnx.bench.profile import aggregate_node_events

@@ -42,6 +42,21 @@ def aggregate_node_events(events: list[dict], warmup: int) -> dict:
     return out
 
 
+PROFILER_NOTE = "onnxruntime's profiler, mean kernel time per run of each node and of the nodes fused into it"
+GPU_TIMES_NOTE = ("the GPU kernel times tuning measured with CUDA events (sparse nodes): the node's sparse kernel "
+                  "against cuBLAS's GEMM of the same shape plus the element-wise passes the kernel fuses (their "
+                  "time modelled); onnxruntime's profiler gives only CPU-side launch times on the CUDA provider")
+
+
+def attach_kernel_times(plan_nodes: list[dict], gpu_times: dict) -> None:
+    """Per sparse plan node of a CUDA engine: ``gpu_times`` {node: (sparse seconds, dense seconds)} (from
+    ``tune.plan.measured_decisions``) as the report's dense and engine times, in microseconds per run."""
+    for p in plan_nodes:
+        t = gpu_times.get(p["node"])
+        if t and p.get("action") == "sparse":
+            p["time_ref_us"], p["time_engine_us"] = t[1] * 1e6, t[0] * 1e6
+
+
 def attach_node_times(plan_nodes: list[dict], ref_times: dict, eng_times: dict) -> None:
     """Per plan node: the reference time of the node and every node fused into it, against the engine's
     time for the node that replaced them (same name), in microseconds per run."""
