@@ -162,6 +162,13 @@ CASES = [
     # tests cap the grid with SPARSIFY_TMA_GRID), in flight and not, an empty block column
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 968, "bgr", (128, 32, 3, 1, 0, 2, 3), 0.1),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 1024, 200, "ta", (64, 32, 2, 0, 0, 0, 3)),
+    # ... with 16-row blocks, two per k-step (X in two boxes of 16 k, 32-byte swizzle): 16-wide block columns grouped
+    # in fours, a last group short of members, odd entry counts (a step's second half empty); K not a multiple of
+    # 16 with thread 0 issuing; persistent with an empty block column; 32x16 blocks (k-steps inside a block)
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(16, 16)), 768, 968, "bgr", (128, 32, 4, 1, 0, 2, 1), 0.1),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(16, 16)), 520, 136, "ta", (64, 32, 2, 0, 0, 0, 2)),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(16, 16)), 1024, 200, "br", (128, 32, 3, 1, 0, 2, 3), 0.1),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 16)), 264, 200, "plain", (128, 32, 4, 0, 0, 0, 1)),
 ]
 
 

@@ -23,9 +23,11 @@ tiles at a fraction of the rate), so 32-wide block columns are paired by their s
 are stored where they belong. ``bench/cuda/wgmma_probe.cu`` is the
 tile kernel standalone: it checks which descriptor stride convention is right; ``DESC`` must match it.
 
-The TMA form (tile field 7, TM; template ``cuda_bcsr_tma.cu.j2``; blocks of 32 or 64 columns and a multiple of 32
-rows) takes the loads off the compute threads: per k-step of 32 kept rows, one thread issues a tensor-map box of X
-(32 k x BM rows, 64-byte swizzle, rows past M zero-filled) and one bulk copy of the step's B image, the step's 32 x
+The TMA form (tile field 7, TM; template ``cuda_bcsr_tma.cu.j2``; blocks of 16, 32 or 64 columns and 16 rows or a
+multiple of 32) takes the loads off the compute threads: per k-step of 32 kept rows, one thread issues a tensor-map
+box of X (32 k x BM rows, 64-byte swizzle, rows past M zero-filled; 16-row blocks: two boxes of 16 k, 32-byte
+swizzle, a step taking two block rows of the group's union, ``pair_steps``) and one bulk copy of the step's B
+image, the step's 32 x
 64 halves of the group's members (zeros for an absent block) stored pre-swizzled, so the plain form's table lookups
 and cp.async address math (~250 instructions of prologue per warp and ~134 per k-step, session 10) shrink to an
 mbarrier wait and two wgmma per k-step. The images are a weight of its own, built on the first call per (GPU,
@@ -90,8 +92,10 @@ BLOCK_CTA_S = (0.52e-6, 0.40e-6)
 BLOCK_ROWS32_S = (0.19e-6, 0.174e-6)
 # blocks under 32 rows cost more per kept row (a table entry, and its loads' addresses, per H rows): 16x16 blocks
 # at 90%, fours grouped, plain form 128x64x3x0 (session 18, bench/cuda/s18/run3-group: 9.2 / 28.8 / 27.5 / 1248
-# us at the four benchmark shapes) take 1.28-1.43x of BLOCK_ROWS32_S per 32 kept rows: 1 + this * (32 / H - 1)
-BLOCK_SHORT_ENTRY = 0.3
+# us at the four benchmark shapes) take 1.28-1.43x of BLOCK_ROWS32_S per 32 kept rows, the TMA form (two boxes of
+# X per step, B images a third zeros; run5-tma16: 8.1 / 28.1 / 27.5 / 1354-1508 us) 1.2-1.7x: 1 + this * (32 / H -
+# 1), plain form [0], TMA form [1]
+BLOCK_SHORT_ENTRY = (0.3, 0.5)
 # the TMA form's tiles, in the order tuning tries them (s11/run1-tma, run2-tma2, run5-tma3): the best at (4096, 768,
 # 768) and (4096, 768, 3072), at (4096, 3072, 768) (persistent, TM 3: 13.1 against 14.4 us; slower at 8192^3, 559
 # against 486 us, and for 64x64 blocks), the best without a producer warp, at 8192^3, and for 64x64 blocks
@@ -230,6 +234,22 @@ def group_tables(spec, packed, G: int, KS: int = 0):
     return h, w, np.array(gptr), np.array(ukb, dtype=np.int64), np.array(ubl, dtype=np.int64), bcol
 
 
+def pair_steps(gptr, ukb) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The TMA form's k-steps for 16-row blocks, two entries (block rows of a group's union) each: (sptr [groups +
+    1]: group g's steps are sptr[g] .. sptr[g + 1] - 1; skb [2 steps]: the block rows step i loads, the first again
+    where a group's odd count leaves no second; sent [2 steps]: their entries, -1 for none)."""
+    sptr, skb, sent = [0], [], []
+    for g in range(len(gptr) - 1):
+        ents = list(range(int(gptr[g]), int(gptr[g + 1])))
+        for j in range(0, len(ents), 2):
+            a = ents[j]
+            b = ents[j + 1] if j + 1 < len(ents) else -1
+            skb += [int(ukb[a]), int(ukb[b if b >= 0 else a])]
+            sent += [a, b]
+        sptr.append(len(skb) // 2)
+    return np.array(sptr), np.array(skb, dtype=np.int64), np.array(sent, dtype=np.int64)
+
+
 class _Wgmma(KernelFamily):
     device = "cuda"
     dtypes = ("fp16",)
@@ -272,8 +292,9 @@ class _Wgmma(KernelFamily):
             return f"the TMA form (TM) needs K a multiple of 8, not {K}"
         h, w = pattern.block
         BM, KS, ST, _, RS, LH, _ = t
-        if h % 32 or w not in (32, 64):
-            return f"the TMA form (TM) needs blocks of 32 or 64 columns and a multiple of 32 rows, not {h}x{w}"
+        if (h % 32 and h != 16) or w not in (16, 32, 64):
+            return (f"the TMA form (TM) needs blocks of 16, 32 or 64 columns and 16 rows or a multiple of 32, "
+                    f"not {h}x{w}")
         if BM not in (64, 128, 256) or KS != 32 or ST < 2 or RS or LH & ~2 or t[6] not in (1, 2, 3):
             return ("the TMA form (TM 1: a producer warp, 2: thread 0 issues, 3: 1 persistent) takes BM 64, 128 or "
                     "256, KS 32, 2 or more stages, no raster and LH 0 or 2")
@@ -286,10 +307,18 @@ class _Wgmma(KernelFamily):
         ctx, fb_text = self._context(spec, packed, (H, W, gptr, ukb, ubl, bcol))
         ctx.update(BM=BM, STAGES=ST, INFLIGHT=INF, LH=LH)
         if TM:
-            # the tables a CTA reads uniformly (gptr, ukb, bcol) go to constant memory where they fit (the constant
-            # cache serves them after the first CTA on an SM; global memory costs an L2 round trip each)
-            nbytes = 4 * len(gptr) + ukb.size * (2 if ctx["kb_type"] == "unsigned short" else 4) + 4 * (
-                bcol.size if bcol is not None else 0)
+            # the tables a CTA reads uniformly (gptr, ukb or the steps' sptr and skb, bcol) go to constant memory
+            # where they fit (the constant cache serves them after the first CTA on an SM; global memory costs an L2
+            # round trip each)
+            kbytes, ctx["PR"] = (2 if ctx["kb_type"] == "unsigned short" else 4), False
+            nbytes = 4 * len(gptr) + 4 * (bcol.size if bcol is not None else 0)
+            if H == 16:
+                sptr, skb, sent = pair_steps(gptr, ukb)
+                ctx.update(PR=True, nsteps=len(skb) // 2, sptr=fmt_array(sptr), skb=fmt_array(skb),
+                           sent=fmt_array(sent))
+                nbytes += 4 * len(sptr) + kbytes * len(skb)
+            else:
+                nbytes += kbytes * ukb.size
             ctx.update(TABLES="__constant__" if nbytes <= CONST_TABLE_BYTES else "__device__ const",
                        MINB=self.tma_ctas_per_sm(BM, ST, TM), TM=TM)
             return source(spec, render_template("cuda_bcsr_tma.cu.j2", **ctx) + fb_text)
@@ -361,7 +390,7 @@ class _Wgmma(KernelFamily):
         mt = -(-M // BM)
         if spec.pattern.kind == "block":  # SM time per CTA and per 32 kept rows
             f = 1 if TM else 0
-            rows32 = float(steps.sum()) * KS / 32 * (1 + BLOCK_SHORT_ENTRY * max(0, 32 / H - 1))
+            rows32 = float(steps.sum()) * KS / 32 * (1 + BLOCK_SHORT_ENTRY[f] * max(0, 32 / H - 1))
             t_gemm = mt * (steps.size * BLOCK_CTA_S[f] + rows32 * BM / 128 * BLOCK_ROWS32_S[f]) / H200_SMS
         else:
             per_sm = self.ctas_per_sm(BM, KS, ST, G)
@@ -401,9 +430,13 @@ class CudaBcsrWgmma(_Wgmma):
         return 128 if pattern.block[1] == 128 else 64
 
     def tile_candidates(self, pattern, K, N, dtype):
-        """The TMA form's tiles first where it takes the blocks (faster at every shape measured), then the plain
-        form's."""
-        return [t for t in TMA_CANDIDATES if self.tma_unsupported(pattern, K, t) is None] + list(CANDIDATES)
+        """The TMA form's tiles first where it takes the blocks (faster at every shape measured with blocks of 32 rows
+        or more), then the plain form's; for 16-row blocks the plain form's first tile leads (the TMA form was 3-11%
+        faster at the BERT shapes, 21% slower at 8192^3: session 18, run5-tma16)."""
+        tma = [t for t in TMA_CANDIDATES if self.tma_unsupported(pattern, K, t) is None]
+        if pattern.block[0] < 32:
+            return CANDIDATES[:1] + tma + CANDIDATES[1:]
+        return tma + list(CANDIDATES)
 
     def supports(self, pattern, K, N, dtype):
         why = super().supports(pattern, K, N, dtype)
