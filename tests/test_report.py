@@ -197,7 +197,6 @@ def test_slower_engine_is_said_plainly():
 
 
 def test_per_node_times_from_the_profiler():
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
     import numpy as np
     import onnxruntime as ort

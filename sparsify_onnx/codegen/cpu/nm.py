@@ -7,8 +7,6 @@ AVX-512, 8 on AVX2) and the columns left over at the right edge take a scalar pa
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..registry import GeneratedSource, KernelFamily, KernelSpec, PackedWeight, register_family
 from ...pattern import Pattern
 from . import common

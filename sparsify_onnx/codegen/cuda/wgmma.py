@@ -19,9 +19,9 @@ tile-wise tile is a group (its kept rows). For blocks h x w, a group is G / w bl
 the union of their live block rows; a block absent from one member column is read as zeros. Adjacent block
 columns would make 32x32 blocks at 90% run ~19% of the rows on n64 tiles (the mma.sync kernel runs 10% on n32
 tiles at a fraction of the rate), so 32-wide block columns are paired by their shared blocks instead
-(``group_block_columns``; 1.51x -> 1.84x cuBLAS at (4096, 3072, 768), session 10; 16-wide ones in fours, session 18) and each member's columns
-are stored where they belong. ``bench/cuda/wgmma_probe.cu`` is the
-tile kernel standalone: it checks which descriptor stride convention is right; ``DESC`` must match it.
+(``group_block_columns``; 1.51x -> 1.84x cuBLAS at (4096, 3072, 768), session 10; 16-wide ones in fours, session
+18) and each member's columns are stored where they belong. ``bench/cuda/wgmma_probe.cu`` is the tile kernel
+standalone: it checks which descriptor stride convention is right; ``DESC`` must match it.
 
 The TMA form (tile field 7, TM; template ``cuda_bcsr_tma.cu.j2``; blocks of 16, 32 or 64 columns and 16 rows or a
 multiple of 32) takes the loads off the compute threads: per k-step of 32 kept rows, one thread issues a tensor-map
