@@ -169,6 +169,11 @@ CASES = [
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(16, 16)), 520, 136, "ta", (64, 32, 2, 0, 0, 0, 2)),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(16, 16)), 1024, 200, "br", (128, 32, 3, 1, 0, 2, 3), 0.1),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 16)), 264, 200, "plain", (128, 32, 4, 0, 0, 0, 1)),
+    # ... with Y stored by TMA from staging tiles (LH 8): paired columns and an 8-wide last one (the store clips
+    # it); persistent, each CTA storing several items' tiles; 64x64 blocks with thread 0 issuing
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 768, 968, "br", (128, 32, 4, 1, 0, 10, 1), 0.1),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 1024, "plain", (128, 32, 3, 1, 0, 8, 3), 0.1),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 1024, 200, "br", (64, 32, 4, 0, 0, 8, 2)),
 ]
 
 

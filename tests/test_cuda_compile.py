@@ -232,6 +232,15 @@ def test_wgmma_rejects_tiles_the_loaders_cannot_split(monkeypatch):
                 (128, 32, 4, 0, 0, 0, 4)):
         with pytest.raises(ValueError, match="TMA form"):
             geometry(bad)
+    # Y stored by TMA (LH 8): blocks of 32 or 64 columns, no residual (added on the way out), N a multiple of 8
+    assert geometry((128, 32, 4, 0, 0, 10, 3)) == (128, 32, 4, 0, 0, 10, 3)
+    for ep, n in ((Epilogue(residual=True), 64), (Epilogue(), 60)):
+        with pytest.raises(ValueError, match="store of Y"):
+            fam._geometry(KernelSpec("linear", fam.name, "cuda", "fp16", pat, 64, n, ep, tile=(128, 32, 4, 0, 0, 8, 1),
+                                     tables_hash="x"))
+    pat = Pattern("block", block=(16, 16))
+    with pytest.raises(ValueError, match="store of Y"):
+        geometry((128, 32, 4, 0, 0, 8, 1))
 
 
 def test_nm_wgmma_takes_2of4_and_checks_its_tiles(monkeypatch):

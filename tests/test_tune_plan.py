@@ -70,3 +70,21 @@ def test_tuning_cache_is_keyed_by_the_kernel_code(monkeypatch):
     assert v in k1 and k1 == tune._key("NVIDIA H200", dataclasses.replace(spec, tile=(2,)), 4096)
     monkeypatch.setattr(tune, "_CODE_VERSION", "0" * 12)
     assert tune._key("NVIDIA H200", spec, 4096) != k1
+
+
+def test_candidates_leave_out_tiles_the_node_cannot_take():
+    """The block kernel's TMA store of Y (tile LH 8) takes no residual: a node with one is not offered those tiles
+    (its geometry refuses them), a node without one is, and neither raises."""
+    from sparsify_onnx.tune import candidates
+    rng = np.random.default_rng(1)
+    pat = Pattern("block", block=(32, 32))
+    live = rng.random((768 // 32, 768 // 32)) < 0.2
+    packed = pack((np.repeat(np.repeat(live, 32, 0), 32, 1) * 0.5).astype(np.float16), pat, dtype=np.float16)
+    got = {}
+    for res in (False, True):
+        spec = KernelSpec(op="linear", family="cuda_bcsr_wgmma", device="cuda", dtype="fp16", pattern=pat, K=768,
+                          N=768, epilogue=Epilogue(bias=True, residual=res), tile=(), arch=("sm_90",),
+                          tables_hash=packed.tables_hash())
+        got[res] = [s.tile for s, _ in candidates(spec, packed, limit=12, others=0, capability=(9, 0))]
+    assert any(len(t) == 7 and t[5] & 8 for t in got[False])
+    assert got[True] and not any(len(t) == 7 and t[5] & 8 for t in got[True])

@@ -84,11 +84,14 @@ def candidates(spec: KernelSpec, packed: PackedWeight, limit: int = 12, others: 
 
 def _buildable(fam, spec, packed, M) -> bool:
     """False for a tile the family cannot build for this weight (its cost model says infinite, e.g. a cover whose
-    tables are too large to bake); such a tile is not compiled or timed."""
+    tables are too large to bake) or for this node (its geometry refuses it, e.g. the block kernel's TMA store of Y
+    with a residual to add); such a tile is not compiled or timed."""
     try:
         return fam.cost(spec, packed, M) != float("inf")
     except NotImplementedError:
         return True
+    except ValueError:
+        return False
 
 
 def cache_path() -> str:

@@ -45,7 +45,9 @@ Tile: (BM, KS, STAGES, INFLIGHT[, RS[, LH[, TM]]]): rows per CTA (64, 128 or 256
 thread loads and computes), kept rows per pipeline stage, stages, 1 to keep one wgmma group in flight across the
 stage boundary, RS > 0 to raster the CTAs in supertiles of RS m-tiles (consecutive CTAs: the m-tiles of one
 group) instead of group-fastest, LH the L2 eviction hints (bits: 1 keeps W's values with evict_last, 2 stores
-Y with evict-first, 4 loads X^T with evict_first), and TM the TMA form (above; KS 32, no RS, LH 0 or 2). The
+Y with evict-first, 4 loads X^T with evict_first; in the TMA form 8 stores Y by TMA, from a staging tile per
+warpgroup and 32 columns, the stores running on into the persistent CTA's next item: 2-8% faster at the BERT
+shapes, no residual), and TM the TMA form (above; KS 32, no RS, LH 0, 2, 8 or 10). The
 mainloop sets each thread's addresses up once and only adds stage offsets (233 -> 128 SASS instructions per k-step at 8192^3 tile-wise, 1.25x faster on the H200). The
 epilogue stores 16 bytes per lane (4-byte stores were 1.05x slower at 8192^3 and 1.4-1.7x at BERT shapes), each
 8 rows x 32 columns put in row order through shared memory by one ``stmatrix`` (the quad shuffles it replaced,
@@ -96,11 +98,15 @@ BLOCK_ROWS32_S = (0.19e-6, 0.174e-6)
 # X per step, B images a third zeros; run5-tma16: 8.1 / 28.1 / 27.5 / 1354-1508 us) 1.2-1.7x: 1 + this * (32 / H -
 # 1), plain form [0], TMA form [1]
 BLOCK_SHORT_ENTRY = (0.3, 0.5)
-# the TMA form's tiles, in the order tuning tries them (s11/run1-tma, run2-tma2, run5-tma3): the best at (4096, 768,
-# 768) and (4096, 768, 3072), at (4096, 3072, 768) (persistent, TM 3: 13.1 against 14.4 us; slower at 8192^3, 559
-# against 486 us, and for 64x64 blocks), the best without a producer warp, at 8192^3, and for 64x64 blocks
-TMA_CANDIDATES = [(128, 32, 4, 1, 0, 2, 1), (128, 32, 4, 0, 0, 2, 3), (128, 32, 3, 1, 0, 2, 2),
-                  (256, 32, 4, 1, 0, 2, 2), (64, 32, 4, 0, 0, 0, 1)]
+# the TMA form's tiles, in the order tuning tries them (its first six; s11/run1-tma, run2-tma2, run5-tma3,
+# s18/run6-ys): the best at (4096, 768, 768) and (4096, 768, 3072) (the default: any epilogue); at (4096, 3072, 768)
+# persistent (TM 3: 13.1 against 14.4 us; slower at 8192^3, 559 against 486 us), with Y stored by TMA (LH 8: 12.8
+# against 13.1; 64x64 blocks 11.0 against 12.0; no residual) and without; at 8192^3 (LH 8 was slower there, 592
+# against 484 us: one CTA of BM 256 per SM with the staging tiles, not two); for 64x64 blocks; the first with Y by
+# TMA (13.8 against 14.5 at (4096, 3072, 768), 5.5 against 5.7 at (4096, 768, 768)); the best without a producer warp
+TMA_CANDIDATES = [(128, 32, 4, 1, 0, 2, 1), (128, 32, 4, 0, 0, 10, 3), (128, 32, 4, 0, 0, 2, 3),
+                  (256, 32, 4, 1, 0, 2, 2), (64, 32, 4, 0, 0, 0, 1), (128, 32, 4, 1, 0, 10, 1),
+                  (128, 32, 3, 1, 0, 2, 2)]
 # constant memory for the TMA form's uniformly read tables (gptr, ukb, bcol), up to this many bytes per kernel: a
 # module holds 64 KB, and the tuner and the benchmark build several kernels into one (an engine builds one per
 # node). BERT-base's tables take under 1 KB; 8192^3 at 90% takes 12 KB and stays in global memory. On the H200
@@ -273,6 +279,8 @@ class _Wgmma(KernelFamily):
         BM, KS, G = t[0], t[1], self.group_width(spec.pattern)
         if t[6]:
             why = self.tma_unsupported(spec.pattern, spec.K, t)
+            if not why and t[5] & 8 and (spec.epilogue.residual or spec.N % 8):
+                why = "the TMA form's store of Y (LH 8) takes no residual and N a multiple of 8"
             if why:
                 raise ValueError(f"{self.name}: tile {t}: {why}")
             return t
@@ -295,9 +303,11 @@ class _Wgmma(KernelFamily):
         if (h % 32 and h != 16) or w not in (16, 32, 64):
             return (f"the TMA form (TM) needs blocks of 16, 32 or 64 columns and 16 rows or a multiple of 32, "
                     f"not {h}x{w}")
-        if BM not in (64, 128, 256) or KS != 32 or ST < 2 or RS or LH & ~2 or t[6] not in (1, 2, 3):
+        if BM not in (64, 128, 256) or KS != 32 or ST < 2 or RS or LH & ~10 or t[6] not in (1, 2, 3):
             return ("the TMA form (TM 1: a producer warp, 2: thread 0 issues, 3: 1 persistent) takes BM 64, 128 or "
-                    "256, KS 32, 2 or more stages, no raster and LH 0 or 2")
+                    "256, KS 32, 2 or more stages, no raster and LH 0, 2, 8 or 10")
+        if LH & 8 and w < 32:
+            return f"the TMA form's store of Y (LH 8) takes blocks of 32 or 64 columns, not {w}"
         return None
 
     def render(self, spec, packed):
@@ -320,7 +330,7 @@ class _Wgmma(KernelFamily):
             else:
                 nbytes += kbytes * ukb.size
             ctx.update(TABLES="__constant__" if nbytes <= CONST_TABLE_BYTES else "__device__ const",
-                       MINB=self.tma_ctas_per_sm(BM, ST, TM), TM=TM)
+                       MINB=self.tma_ctas_per_sm(BM, ST, TM, LH), TM=TM, YS=bool(LH & 8))
             return source(spec, render_template("cuda_bcsr_tma.cu.j2", **ctx) + fb_text)
         la, sa, lb, sb = DESC(KS * 128)
         XK = self.reads_x_directly(spec, H, KS)
@@ -346,13 +356,14 @@ class _Wgmma(KernelFamily):
         return ctx, "\n" + fb_text if fb else ""
 
     @staticmethod
-    def tma_ctas_per_sm(BM: int, ST: int, TM: int) -> int:
+    def tma_ctas_per_sm(BM: int, ST: int, TM: int, LH: int = 0) -> int:
         """CTAs per SM of the TMA form: as many as 228 KB of shared memory hold (its stages, the epilogue's patches,
-        the mbarriers, 1 KB of alignment slack, 1 KB the system keeps), at most what leaves 64 registers a thread
+        with LH 8 the staging tiles of Y's store, the mbarriers, 1 KB of alignment slack, 1 KB the system keeps), at
+        most what leaves 64 registers a thread
         (ptxas needs 58, allocated in 8s, for the n64 accumulators and descriptors; BM / 64 consumer warpgroups
         and, but for TM 2, a producer warp)."""
         nt = BM // 64 * 128 + (0 if TM == 2 else 32)
-        smem = ST * (BM * 64 + 4096) + nt // 32 * 640 + 16 * ST + 2048
+        smem = ST * (BM * 64 + 4096) + nt // 32 * 640 + 16 * ST + 2048 + (BM // 64 * 8192 if LH & 8 else 0)
         return max(1, min(228 * 1024 // smem, 65536 // (nt * 64)))
 
     @staticmethod
