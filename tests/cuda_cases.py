@@ -174,6 +174,9 @@ CASES = [
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 768, 968, "br", (128, 32, 4, 1, 0, 10, 1), 0.1),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(32, 32)), 520, 1024, "plain", (128, 32, 3, 1, 0, 8, 3), 0.1),
     ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(64, 64)), 1024, 200, "br", (64, 32, 4, 0, 0, 8, 2)),
+    # 16-row blocks two per k-step in wider block columns: 16x32 (pairs) with Y by TMA, 16x64 with thread 0 issuing
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(16, 32)), 520, 200, "br", (128, 32, 4, 1, 0, 10, 1), 0.2),
+    ("cuda_bcsr_wgmma", "fp16", Pattern("block", block=(16, 64)), 264, 136, "ta", (64, 32, 2, 0, 0, 0, 2)),
 ]
 
 
