@@ -320,12 +320,12 @@ class _Wgmma(KernelFamily):
             # the tables a CTA reads uniformly (gptr, ukb or the steps' sptr and skb, bcol) go to constant memory
             # where they fit (the constant cache serves them after the first CTA on an SM; global memory costs an L2
             # round trip each)
-            kbytes, ctx["PR"] = (2 if ctx["kb_type"] == "unsigned short" else 4), False
+            kbytes = 2 if ctx["kb_type"] == "unsigned short" else 4
             nbytes = 4 * len(gptr) + 4 * (bcol.size if bcol is not None else 0)
-            if H == 16:
+            ctx["PR"] = H == 16  # 16-row blocks: two per k-step
+            if ctx["PR"]:
                 sptr, skb, sent = pair_steps(gptr, ukb)
-                ctx.update(PR=True, nsteps=len(skb) // 2, sptr=fmt_array(sptr), skb=fmt_array(skb),
-                           sent=fmt_array(sent))
+                ctx.update(nsteps=len(skb) // 2, sptr=fmt_array(sptr), skb=fmt_array(skb), sent=fmt_array(sent))
                 nbytes += 4 * len(sptr) + kbytes * len(skb)
             else:
                 nbytes += kbytes * ukb.size
